@@ -1,0 +1,58 @@
+"""convgrad: exact N-d convolution forward and backward passes in NumPy, and why they are what they are.
+
+The public functions mirror ``torch.nn.functional`` and ``torch.nn.grad`` (channels first,
+PyTorch's weight layouts) and go beyond them: any number of spatial dims, asymmetric padding,
+``padding="same"`` at any stride, and a choice of algorithms (:func:`available_algorithms`).
+"""
+
+from .api import (
+    Gradients,
+    available_algorithms,
+    conv,
+    conv1d,
+    conv1d_input,
+    conv1d_weight,
+    conv2d,
+    conv2d_input,
+    conv2d_weight,
+    conv3d,
+    conv3d_input,
+    conv3d_weight,
+    conv_backward,
+    conv_input,
+    conv_transpose,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+    conv_transpose_backward,
+    conv_weight,
+)
+from .spec import ConvSpec, conv_spec, conv_transpose_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvSpec",
+    "Gradients",
+    "available_algorithms",
+    "conv",
+    "conv1d",
+    "conv1d_input",
+    "conv1d_weight",
+    "conv2d",
+    "conv2d_input",
+    "conv2d_weight",
+    "conv3d",
+    "conv3d_input",
+    "conv3d_weight",
+    "conv_backward",
+    "conv_input",
+    "conv_spec",
+    "conv_transpose",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "conv_transpose_backward",
+    "conv_transpose_spec",
+    "conv_weight",
+]

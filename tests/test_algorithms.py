@@ -1,0 +1,89 @@
+"""Every algorithm against the ``direct`` reference loops: a fixed grid and a property sweep.
+
+An algorithm that cannot do a configuration must say why (``unsupported``), and ``run`` must
+then refuse it with a ``ValueError``; everything it accepts must agree with ``direct``.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import convgrad
+from convgrad import algorithms
+from convgrad.spec import conv_spec, conv_transpose_spec
+from _configs import GRID, Case, max_rel, random_case
+
+FAST = [a for a in convgrad.available_algorithms() if a != "direct"]
+
+
+def _spec(case: Case):
+    if case.transposed:
+        return conv_transpose_spec(case.input_shape, case.weight_shape, case.stride, case.padding,
+                                   case.output_padding, case.groups, case.dilation)
+    return conv_spec(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
+                     case.padding_mode)
+
+
+def check_against_direct(case: Case, algorithm: str, dtype=np.float64, seed=0, tol=1e-10):
+    spec = _spec(case)
+    alg = algorithms.get_algorithm(algorithm)
+    x, w, b = case.arrays(seed, dtype)
+    y_ref, _ = case.run(x, w, b, algorithm="direct")
+    dy = np.random.default_rng(seed + 1).standard_normal(y_ref.shape).astype(dtype)
+    ops = ("grad_input", "forward", "grad_weight") if case.transposed else ("forward", "grad_input", "grad_weight")
+    reasons = [alg.unsupported(spec, op) for op in ops]
+    if any(r is not None for r in reasons):
+        with pytest.raises(ValueError, match=algorithm):
+            case.run(x, w, b, dy, algorithm=algorithm)
+        return False
+    _, ref = case.run(x, w, b, dy, algorithm="direct")
+    y, g = case.run(x, w, b, dy, algorithm=algorithm)
+    for name, a, r in (("output", y, y_ref), ("grad_input", g.input, ref.input),
+                       ("grad_weight", g.weight, ref.weight), ("grad_bias", g.bias, ref.bias)):
+        if r is None:
+            continue
+        assert a.shape == r.shape and a.dtype == r.dtype, name
+        assert max_rel(a, r) < tol, f"{algorithm} {name}: {max_rel(a, r):.2e} on {case}"
+    return True
+
+
+@pytest.mark.parametrize("algorithm", FAST)
+@pytest.mark.parametrize("case", GRID, ids=str)
+def test_grid_against_direct(case, algorithm):
+    check_against_direct(case, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", FAST)
+def test_every_algorithm_supports_some_grid_case(algorithm):
+    """Guard against an algorithm that refuses everything and so is never really tested."""
+    assert sum(check_against_direct(c, algorithm) for c in GRID) >= 3
+
+
+@st.composite
+def cases(draw, max_ndim=4):
+    seed = draw(st.integers(0, 2**32 - 1))
+    ndim = draw(st.integers(1, max_ndim))
+    rng = random.Random(seed)
+    return random_case(rng, ndim=ndim, max_size=5 if ndim < 4 else 3)
+
+
+@pytest.mark.parametrize("algorithm", FAST)
+@given(case=cases())
+def test_property_sweep_against_direct(algorithm, case):
+    check_against_direct(case, algorithm)
+
+
+def test_auto_picks_an_algorithm_that_supports_the_configuration():
+    for case in GRID:
+        spec = _spec(case)
+        for op in ("forward", "grad_input", "grad_weight"):
+            assert algorithms.choose(spec, op).unsupported(spec, op) is None
+
+
+def test_available_algorithms_lists_direct_and_a_vectorized_default():
+    names = convgrad.available_algorithms()
+    assert "direct" in names and "gemm" in names
+    assert all(isinstance(n, str) for n in names)
