@@ -27,6 +27,7 @@ from .api import (
     conv_transpose_backward,
     conv_weight,
 )
+from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
 __version__ = "0.1.0"
@@ -55,4 +56,9 @@ __all__ = [
     "conv_transpose_backward",
     "conv_transpose_spec",
     "conv_weight",
+    "get_num_threads",
+    "get_workspace_limit",
+    "set_num_threads",
+    "set_workspace_limit",
+    "settings",
 ]
