@@ -18,5 +18,10 @@ test: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pytest
 
+# The speed benchmark against PyTorch (issue 3); not a test. BENCH_ARGS=--layers a,c --repeats 3 for a quick look.
+bench: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/convgrad bench --json benchmarks/results/latest.json $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
