@@ -15,6 +15,7 @@ from ..spec import ConvSpec
 from .base import OPERATIONS, Algorithm
 from .direct import Direct
 from .gemm import Gemm
+from .tapgemm import TapGemm
 
 __all__ = ["Algorithm", "available_algorithms", "get_algorithm", "choose", "run", "register"]
 
@@ -29,7 +30,7 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-for _alg in (Direct(), Gemm()):
+for _alg in (Direct(), Gemm(), TapGemm()):
     register(_alg)
 
 
