@@ -187,6 +187,23 @@ def _grid() -> list[Case]:
         Case(1, 2, 2, 1, (3,), (3,), stride=2, padding=((2, 0),), transposed=True),
         Case(1, 2, 3, 1, (2, 3, 2), (2, 2, 3), stride=2, padding=1, output_padding=1, transposed=True),
     ]
+    # the regimes of the specialised fast algorithms (issue 3): 1x1 at stride 1 (pointwise), 3-tap
+    # kernels at stride 1 (winograd: partial tiles, dilation phases, padding beyond K-1, inputs no
+    # output reads), one input channel per group (depthwise, with a channel multiplier)
+    cases += [
+        Case(2, 4, 6, 1, (5, 7), (1, 1)),
+        Case(2, 6, 4, 2, (9,), (1,)),
+        Case(1, 3, 2, 1, (3, 4, 2), (1, 1, 1)),
+        Case(2, 4, 6, 2, (4, 5), (1, 1), transposed=True),
+        Case(2, 3, 4, 1, (8, 7), (3, 3), padding=1),
+        Case(2, 4, 4, 2, (9, 6), (3, 3), dilation=2),
+        Case(1, 2, 3, 1, (5, 9), (3, 3), padding=((3, 0), (1, 2)), dilation=(1, 3)),
+        Case(1, 2, 2, 1, (5,), (3,), dilation=2),  # output 1: inputs 1 and 3 are never read
+        Case(2, 3, 2, 1, (6, 5, 4), (3, 3, 3), padding=1),
+        Case(1, 3, 5, 1, (4, 5), (3, 3), padding=2, dilation=2, transposed=True),
+        Case(2, 3, 6, 3, (7, 6), (3, 3), stride=2, padding=1),  # depthwise, multiplier 2
+        Case(2, 4, 4, 4, (9, 8), (3, 3), padding=2, dilation=2),
+    ]
     return cases
 
 

@@ -63,3 +63,69 @@ def test_scratch_memory_stays_under_the_workspace_limit(algorithm, op):
     assert scratch <= limit + slack, f"{op}: {scratch} bytes of scratch for a limit of {limit}"
     # and the limit really was binding: the whole batch's scratch would be far larger
     assert x.nbytes > 8 * limit
+
+
+# -- NaN and inf land exactly where a direct sum puts them ------------------------------------------
+
+# one configuration in each algorithm's regime. Position len//3 of x is x[1, 0, 0, 0]: column 0,
+# which the padded margin of the row above reaches through the last tap of a row (flat layout)
+# although no output reads it through that tap.
+NONFINITE_SPECS = {
+    "tapgemm": conv_spec((2, 3, 7, 6), (4, 3, 3, 3), padding=1),
+    "winograd": conv_spec((2, 3, 9, 8), (4, 3, 3, 3), padding=1, dilation=(2, 1)),
+    "depthwise": conv_spec((2, 3, 7, 6), (6, 1, 3, 3), padding=1, groups=3),
+    "pointwise": conv_spec((2, 3, 5, 4), (4, 3, 1, 1)),
+}
+
+
+def _poisoned(spec, where, value, seed=0):
+    x, w, dy = _operands(spec, seed)
+    target = {"x": x, "w": w, "dy": dy}[where]
+    flat = target.reshape(-1)
+    flat[len(flat) // 3] = value
+    flat[-1] = -value if value == np.inf else value  # the last input position: unread with a tail
+    return x, w, dy
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("algorithm", sorted(NONFINITE_SPECS))
+def test_nonfinite_values_propagate_only_into_the_results_that_read_them(algorithm, where, value):
+    if algorithm not in convgrad.available_algorithms():
+        pytest.skip(f"{algorithm} not registered")
+    spec = NONFINITE_SPECS[algorithm]
+    x, w, dy = _poisoned(spec, where, value)
+    ops = {"x": ("forward", "grad_weight"), "w": ("forward", "grad_input"), "dy": ("grad_input", "grad_weight")}[where]
+    for op in ops:
+        operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
+        expect = algorithms.run(op, spec, *operands, "gemm")
+        for name in (algorithm, "auto"):
+            got = algorithms.run(op, spec, *operands, name)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(expect), err_msg=f"{name} {op}: NaN positions")
+            np.testing.assert_array_equal(np.isposinf(got), np.isposinf(expect), err_msg=f"{name} {op}: +inf")
+            np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expect), err_msg=f"{name} {op}: -inf")
+            finite = np.isfinite(expect)
+            np.testing.assert_allclose(got[finite], expect[finite], rtol=1e-10, atol=1e-10)
+        assert np.isfinite(expect).any()  # the test is not vacuous: something stayed finite
+
+
+def test_unread_inputs_get_exactly_zero_gradient_even_next_to_nan():
+    spec = conv_spec((2, 3, 11, 9), (4, 3, 3, 2), stride=(2, 3), padding=(1, 0))  # 1 unread column
+    x, w, dy = _poisoned(spec, "dy", np.nan)
+    for name in ("tapgemm", "gemm", "auto"):
+        dx = algorithms.run("grad_input", spec, dy, w, name)
+        assert (dx[..., -1] == 0).all(), name
+    assert spec.unread_inputs == (0, 1)
+
+
+@pytest.mark.parametrize("min_inner, target", [(1, 1), (10**6, 10**6)], ids=["one-tap-per-product", "all-taps-stacked"])
+def test_tapgemm_agrees_with_direct_whatever_the_stacking(monkeypatch, min_inner, target):
+    """The grid mostly has few channels (stacked taps); force each way of grouping taps over all of it."""
+    from convgrad.algorithms import tapgemm
+    from test_algorithms import check_against_direct
+
+    from _configs import GRID
+
+    monkeypatch.setattr(tapgemm, "MIN_INNER", min_inner)
+    monkeypatch.setattr(tapgemm, "TARGET_INNER", target)
+    assert sum(check_against_direct(case, "tapgemm") for case in GRID) == len(GRID)

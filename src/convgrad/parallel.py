@@ -38,7 +38,8 @@ class Plan:
         return [(s, min(s + self.chunk, self.batch)) for s in range(0, self.batch, self.chunk)]
 
 
-def plan(batch: int, per_item: int, fixed: int = 0, *, uses_blas: bool = True, min_chunks_per_worker: int = 2) -> Plan:
+def plan(batch: int, per_item: int, fixed: int = 0, *, uses_blas: bool = True, min_chunks_per_worker: int = 2,
+         max_chunk: int | None = None) -> Plan:
     """Chunk size and worker count for ``batch`` elements.
 
     Parameters
@@ -52,6 +53,8 @@ def plan(batch: int, per_item: int, fixed: int = 0, *, uses_blas: bool = True, m
         worker runs and BLAS does the threading.
     min_chunks_per_worker : int
         Cut the batch finer than the memory requires, so that the workers finish together.
+    max_chunk : int, optional
+        At most this many elements per chunk (to keep a chunk's arrays in cache).
 
     Notes
     -----
@@ -69,6 +72,8 @@ def plan(batch: int, per_item: int, fixed: int = 0, *, uses_blas: bool = True, m
     share = limit // workers - fixed
     chunk = max(1, share // per_item) if per_item > 0 else batch
     chunk = min(chunk, max(1, math.ceil(batch / (workers * min_chunks_per_worker))) if workers > 1 else chunk)
+    if max_chunk is not None:
+        chunk = min(chunk, max_chunk)
     chunk = max(1, min(chunk, batch))
     workers = max(1, min(workers, math.ceil(batch / chunk))) if batch else 1
     return Plan(batch=batch, chunk=chunk, workers=workers)

@@ -77,6 +77,27 @@ def run(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, algorithm: str = 
     if op not in OPERATIONS:
         raise ValueError(f"op must be one of {OPERATIONS}, got {op!r}")
     alg = resolve(algorithm, spec, op)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # IEEE semantics, silently
+        result = _compute(alg, op, spec, a, b)
+        if alg.spreads_nonfinite(op) and not all_finite(result):
+            # A NaN or inf (in an operand, or from an overflow) went through an algorithm that can move
+            # it to results that do not read it: recompute with one that keeps it where it belongs.
+            result = _compute(_REGISTRY[SAFE], op, spec, a, b)
+    return result
+
+
+#: What a result with NaN or inf is recomputed with: exact IEEE propagation (every term
+#: of the sum, the zeros of the padding included, as PyTorch computes it).
+SAFE = "gemm"
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether ``a`` holds no NaN or inf: one summation pass (an overflowing sum says no, safely)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(a.sum(dtype=a.dtype)))
+
+
+def _compute(alg: Algorithm, op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if spec.padding_mode == "zeros" or alg.handles_padding_modes:
         return getattr(alg, op)(a, b, spec)
     # Non-zero padding mode on an algorithm that only does zero padding: pad explicitly.

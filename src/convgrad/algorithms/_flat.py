@@ -35,6 +35,14 @@ from numpy.lib.stride_tricks import as_strided
 from ..spec import ConvSpec
 
 
+def reshaped(a: np.ndarray, shape) -> np.ndarray:
+    """``a.reshape(shape)`` that is guaranteed to be a view (results are written through it)."""
+    r = a.reshape(shape)
+    if r.size and not np.may_share_memory(r, a):
+        raise ValueError(f"reshaping {a.shape} to {shape} would copy")
+    return r
+
+
 @dataclass(frozen=True)
 class FlatLayout:
     spec: ConvSpec
@@ -60,12 +68,18 @@ class FlatLayout:
         return (nb - 1) * self.size + self.length
 
     # -- moving data in and out of the layout ----------------------------------------------------
-    def grid_view(self, a: np.ndarray) -> np.ndarray:
-        """``a`` with its last axis (length ``P``, unit stride) split into the grid ``Hq``: a view, never a copy."""
-        if a.shape[-1] != self.size or (a.shape[-1] > 1 and a.strides[-1] != a.itemsize):
-            raise ValueError(f"grid_view: last axis must have length {self.size} and unit stride, got {a.shape}")
-        strides = a.strides[:-1] + tuple(st * a.itemsize for st in self.flat_strides)
-        return as_strided(a, a.shape[:-1] + self.grid, strides, writeable=a.flags.writeable)
+    # Buffers come in two layouts: channels first, ``(phases, C, nb, P)`` and ``(O, nb, P)``, or
+    # channels last, ``(phases, nb, P, C)`` and ``(nb, P, O)``.
+
+    def grid_view(self, a: np.ndarray, axis: int = -1) -> np.ndarray:
+        """``a`` with ``axis`` (length ``P``, contiguous) split into the grid ``Hq``: a view, never a copy."""
+        axis %= a.ndim
+        if a.shape[axis] != self.size:
+            raise ValueError(f"grid_view: axis {axis} must have length {self.size}, got shape {a.shape}")
+        step = a.strides[axis]
+        strides = a.strides[:axis] + tuple(st * step for st in self.flat_strides) + a.strides[axis + 1 :]
+        shape = a.shape[:axis] + self.grid + a.shape[axis + 1 :]
+        return as_strided(a, shape, strides, writeable=a.flags.writeable)
 
     def _real(self, phase: tuple[int, ...]):
         """Per dim: ``(m0, m1, start)``: grid rows ``[m0, m1)`` of ``phase`` hold input ``start, start+S, ...``."""
@@ -86,41 +100,41 @@ class FlatLayout:
         input_ix = tuple(slice(start, start + (m1 - m0 - 1) * s + 1, s) for (m0, m1, start), s in zip(real, self.spec.stride))
         return grid_ix, input_ix
 
-    def scatter_input(self, x: np.ndarray, buf: np.ndarray) -> None:
-        """Copy ``x`` ``(nb, C, *H)`` into the phase buffer ``buf`` ``(phases, C, nb, P)``.
-
-        Only the real positions are written; the rest of ``buf`` must already be zero.
-        """
-        nb, c = x.shape[:2]
-        xt = x.transpose(1, 0, *range(2, x.ndim))  # (C, nb, *H)
+    def _phase_grids(self, buf: np.ndarray, nb: int, channels_last: bool):
+        """Per built phase with real positions: ``(grid view (nb, C, *Hq), grid index, input index)``."""
         for q, phase in enumerate(self.phases):
             pairs = self._pairs(phase)
             if pairs is None:
                 continue
-            grid_ix, input_ix = pairs
-            dest = self.grid_view(buf[q, :, :nb])  # (C, nb, *Hq)
-            dest[(slice(None), slice(None), *grid_ix)] = xt[(slice(None), slice(None), *input_ix)]
+            if channels_last:
+                g = np.moveaxis(self.grid_view(buf[q, :nb], axis=1), -1, 1)  # (nb, C, *Hq)
+            else:
+                g = self.grid_view(buf[q, :, :nb]).swapaxes(0, 1)  # (nb, C, *Hq)
+            yield g, pairs[0], pairs[1]
 
-    def gather_input(self, buf: np.ndarray, dx: np.ndarray) -> None:
-        """Write the real positions of the phase buffer ``buf`` ``(phases, C, nb, P)`` into ``dx`` ``(nb, C, *H)``.
+    def scatter_input(self, x: np.ndarray, buf: np.ndarray, channels_last: bool = False) -> None:
+        """Copy ``x`` ``(nb, C, *H)`` into the real positions of the phase buffer ``buf``.
+
+        The rest of ``buf`` (padding, margins) is not written and must already be zero.
+        """
+        for grid, grid_ix, input_ix in self._phase_grids(buf, x.shape[0], channels_last):
+            grid[(slice(None), slice(None), *grid_ix)] = x[(slice(None), slice(None), *input_ix)]
+
+    def gather_input(self, buf: np.ndarray, dx: np.ndarray, channels_last: bool = False) -> None:
+        """Write the real positions of the phase buffer ``buf`` into ``dx`` ``(nb, C, *H)``.
 
         Positions of ``dx`` in no built phase are left as they are (zero in a fresh array).
         """
-        nb, c = dx.shape[:2]
-        dxt = dx.transpose(1, 0, *range(2, dx.ndim))  # (C, nb, *H)
-        for q, phase in enumerate(self.phases):
-            pairs = self._pairs(phase)
-            if pairs is None:
-                continue
-            grid_ix, input_ix = pairs
-            src = self.grid_view(buf[q, :, :nb])  # (C, nb, *Hq)
-            dxt[(slice(None), slice(None), *input_ix)] = src[(slice(None), slice(None), *grid_ix)]
+        for grid, grid_ix, input_ix in self._phase_grids(buf, dx.shape[0], channels_last):
+            dx[(slice(None), slice(None), *input_ix)] = grid[(slice(None), slice(None), *grid_ix)]
 
-    def output_view(self, buf: np.ndarray, nb: int) -> np.ndarray:
-        """The output positions of an ``(O, nb, P)`` buffer as an ``(nb, O, *H_out)`` view."""
-        v = self.grid_view(buf[:, :nb])  # (O, nb, *Hq)
-        v = v[(slice(None), slice(None), *(slice(0, h) for h in self.spec.output_size))]
-        return v.transpose(1, 0, *range(2, v.ndim))  # (nb, O, *H_out)
+    def output_view(self, buf: np.ndarray, nb: int, channels_last: bool = False) -> np.ndarray:
+        """The output positions of an ``(O, nb, P)`` (or ``(nb, P, O)``) buffer as an ``(nb, O, *H_out)`` view."""
+        if channels_last:
+            v = np.moveaxis(self.grid_view(buf[:nb], axis=1), -1, 1)  # (nb, O, *Hq)
+        else:
+            v = self.grid_view(buf[:, :nb]).swapaxes(0, 1)  # (nb, O, *Hq)
+        return v[(slice(None), slice(None), *(slice(0, h) for h in self.spec.output_size))]
 
 
 def flat_layout(spec: ConvSpec) -> FlatLayout:
