@@ -16,6 +16,7 @@ from .base import OPERATIONS, Algorithm
 from .direct import Direct
 from .gemm import Gemm
 from .tapgemm import TapGemm
+from .winograd import Winograd
 
 __all__ = ["Algorithm", "available_algorithms", "get_algorithm", "choose", "run", "register"]
 
@@ -30,7 +31,7 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-for _alg in (Direct(), Gemm(), TapGemm()):
+for _alg in (Direct(), Gemm(), TapGemm(), Winograd()):
     register(_alg)
 
 
