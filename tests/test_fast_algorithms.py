@@ -27,11 +27,18 @@ def _all_ops(spec, x, w, dy, name):
             algorithms.run("grad_weight", spec, x, dy, name))
 
 
+# a configuration in each algorithm's regime, with groups and a stride or dilation
+REGIME = {
+    "tapgemm": dict(stride=2, padding=1, groups=2, weight=(6, 2, 3, 3)),
+    "winograd": dict(dilation=(2, 1), padding=1, groups=2, weight=(6, 2, 3, 3)),
+    "depthwise": dict(stride=2, padding=1, groups=4, weight=(8, 1, 3, 3)),
+}
+
+
 @pytest.mark.parametrize("algorithm", CHUNKED)
 def test_results_do_not_depend_on_threads_or_workspace(algorithm):
-    spec = conv_spec((5, 4, 9, 8), (6, 2, 3, 3), stride=2, padding=1, groups=2)
-    if any(algorithms.get_algorithm(algorithm).unsupported(spec, op) for op in ("forward", "grad_input", "grad_weight")):
-        spec = conv_spec((5, 4, 9, 8), (4, 4, 3, 3), padding=1)
+    cfg = dict(REGIME[algorithm])
+    spec = conv_spec((5, 4, 9, 8), cfg.pop("weight"), **cfg)
     x, w, dy = _operands(spec)
     results = []
     for threads, limit in ((1, 2**30), (2, 0), (3, 5000)):
@@ -50,7 +57,8 @@ def test_scratch_memory_stays_under_the_workspace_limit(algorithm, op):
     The limit holds for chunks of the batch; one batch element's scratch (Winograd's is about
     ten times the element) is the smallest unit, so the limit here is above that.
     """
-    spec = conv_spec((48, 8, 40, 40), (8, 8, 3, 3), padding=1)
+    groups = 8 if algorithm == "depthwise" else 1
+    spec = conv_spec((48, 8, 40, 40), (8, 8 // groups, 3, 3), padding=1, groups=groups)
     x, w, dy = _operands(spec, dtype=np.float32)
     operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
     limit = 2**20  # a few batch elements' worth: many chunks

@@ -13,6 +13,7 @@ import numpy as np
 from .. import padding as _padding
 from ..spec import ConvSpec
 from .base import OPERATIONS, Algorithm
+from .depthwise import Depthwise
 from .direct import Direct
 from .gemm import Gemm
 from .tapgemm import TapGemm
@@ -31,7 +32,7 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-for _alg in (Direct(), Gemm(), TapGemm(), Winograd()):
+for _alg in (Direct(), Gemm(), TapGemm(), Winograd(), Depthwise()):
     register(_alg)
 
 
