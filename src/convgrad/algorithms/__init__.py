@@ -16,6 +16,7 @@ from .base import OPERATIONS, Algorithm
 from .depthwise import Depthwise
 from .direct import Direct
 from .gemm import Gemm
+from .pointwise import Pointwise
 from .tapgemm import TapGemm
 from .winograd import Winograd
 
@@ -32,7 +33,7 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-for _alg in (Direct(), Gemm(), TapGemm(), Winograd(), Depthwise()):
+for _alg in (Direct(), Gemm(), TapGemm(), Winograd(), Depthwise(), Pointwise()):
     register(_alg)
 
 
