@@ -203,6 +203,8 @@ def _grid() -> list[Case]:
         Case(1, 3, 5, 1, (4, 5), (3, 3), padding=2, dilation=2, transposed=True),
         Case(2, 3, 6, 3, (7, 6), (3, 3), stride=2, padding=1),  # depthwise, multiplier 2
         Case(2, 4, 4, 4, (9, 8), (3, 3), padding=2, dilation=2),
+        Case(2, 3, 4, 1, (40,), (17,), padding=8),  # a long kernel (fft)
+        Case(1, 4, 2, 2, (30,), (9,), padding=(3,), dilation=3),
     ]
     return cases
 

@@ -15,6 +15,7 @@ from ..spec import ConvSpec
 from .base import OPERATIONS, Algorithm
 from .depthwise import Depthwise
 from .direct import Direct
+from .fft import Fft
 from .gemm import Gemm
 from .pointwise import Pointwise
 from .tapgemm import TapGemm
@@ -33,7 +34,7 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-for _alg in (Direct(), Gemm(), TapGemm(), Winograd(), Depthwise(), Pointwise()):
+for _alg in (Direct(), Gemm(), TapGemm(), Winograd(), Depthwise(), Pointwise(), Fft()):
     register(_alg)
 
 
