@@ -186,3 +186,60 @@ def test_float32_error_is_a_small_multiple_of_torch_on_layer_sizes(algorithm):
     for name, ours, t, e in zip(("output", "grad_input", "grad_weight"), (y, g.input, g.weight), theirs, exact):
         budget = 8 * max(max_rel(t, e), 4 * np.finfo(np.float32).eps)
         assert max_rel(ours, e) <= budget, f"{name}: ours {max_rel(ours, e):.2e}, torch {max_rel(t, e):.2e}"
+
+
+# -- auto and measure -------------------------------------------------------------------------------
+
+
+def test_auto_and_measure_agree_with_direct_over_the_grid():
+    from test_algorithms import _spec
+
+    from _configs import GRID
+
+    convgrad.clear_algorithm_cache()
+    for case in GRID:
+        x, w, b = case.arrays(0)
+        y_ref, _ = case.run(x, w, b, algorithm="direct")
+        dy = np.random.default_rng(1).standard_normal(y_ref.shape)
+        _, ref = case.run(x, w, b, dy, algorithm="direct")
+        for name in ("auto", "measure", "measure"):  # the second "measure" reuses the choice
+            y, g = case.run(x, w, b, dy, algorithm=name)
+            for a, r in ((y, y_ref), (g.input, ref.input), (g.weight, ref.weight)):
+                np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-10, err_msg=f"{name} on {case}")
+        spec = _spec(case)
+        for op in ("forward", "grad_input", "grad_weight"):
+            assert algorithms.choose(spec, op, 8).unsupported(spec, op) is None
+    assert algorithms.measured_choices()
+
+
+def test_choose_algorithm_reports_the_model_and_the_measurement():
+    convgrad.clear_algorithm_cache()
+    shape = dict(input_shape=(4, 8, 20, 20), weight_shape=(8, 1, 3, 3), padding=1, groups=8)
+    guess = convgrad.choose_algorithm(**shape)
+    assert set(guess) == {"forward", "grad_input", "grad_weight"}
+    assert guess["forward"] == "depthwise"
+    assert not algorithms.measured_choices()
+    measured = convgrad.choose_algorithm(**shape, measure=True)
+    assert set(measured.values()) <= set(convgrad.available_algorithms()) - {"direct"}
+    assert len(algorithms.measured_choices()) == 3
+    assert convgrad.choose_algorithm(**shape, measure=True) == measured  # remembered, not re-measured
+    convgrad.clear_algorithm_cache()
+    assert not algorithms.measured_choices()
+    with pytest.raises(TypeError, match="dtype"):
+        convgrad.choose_algorithm(**shape, dtype=np.int32)
+    with pytest.raises(ValueError, match="groups"):
+        convgrad.choose_algorithm((4, 8, 20, 20), (8, 1, 3, 3), groups=3)
+
+
+def test_unknown_algorithm_names_the_choices():
+    with pytest.raises(ValueError, match="'auto', 'measure' or one of"):
+        convgrad.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), algorithm="fastest")
+
+
+def test_auto_never_picks_gemm_beyond_the_workspace():
+    spec = conv_spec((8, 16, 32, 32), (16, 16, 3, 3), padding=1)
+    with convgrad.settings(workspace_limit=2**20):
+        for op in ("forward", "grad_input", "grad_weight"):
+            assert "gemm" not in algorithms.candidates(spec, op)
+    with convgrad.settings(workspace_limit=2**30):
+        assert "gemm" in algorithms.candidates(spec, "forward")
