@@ -146,18 +146,21 @@ class TapGemm(Algorithm):
         return op != "forward"
 
     def forward(self, x, w, spec):
+        # Computed transposed, y_ext.T = sum_s xs_s.T @ w_s[g].T: the positions are the product's
+        # rows, which OpenBLAS runs 20-40 % faster for these thin matrices (64x64 taps: 77 -> 93
+        # GFLOP/s on one core; 16 -> 32: 53 -> 74); the output buffer is then channels last.
         y = np.empty(spec.output_shape, dtype=x.dtype)
         if spec.batch == 0:
             return y
         pl = _Plan(spec, x.itemsize)
         lay, P, og, cg = pl.lay, pl.P, spec.out_per_group, spec.in_per_group
-        ws = pl.stacked_weight(w)
+        ws = pl.stacked_weight(w)  # (stacks, G, O_g, S*C_g)
         chunk = pl.chunking.chunk
 
         def scratch():
             return (
                 np.zeros((pl.nph, spec.in_channels, chunk, P), dtype=x.dtype),  # (phases, C, nb, P)
-                np.empty((spec.out_channels, chunk, P), dtype=x.dtype),  # (O, nb, P)
+                np.empty((chunk, P, spec.out_channels), dtype=x.dtype),  # (nb, P, O)
                 pl.stack_buffer(x.dtype),  # (S*C_g, width)
             )
 
@@ -165,13 +168,14 @@ class TapGemm(Algorithm):
             xph, yext, buf = s
             nb = n1 - n0
             lay.scatter_input(x[n0:n1], xph)
+            out = yext[:nb].reshape(nb * P, spec.out_channels)  # (nb*P, O): a view
             for g in range(spec.groups):
-                out = columns_view(yext[g * og : (g + 1) * og, :nb])
                 for c0, c1 in pl.blocks(nb):
+                    dest = out[c0:c1, g * og : (g + 1) * og]
                     for j, stack in enumerate(pl.stacks):
-                        src = pl.stacked(xph, stack, g, nb, c0, c1, buf)
-                        blas.gemm(ws[j, g, :, : len(stack) * cg], src, out[:, c0:c1], beta=0.0 if j == 0 else 1.0)
-            y[n0:n1] = lay.output_view(yext, nb)
+                        src = pl.stacked(xph, stack, g, nb, c0, c1, buf)  # (S*C_g, cols)
+                        blas.gemm(src.T, ws[j, g, :, : len(stack) * cg].T, dest, beta=0.0 if j == 0 else 1.0)
+            y[n0:n1] = lay.output_view(yext, nb, channels_last=True)
 
         parallel.run(pl.chunking, scratch, process)
         return y

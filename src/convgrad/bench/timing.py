@@ -4,8 +4,13 @@ Protocol, per layer: build the float32 operands once (``x``, ``w``, ``b`` and an
 gradient ``dy``, from a fixed seed; PyTorch gets the same arrays without a copy); run every
 timed function ``warmup`` times; then ``repeats`` rounds, each timing convgrad and PyTorch
 back to back for the forward pass, the backward pass and both -- convgrad first in even rounds,
-PyTorch first in odd ones, so that a slow spell on the (shared) machine hits both. The reported
-time is the median over rounds.
+PyTorch first in odd ones, so that a slow spell on the (shared) machine hits both. A round times
+one library's forward, backward and both in a row, after one untimed forward of that library:
+after a call, a library's idle worker threads keep spinning for a while (OpenMP's and OpenBLAS's
+wait policies), so the first call after a switch would share its cores with the other library's
+spinners (PyTorch's forward of layer g2 took 3.9 ms right after convgrad's backward, 0.2 ms
+after its own calls); and pausing instead lets this virtual machine's idle cores fall asleep
+(0.6 ms after a 20 ms pause, 12 ms after 100 ms). The reported time is the median over rounds.
 
 What is timed:
 
@@ -122,8 +127,9 @@ def time_layer(
                     libs[lib][op]()
         for r in range(repeats):
             order = names if r % 2 == 0 else names[::-1]
-            for op in OPERATIONS:
-                for lib in order:
+            for lib in order:
+                libs[lib]["forward"]()  # untimed: this library's threads are awake, the other's idle
+                for op in OPERATIONS:
                     times[lib][op].append(_time(libs[lib][op]))
     return times
 
