@@ -188,7 +188,9 @@ def render_dict(ex, at=None) -> dict:
         "equivalents": equivalents(ex),
         "warnings": warnings_for(ex),
         "notes": notes_for(ex),
-        "examples": [element(ex, q, example_index(ex, q), limit=1000) for q in OPERANDS],
+        "examples": [
+            element(ex, q, example_index(ex, q), limit=64) for q in OPERANDS if 0 not in ex.quantity_shape(q)
+        ],
     }
     if at is not None:
         d["element"] = element(ex, at[0], at[1])

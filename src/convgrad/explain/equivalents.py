@@ -374,7 +374,8 @@ def _conv(c: _Config) -> dict:
         "tensorflow": "# dw comes from the same GradientTape call as dx above" if tf_call else "",
     }
     axes = "(0, " + ", ".join(str(2 + d) for d in range(c.nd)) + ")"
-    full = [(d * (k - 1) - lo, d * (k - 1) - hi + a) for d, k, (lo, hi), a in zip(c.D, c.K, c.pads, c.a)]
+    base = c.pads if c.mode == "zeros" else [(0, 0)] * c.nd  # a non-zero mode pads x explicitly first
+    full = [(d * (k - 1) - lo, d * (k - 1) - hi + a) for d, k, (lo, hi), a in zip(c.D, c.K, base, c.a)]
     return {
         "grad_input": {
             "statement": (
@@ -386,7 +387,8 @@ def _conv(c: _Config) -> dict:
                 + (" (a negative pad is a crop)" if any(v < 0 for p in full for v in p) else "")
                 + f", at dilation {_t(c.D)} and stride 1."
                 + (
-                    f" With {c.mode!r} padding this gives the gradient of the padded input, which is then folded back."
+                    f" With {c.mode!r} padding these numbers are for the explicitly padded input (P = 0): the result is "
+                    "the gradient of the padded input, which is then folded back onto the elements the border copies."
                     if c.mode != "zeros"
                     else ""
                 )
