@@ -243,6 +243,18 @@ class Explanation:
         terms = self._terms(quantity, idx)
         return self._strip_batch(quantity, terms)
 
+    def terms_full(self, quantity: str, full_index: tuple[int, ...]) -> list:
+        """Like :meth:`contributors`, but with the batch axis always present (used by the pictures)."""
+        return self._terms(quantity, tuple(full_index))
+
+    def full_shape_of(self, name: str) -> tuple[int, ...]:
+        """The shape of an array by name with its batch axis (x, w, b, y, dy, dx, dw, db)."""
+        if name in ("x", "dx"):
+            return self.full_input_shape
+        if name in ("y", "dy"):
+            return self.full_output_shape
+        return self.shape_of(name)
+
     def _terms(self, quantity: str, idx: tuple[int, ...]) -> list:
         s = self.spec
         if quantity == "grad_bias":
