@@ -311,17 +311,20 @@ class Explanation:
         return tuple(out)
 
     # -- presentation ------------------------------------------------------------------------------
-    def text(self) -> str:
-        """The derivation, readable in a terminal: sizes, formulas, equivalent operations, traps."""
+    def text(self, at=None) -> str:
+        """The derivation, readable in a terminal: sizes, formulas, equivalent operations, traps.
+
+        ``at = (quantity, index)`` adds that element written out in full.
+        """
         from .derivation import render_text
 
-        return render_text(self)
+        return render_text(self, at)
 
-    def to_dict(self) -> dict:
-        """Everything :meth:`text` says, as JSON-serialisable data."""
+    def to_dict(self, at=None) -> dict:
+        """Everything :meth:`text` says, as JSON-serialisable data (``at`` as for :meth:`text`)."""
         from .derivation import render_dict
 
-        return render_dict(self)
+        return render_dict(self, at)
 
     def figure(self, quantity: str, index: Sequence[int], path=None, *, slices=None, format=None):
         """Draw the operands as grids with the contributors of one element highlighted.

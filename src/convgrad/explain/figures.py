@@ -28,7 +28,7 @@ import numpy as np
 
 from .explanation import OPERANDS, QUANTITIES
 
-__all__ = ["draw", "Canvas", "highlights", "COLORS"]
+__all__ = ["draw", "draw_canvas", "Canvas", "highlights", "COLORS"]
 
 COLORS = {
     "cell": "#ffffff",
@@ -500,6 +500,25 @@ class Canvas:
         self.fig.canvas.draw()
         return np.asarray(self.fig.canvas.buffer_rgba())
 
+    def pixel_of(self, name: str, index: tuple, where=(0.25, 0.25)) -> tuple[int, int] | None:
+        """(column, row) in :meth:`rgba` of a point inside the cell of ``name[index]`` (None if not drawn).
+
+        ``where`` is the point's place in the cell, (0, 0) being its top-left corner.
+        """
+        nd = _array_layout(self.ex, name)[3]
+        lead, r, c = _cell_of(name, tuple(index), nd)
+        entry = self.images.get((name, lead))
+        if entry is None:
+            return None
+        im, _, block, _ = entry
+        if r not in block.rows or c not in block.cols:
+            return None
+        x = block.x0 + (c - block.cols.start) + where[0]
+        y = block.y0 + (r - block.rows.start) + where[1]
+        px, py = im.axes.transData.transform((x, y))
+        height = self.fig.canvas.get_width_height()[1]
+        return int(px), int(height - py)
+
 
 def _rect(x, y, w, h, **kw):
     from matplotlib.patches import Rectangle
@@ -558,16 +577,21 @@ def draw(ex, quantity: str, index, path=None, *, slices=None, format=None):
         For 3-D and up: ``{array name: [index along the leading spatial dims, ...]}`` (names x, w,
         y, dY, dX, dW) picks the 2-D slices drawn; by default the slices holding contributors.
     """
+    canvas = draw_canvas(ex, quantity, index, slices=slices)
+    if path is not None:
+        canvas.save(path, format=_format(path, format))
+    return canvas.fig
+
+
+def draw_canvas(ex, quantity: str, index, *, slices=None) -> Canvas:
+    """The :class:`Canvas` behind :func:`draw` (it knows where every cell is drawn)."""
     if quantity not in QUANTITIES:
         raise ValueError(f"figure: quantity must be one of {QUANTITIES}, got {quantity!r}")
     full = _full_index(ex, quantity, index)
     hl = highlights(ex, quantity, full)
     canvas = canvas_for(ex, quantity, {k: list(v) for k, v in hl.roles.items()}, slices)
     canvas.show(hl)
-    if path is not None:
-        fmt = _format(path, format)
-        canvas.save(path, format=fmt)
-    return canvas.fig
+    return canvas
 
 
 def png_bytes(fig) -> bytes:
