@@ -307,3 +307,14 @@ def test_unread_tail_warning_names_the_positions_and_the_output_padding():
 def test_bad_configurations_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         explain(**kwargs)
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    # (convgrad.explain is the function; the subpackage's modules are reached by their full name)
+    module = importlib.import_module("convgrad.explain.explanation")
+
+    result = doctest.testmod(module)
+    assert result.attempted >= 3 and result.failed == 0

@@ -4,6 +4,9 @@
 geometry and the contributor sets need only NumPy-free Python; figures and the animated GIF need
 matplotlib (``pip install convgrad[explain]``); the interactive HTML page needs nothing.
 
+``convgrad.explain`` (the attribute) is the function; the modules of this subpackage are imported
+by their full name, e.g. ``from convgrad.explain.figures import draw``.
+
 Modules: ``geometry`` (per-dim sizes and unread positions), ``relation`` (contributor sets),
 ``explanation`` (the object), ``derivation`` (text and dict), ``equivalents`` (the same gradients
 as calls in convgrad, PyTorch, JAX and TensorFlow), ``traps`` (warnings), ``figures`` and

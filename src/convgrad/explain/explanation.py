@@ -62,8 +62,8 @@ def explain(
     (1, 1, 3)
     >>> ex.dims[0].tail_positions       # input position 7 is never read: its gradient is 0
     (7,)
-    >>> ex.contributors("grad_input", (0, 0, 4))
-    [((0, 0, 1), (0, 0, 2)), ((0, 0, 2), (0, 0, 0))]
+    >>> ex.contributors("grad_input", (0, 0, 4))   # dX[0, 0, 4] = dY[0, 0, 2]*w[0, 0, 0] + dY[0, 0, 1]*w[0, 0, 2]
+    [((0, 0, 2), (0, 0, 0)), ((0, 0, 1), (0, 0, 2))]
     """
     func = "explain"
     input_shape = _shape(input_shape, "input_shape")
