@@ -160,21 +160,23 @@ def test_javascript_relation_equals_python(browser, tmp_path):
     pg.close()
 
 
-@pytest.mark.parametrize(
-    "cfg, match",
-    [
-        (dict(input=[1, 3, 5], weight=[2, 2, 3], groups=2), "groups=2 must divide the input channels"),
-        (dict(input=[1, 2, 2], weight=[2, 2, 3]), "kernel is larger"),
-        (dict(input=[1, 2, 5], weight=[2, 2, 3], stride=0), "stride"),
-        (dict(input=[1, 2, 5], weight=[2, 2, 3], padding=5, padding_mode="reflect"), "reflect"),
-        (dict(input=[1, 2, 5], weight=[2, 2, 3], transposed=True, output_padding=1), "output_padding"),
-        (dict(input=[1, 2, 5], weight=[2, 2, 3], output_padding=1), "only applies to a transposed"),
-    ],
-)
-def test_javascript_validation_names_the_parameter(browser, tmp_path, cfg, match):
+VALIDATION = [
+    (dict(input=[1, 3, 5], weight=[2, 2, 3], groups=2), "groups=2 must divide the input channels"),
+    (dict(input=[1, 2, 2], weight=[2, 2, 3]), "kernel is larger"),
+    (dict(input=[1, 2, 5], weight=[2, 2, 3], stride=0), "stride"),
+    (dict(input=[1, 2, 5], weight=[2, 2, 3], padding=5, padding_mode="reflect"), "reflect"),
+    (dict(input=[1, 2, 5], weight=[2, 2, 3], transposed=True, output_padding=1), "output_padding"),
+    (dict(input=[1, 2, 5], weight=[2, 2, 3], output_padding=1), "only applies to a transposed"),
+    (dict(input=[1, 2, 5], weight=[2, 2, 3], padding="same", transposed=True), "'same'"),
+]
+
+
+def test_javascript_validation_names_the_parameter(browser, tmp_path):
     pg = Page(browser, explain((1, 1, 5), (1, 1, 3)), tmp_path)
-    msg = pg.js("(cfg) => { try { ConvGradRelation.makeSpec(cfg); return null } catch (e) { return e.message } }", cfg)
-    assert msg is not None and match in msg
+    for cfg, match in VALIDATION:
+        msg = pg.js("(cfg) => { try { ConvGradRelation.makeSpec(cfg); return null } catch (e) { return e.message } }",
+                    cfg)
+        assert msg is not None and match in msg, (cfg, msg)
     pg.close()
 
 
@@ -264,8 +266,11 @@ def test_highlighted_cells_really_change_colour(browser, tmp_path):
     pg = Page(browser, ex, tmp_path)
     target = ("dx", (0, 1, 2, 3))
     terms = ex.terms_full("grad_input", target[1])
-    pg.hover(*target)
+    c = pg.hover(*target)
+    # pin it: a full-page screenshot resizes the viewport, and the pointer may then be over another cell
+    pg.page.mouse.click(c["x"], c["y"])
     img = np.asarray(Image.open(io.BytesIO(pg.page.screenshot(full_page=True))).convert("RGB"))
+    assert pg.js("window.convgradPage.focus()") == {"name": "dx", "index": [0, 1, 2, 3], "pinned": True}
     orange, blue, red, white = (0xF2, 0x8E, 0x2B), (0x4E, 0x79, 0xA7), (0xE1, 0x57, 0x59), (255, 255, 255)
     checks = [("dy", t[0], orange) for t in terms] + [("w", t[1], blue) for t in terms]
     checks += [(*target, red), ("dy", (0, 0, 0, 0), white), ("w", (0, 0, 0, 0), white), ("dx", (0, 1, 2, 2), white)]
