@@ -16,22 +16,13 @@ import numpy as np
 import convgrad
 from convgrad.explain import explain
 from convgrad.explain.equivalents import equivalents
-from _configs import GRID, random_case
+from _explain import explanation_of, grid_and_random
 
 frameworks = [f.replace("pytorch", "pytorch") for f in sys.argv[1].split(",")]
-cases = [c for c in GRID if c.batch > 0]
-rng = random.Random(5)
-while len(cases) < len(GRID) + 40:
-    c = random_case(rng, max_size=6)
-    if c.batch > 0:
-        cases.append(c)
+cases = grid_and_random(40, seed=5)
 bad = ok = 0
 for case in cases:
-    if case.transposed:
-        ex = explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
-                     transposed=True, output_padding=case.output_padding)
-    else:
-        ex = explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups, case.padding_mode)
+    ex = explanation_of(case)
     x, w, _ = case.arrays(0)
     y, _ = case.run(x, w, None)
     dy = np.random.default_rng(1).standard_normal(y.shape)

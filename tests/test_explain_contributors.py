@@ -23,6 +23,7 @@ import pytest
 import convgrad
 from convgrad.explain import QUANTITIES, explain
 from _configs import GRID, Case, random_case
+from _explain import explanation_of
 
 ALG = "direct"
 
@@ -35,14 +36,6 @@ def _onehot(shape, index):
 
 def _nonzero(arr):
     return [tuple(int(v) for v in t) for t in zip(*np.nonzero(arr))]
-
-
-def _explanation(case: Case):
-    if case.transposed:
-        return explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
-                       transposed=True, output_padding=case.output_padding)
-    return explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
-                   case.padding_mode)
 
 
 class Oracle:
@@ -149,7 +142,7 @@ def _elements(ex, quantity, rng, count):
 
 
 def _check_case(case: Case, per_quantity=3, seed=0):
-    ex = _explanation(case)
+    ex = explanation_of(case)
     oracle = Oracle(case, ex)
     rng = random.Random(seed)
     checked = 0
@@ -194,7 +187,7 @@ def test_random_cases_cover_the_hard_features():
     """The random sweep above really contains the configurations that make contributors tricky."""
     feats = Counter()
     for c in RANDOM:
-        ex = _explanation(c)
+        ex = explanation_of(c)
         feats["groups"] += c.groups > 1
         feats["dilation"] += any(d > 1 for d in ex.spec.dilation)
         feats["tail"] += any(g.tail_positions for g in ex.dims)
@@ -217,7 +210,7 @@ def test_random_cases_cover_the_hard_features():
     ids=str,
 )
 def test_every_element_of_tricky_cases(case):
-    ex = _explanation(case)
+    ex = explanation_of(case)
     oracle = Oracle(case, ex)
     for quantity in QUANTITIES:
         shape = {"output": ex.full_output_shape, "grad_input": ex.full_input_shape,
@@ -239,7 +232,7 @@ def test_unbatched_indices_have_no_batch_axis():
 def test_contributors_sum_to_the_computed_value():
     """The pairs, multiplied and summed, give convgrad's own numbers (default algorithm)."""
     case = Case(2, 4, 6, 2, (7, 6), (3, 2), stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), bias=False)
-    ex = _explanation(case)
+    ex = explanation_of(case)
     x, w, _ = case.arrays(3)
     y = convgrad.conv(x, w, **case.kwargs())
     dy = np.random.default_rng(4).standard_normal(y.shape)

@@ -24,7 +24,7 @@ import pytest
 from convgrad.explain import explain
 from convgrad.explain.figures import _padded_reads
 from convgrad.explain.page import page_config
-from _configs import GRID, Case, random_case
+from _explain import explanation_of, grid_and_random
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -85,14 +85,6 @@ class Page:
         self.page.close()
 
 
-def _ex(case: Case):
-    if case.transposed:
-        return explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
-                       transposed=True, output_padding=case.output_padding)
-    return explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
-                   case.padding_mode)
-
-
 def _as_key(t):
     return None if t is None else tuple(t)
 
@@ -139,22 +131,12 @@ def _compare_case(pg: Page, ex, rng: random.Random, per_quantity=4):
     return len(queries)
 
 
-def _cases():
-    cases = [c for c in GRID if c.batch > 0]
-    rng = random.Random(2024)
-    while len(cases) < len(GRID) + 50:
-        c = random_case(rng, max_size=6)
-        if c.batch > 0:
-            cases.append(c)
-    return cases
-
-
 def test_javascript_relation_equals_python(browser, tmp_path):
     pg = Page(browser, explain((1, 1, 5), (1, 1, 3)), tmp_path)
     rng = random.Random(7)
     checked = 0
-    for case in _cases():
-        checked += _compare_case(pg, _ex(case), rng)
+    for case in grid_and_random(50, seed=2024):
+        checked += _compare_case(pg, explanation_of(case), rng)
     assert checked > 600
     assert pg.errors == []
     pg.close()

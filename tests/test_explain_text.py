@@ -23,18 +23,11 @@ import pytest
 import convgrad
 from convgrad.explain import explain
 from convgrad.explain.equivalents import equivalents
-from _configs import GRID, Case, random_case
+from _configs import GRID, random_case
+from _explain import explanation_of, grid_and_random
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "explain"
 UPDATE = os.environ.get("CONVGRAD_UPDATE_SNAPSHOTS") == "1"
-
-
-def _ex(case: Case):
-    if case.transposed:
-        return explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
-                       transposed=True, output_padding=case.output_padding)
-    return explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
-                   case.padding_mode)
 
 
 SNAPSHOT_CONFIGS = {
@@ -116,7 +109,7 @@ CHECK_CASES = [c for c in GRID if not c.transposed and c.batch > 0 and c.padding
 
 @pytest.mark.parametrize("case", CHECK_CASES, ids=str)
 def test_printed_dx_bounds_give_exactly_the_contributing_output_positions(case):
-    ex = _ex(case)
+    ex = explanation_of(case)
     f = ex.to_dict()["formulas"]["grad_input"]
     nd = ex.ndim
     hnames = ["h"] if nd == 1 else [f"h{d}" for d in range(nd)]
@@ -129,7 +122,7 @@ def test_printed_dx_bounds_give_exactly_the_contributing_output_positions(case):
 
 @pytest.mark.parametrize("case", CHECK_CASES, ids=str)
 def test_printed_dw_bounds_give_exactly_the_terms_inside_the_input(case):
-    ex = _ex(case)
+    ex = explanation_of(case)
     f = ex.to_dict()["formulas"]["grad_weight"]
     if "bounds" not in f:
         return
@@ -144,7 +137,7 @@ def test_printed_dw_bounds_give_exactly_the_terms_inside_the_input(case):
 @pytest.mark.parametrize("case", [c for c in CHECK_CASES if c.ndim == 2 and c.groups == 1], ids=str)
 def test_goodfellow_9_13_bounds_are_exact(case):
     """Eq. 9.13's l range (1-based), printed with the numbers, against contributors (0-based, padded V)."""
-    ex = _ex(case)
+    ex = explanation_of(case)
     gf = ex.to_dict()["goodfellow"]
     if not gf["applies"]:
         return
@@ -167,19 +160,9 @@ def test_goodfellow_9_13_bounds_are_exact(case):
 # ------------------------------------------------------------------------------------------------
 
 
-def _snippet_cases():
-    cases = [c for c in GRID if c.batch > 0]
-    rng = random.Random(11)
-    while len(cases) < len(GRID) + 12:
-        c = random_case(rng, max_size=5)
-        if c.batch > 0:
-            cases.append(c)
-    return cases
-
-
-@pytest.mark.parametrize("case", _snippet_cases(), ids=str)
+@pytest.mark.parametrize("case", grid_and_random(12, seed=11, max_size=5), ids=str)
 def test_printed_convgrad_and_pytorch_calls_compute_the_gradients(case):
-    ex = _ex(case)
+    ex = explanation_of(case)
     x, w, _ = case.arrays(0)
     y, _ = case.run(x, w, None)
     dy = np.random.default_rng(1).standard_normal(y.shape)
@@ -235,7 +218,7 @@ def test_reference_cases_by_hand():
 def test_zero_positions_are_exactly_the_zero_gradients(seed):
     rng = random.Random(seed)
     case = random_case(rng, max_size=7)
-    ex = _ex(case)
+    ex = explanation_of(case)
     if case.batch == 0:
         return
     x, w, _ = case.arrays(seed)

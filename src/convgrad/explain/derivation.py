@@ -292,6 +292,11 @@ def _dim_lines(ex, g: dict, name: str) -> list[str]:
     return lines
 
 
+def _bounded(entry: dict, indent: str) -> list[str]:
+    """A scatter formula with its numbers, then its exact bounds one per line."""
+    return _formula(entry["filled"], indent) + [indent + "  " + b for b in entry["bounds"]]
+
+
 def render_text(ex, at=None) -> str:
     d = render_dict(ex, at)
     cfg = d["configuration"]
@@ -336,9 +341,7 @@ def render_text(ex, at=None) -> str:
         L.append("  dX, the input gradient (Goodfellow's 9.13 with groups, padding and dilation):")
         L += _formula(f["grad_input"]["general"], "    ")
         L.append("    solved for the output positions i, with exact bounds:")
-        L += _formula(f["grad_input"]["filled"], "    ")
-        for b in f["grad_input"]["bounds"]:
-            L.append("      " + b)
+        L += _bounded(f["grad_input"], "    ")
         L.append("    the same as a sum over kernel taps:")
         L += _formula(f["grad_input"]["tap_form"], "    ")
         L.append("      over the taps with")
@@ -353,9 +356,7 @@ def render_text(ex, at=None) -> str:
         L.append("FORWARD (0-based indices): every input element is spread over the output")
         L += _formula(f["output"]["general"], "  ")
         L.append("  with this configuration's numbers, solved for the input positions i:")
-        L += _formula(f["output"]["filled"], "  ")
-        for b in f["output"]["bounds"]:
-            L.append("    " + b)
+        L += _bounded(f["output"], "  ")
         L.append("")
         L.append("BACKWARD, given dY = dL/dy (the shape of y)")
         L.append("  db:")

@@ -138,53 +138,24 @@ def dim_geometry(spec: ConvSpec, dim: int, *, transposed: bool = False, same: bo
     a = spec.unread_tail[dim]
     read = read_positions(spec, dim)
     zero = tuple(p for p in range(h) if p not in read)
+    common = dict(dim=dim, kernel_size=k, stride=s, dilation=d, effective_kernel=keff,
+                  effective_kernel_formula=_keff_formula(k, d), padding=(lo, hi), unread_tail=a,
+                  zero_positions=zero, transposed=transposed)
     if not transposed:
         tail = tuple(range(h - spec.unread_inputs[dim], h))
-        holes = tuple(p for p in zero if p not in tail)
-        return DimGeometry(
-            dim=dim,
-            input_size=h,
-            kernel_size=k,
-            stride=s,
-            dilation=d,
-            effective_kernel=keff,
-            effective_kernel_formula=_keff_formula(k, d),
-            padding=(lo, hi),
-            padding_used=(lo, max(0, spec.used_pad_hi[dim])),
-            same=same,
-            output_size=h_out,
-            output_size_formula=(
-                f"floor((H + P_lo + P_hi - K_eff)/S) + 1 = floor(({h} + {lo} + {hi} - {keff})/{s}) + 1 = {h_out}"
-            ),
-            unread_tail=a,
-            tail_positions=tail,
-            zero_positions=zero,
-            holes=holes,
-        )
-    # Transposed: the user's input is spec's output, the user's output is spec's input.
+        formula = f"floor((H + P_lo + P_hi - K_eff)/S) + 1 = floor(({h} + {lo} + {hi} - {keff})/{s}) + 1 = {h_out}"
+        return DimGeometry(**common, input_size=h, output_size=h_out, output_size_formula=formula,
+                           padding_used=(lo, max(0, spec.used_pad_hi[dim])), same=same, tail_positions=tail,
+                           holes=tuple(p for p in zero if p not in tail))
+    # Transposed: the user's input is spec's output, the user's output is spec's input; its padding
+    # crops the output (all of it is "used"), and its tail is the output_padding rows.
     tail = tuple(range(h - a, h))
-    return DimGeometry(
-        dim=dim,
-        input_size=h_out,
-        kernel_size=k,
-        stride=s,
-        dilation=d,
-        effective_kernel=keff,
-        effective_kernel_formula=_keff_formula(k, d),
-        padding=(lo, hi),
-        padding_used=(lo, hi),
-        same=False,
-        output_size=h,
-        output_size_formula=(
-            f"(H_in - 1)*S - P_lo - P_hi + D*(K-1) + output_padding + 1 = "
-            f"({h_out} - 1)*{s} - {lo} - {hi} + {d}*({k}-1) + {a} + 1 = {h}"
-        ),
-        unread_tail=a,
-        tail_positions=tail,
-        zero_positions=zero,
-        holes=tuple(p for p in zero if p not in tail),
-        transposed=True,
+    formula = (
+        f"(H_in - 1)*S - P_lo - P_hi + D*(K-1) + output_padding + 1 = "
+        f"({h_out} - 1)*{s} - {lo} - {hi} + {d}*({k}-1) + {a} + 1 = {h}"
     )
+    return DimGeometry(**common, input_size=h_out, output_size=h, output_size_formula=formula, padding_used=(lo, hi),
+                       same=False, tail_positions=tail, holes=tuple(p for p in zero if p not in tail))
 
 
 def ambiguous_sizes(g: DimGeometry) -> tuple[int, ...]:
