@@ -306,3 +306,22 @@ def test_page_is_self_contained(tmp_path):
     html = explain((1, 2, 6, 6), (3, 2, 3, 3), padding="same").html()
     assert "<script src" not in html and "<link" not in html and "http://" not in html and "https://" not in html
     assert html.count("<script>") == 3 and "ConvGradRelation" in html and "ConvGradView.start(" in html
+
+
+def test_large_arrays_draw_part_and_go_to_reaches_everything(browser, tmp_path):
+    """100 channels of 64x64: not every block is drawn, but "go to" pins any element exactly."""
+    ex = explain((1, 100, 64, 64), (2, 100, 3, 3), padding=1)
+    pg = Page(browser, ex, tmp_path)
+    drawn = pg.js("document.querySelectorAll('canvas[data-array=x]').length")
+    assert 0 < drawn < 100 and "more blocks not drawn" in pg.page.text_content(".array-x .note")
+    for text, array, idx in (("x 0,99,5,63", "x", (0, 99, 5, 63)), ("dW 1,99,0,2", "dw", (1, 99, 0, 2)),
+                             ("dX[0, 98, 63, 0]", "dx", (0, 98, 63, 0))):
+        pg.page.fill("#goto-text", text)
+        pg.page.click("#goto button")
+        assert pg.js("window.convgradPage.focus()") == {"name": array, "index": list(idx), "pinned": True}
+        assert pg.highlighted() == _expected(ex, array, idx)
+    pg.page.fill("#goto-text", "dX 0,100,0,0")
+    pg.page.click("#goto button")
+    assert "out of range" in pg.page.text_content("#goto-error")
+    assert pg.errors == []
+    pg.close()

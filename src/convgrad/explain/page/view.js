@@ -22,6 +22,8 @@ const ConvGradView = (() => {
   const NAMES = { x: "x", w: "w", b: "b", y: "y", dy: "dY", dx: "dX", dw: "dW", db: "db" };
   const QUANTITY_OF = { y: "output", dx: "grad_input", dw: "grad_weight", db: "grad_bias" };
   const MAX_LISTED = 400;
+  const MAX_CELLS = 300000; // cells drawn per array (and at most MAX_BLOCKS blocks); the rest is reached by "go to"
+  const MAX_BLOCKS = 256;
 
   let spec = null;
   let initialConfig = null;
@@ -148,18 +150,44 @@ const ConvGradView = (() => {
     return COLORS.cell;
   }
 
+  const rgbOf = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+
   function paintBase(block) {
     // base colours and grid, once per block; later redraws start from this image
     const { ctx, px, rows, cols } = block;
     const nr = rows[1] - rows[0];
     const nc = cols[1] - cols[0];
-    for (let r = 0; r < nr; r++) {
-      for (let c = 0; c < nc; c++) {
-        ctx.fillStyle = baseColor(block, rows[0] + r, cols[0] + c);
-        ctx.fillRect(c * px, r * px, px, px);
+    if (px >= 5) {
+      for (let r = 0; r < nr; r++) {
+        for (let c = 0; c < nc; c++) {
+          ctx.fillStyle = baseColor(block, rows[0] + r, cols[0] + c);
+          ctx.fillRect(c * px, r * px, px, px);
+        }
       }
+      gridLines(block, 0, 0, nr, nc);
+    } else {
+      // small cells (big arrays): write the pixels directly, far faster than one fillRect per cell
+      const img = ctx.createImageData(block.canvas.width, block.canvas.height);
+      const width = block.canvas.width;
+      const cache = new Map();
+      for (let r = 0; r < nr; r++) {
+        for (let c = 0; c < nc; c++) {
+          const hex = baseColor(block, rows[0] + r, cols[0] + c);
+          if (!cache.has(hex)) cache.set(hex, rgbOf(hex));
+          const [R, G, B] = cache.get(hex);
+          for (let y = r * px; y < (r + 1) * px; y++) {
+            let o = (y * width + c * px) * 4;
+            for (let x = 0; x < px; x++, o += 4) {
+              img.data[o] = R;
+              img.data[o + 1] = G;
+              img.data[o + 2] = B;
+              img.data[o + 3] = 255;
+            }
+          }
+        }
+      }
+      ctx.putImageData(img, 0, 0);
     }
-    if (px >= 5) gridLines(block, 0, 0, nr, nc);
     block.base = ctx.getImageData(0, 0, block.canvas.width, block.canvas.height);
   }
 
@@ -248,7 +276,15 @@ const ConvGradView = (() => {
     const nr = lay.rows[1] - lay.rows[0];
     const nc = lay.cols[1] - lay.cols[0];
     const px = Math.max(3, Math.min(24, Math.floor(260 / Math.max(nr, nc, 1))));
-    const leads = R.product(lay.leadShape.map(R.range));
+    const allLeads = R.product(lay.leadShape.map(R.range));
+    const perBlock = Math.max(1, (lay.rows[1] - lay.rows[0]) * (lay.cols[1] - lay.cols[0]));
+    const leads = allLeads.slice(0, Math.max(1, Math.min(MAX_BLOCKS, Math.floor(MAX_CELLS / perBlock))));
+    if (allLeads.length > leads.length) {
+      const note = document.createElement("div");
+      note.className = "note";
+      note.textContent = `${allLeads.length - leads.length} more blocks not drawn (their cells are still counted in every term list; reach them with "go to")`;
+      section.appendChild(note);
+    }
     for (const lead of leads) {
       const div = document.createElement("div");
       div.className = "block";
@@ -359,14 +395,21 @@ const ConvGradView = (() => {
     return "";
   }
 
+  function listLine(out, line) {
+    // the panel lists the first MAX_LISTED terms; building millions of strings would stall the page
+    out.listed += 1;
+    if (out.lines.length < MAX_LISTED) out.lines.push(line);
+  }
+
   function computeLight(f) {
-    const out = { roles: new Map(), labels: new Map(), terms: [], title: "", formula: "", lines: [] };
+    const out = { roles: new Map(), labels: new Map(), terms: [], title: "", formula: "", lines: [], listed: 0 };
     if (!f) return out;
     const { name, index } = f;
+    let numbered = true; // term numbers are drawn only for a few terms; do not collect them otherwise
     const addRole = (arr, idx, role, t) => {
       const k = key(arr, idx);
       if (!out.roles.has(k) || role === "element") out.roles.set(k, role);
-      if (t !== undefined) {
+      if (t !== undefined && numbered) {
         if (!out.labels.has(k)) out.labels.set(k, []);
         out.labels.get(k).push(t);
       }
@@ -374,6 +417,7 @@ const ConvGradView = (() => {
     if (name in QUANTITY_OF) {
       const q = QUANTITY_OF[name];
       const terms = R.contributors(spec, q, index);
+      numbered = terms.length <= 80;
       const first = { output: "x", grad_input: "dy", grad_weight: "x", grad_bias: "dy" }[q];
       const second = { output: "w", grad_input: "w", grad_weight: "dy", grad_bias: null }[q];
       const pads = R.paddedReads(spec, q, index);
@@ -381,7 +425,7 @@ const ConvGradView = (() => {
       terms.forEach((t, j) => {
         if (q === "grad_bias") {
           addRole(first, t, "a", j + 1);
-          out.lines.push(show("dy", t));
+          listLine(out, show("dy", t));
           return;
         }
         let [a, b] = t;
@@ -390,14 +434,14 @@ const ConvGradView = (() => {
           p += 1;
         } else addRole(first, a, "a", j + 1);
         addRole(second, b, "b", j + 1);
-        out.lines.push(`${a === null ? "pad" : show(first, a)} · ${show(second, b)}`);
+        listLine(out, `${a === null ? "pad" : show(first, a)} · ${show(second, b)}`);
       });
       addRole(name, index, "element");
       out.terms = terms;
       const parts = second ? `${NAMES[first]}·${NAMES[second]}` : NAMES[first];
       out.title = `${show(name, index)} = sum of ${terms.length} ${second ? "product" : "entr"}${terms.length === 1 ? (second ? "" : "y") : (second ? "s" : "ies")} ${parts}`;
       out.formula = elementFormula(name, index);
-      if (name === "y") out.lines.unshift(`b[${index[1]}]`);
+      if (name === "y") out.lines.unshift(`b[${index[1]}]`);  // the bias line is extra to the count
       return out;
     }
     if (name === "x") {
@@ -416,10 +460,11 @@ const ConvGradView = (() => {
         return out;
       }
       const terms = R.contributors(spec, "grad_input", index);
+      numbered = terms.length <= 80;
       terms.forEach(([dyi, wi], j) => {
         addRole("y", dyi, "a", j + 1);
         addRole("w", wi, "b", j + 1);
-        out.lines.push(`${show("y", dyi)} += ${show("x", index)} · ${show("w", wi)}`);
+        listLine(out, `${show("y", dyi)} += ${show("x", index)} · ${show("w", wi)}`);
       });
       addRole("x", index, "element");
       out.terms = terms;
@@ -431,6 +476,7 @@ const ConvGradView = (() => {
     }
     if (name === "w") {
       const terms = R.contributors(spec, "grad_weight", index);
+      numbered = terms.length <= 80;
       const pads = R.paddedReads(spec, "grad_weight", index);
       let p = 0;
       terms.forEach(([xi, dyi], j) => {
@@ -439,7 +485,7 @@ const ConvGradView = (() => {
           p += 1;
         } else addRole("x", xi, "a", j + 1);
         addRole("y", dyi, "b", j + 1);
-        out.lines.push(`${show("y", dyi)} += ${xi === null ? "pad" : show("x", xi)} · ${show("w", index)}`);
+        listLine(out, `${show("y", dyi)} += ${xi === null ? "pad" : show("x", xi)} · ${show("w", index)}`);
       });
       addRole("w", index, "element");
       out.terms = terms;
@@ -449,10 +495,11 @@ const ConvGradView = (() => {
     }
     if (name === "dy") {
       const terms = R.contributors(spec, "output", index);
+      numbered = terms.length <= 80;
       terms.forEach(([xi, wi], j) => {
         if (xi !== null) addRole("dx", xi, "a", j + 1);
         addRole("dw", wi, "b", j + 1);
-        out.lines.push(`${xi === null ? "(padding: no dX)" : show("dx", xi) + " += " + show("dy", index) + " · w[…]"}  ·  ${show("dw", wi)} += x[…] · ${show("dy", index)}`);
+        listLine(out, `${xi === null ? "(padding: no dX)" : show("dx", xi) + " += " + show("dy", index) + " · w[…]"}  ·  ${show("dw", wi)} += x[…] · ${show("dy", index)}`);
       });
       addRole("dy", index, "element");
       out.terms = terms;
@@ -484,6 +531,7 @@ const ConvGradView = (() => {
       if (!(name in nds)) nds[name] = layoutOf(name).nd;
       const cell = cellOf(name, idx, nds[name]);
       const bk = key(name, cell.lead);
+      if (!blocks.has(bk)) continue; // not drawn
       if (!l.byBlock.has(bk)) l.byBlock.set(bk, []);
       l.byBlock.get(bk).push({ row: cell.row, col: cell.col, role, labels: l.labels.get(k) });
     }
@@ -512,16 +560,15 @@ const ConvGradView = (() => {
     $("pin").textContent = focus.pinned ? "pinned (click it again to release)" : "";
     title.textContent = light.title;
     formula.textContent = light.formula;
-    const lines = light.lines.slice(0, MAX_LISTED);
-    for (const line of lines) {
+    for (const line of light.lines) {
       const li = document.createElement("li");
       li.textContent = line;
       list.appendChild(li);
     }
-    if (light.lines.length > MAX_LISTED) {
+    if (light.listed > MAX_LISTED) {
       const li = document.createElement("li");
       li.className = "more";
-      li.textContent = `… ${light.lines.length - MAX_LISTED} more`;
+      li.textContent = `… ${light.listed - MAX_LISTED} more`;
       list.appendChild(li);
     }
   }
@@ -590,10 +637,33 @@ const ConvGradView = (() => {
     return true;
   }
 
+  function goTo(text) {
+    // "dx 0,1,4,4" (names: x w b y dy dx dw db, any case): pin that element
+    const m = String(text).trim().match(/^([a-zA-Z]+)\s*\[?\s*([-0-9,\s]*)\]?$/);
+    const name = m ? m[1].toLowerCase() : "";
+    if (!m || !(name in NAMES)) throw new R.ConfigError(`go to: expected an array name (x, w, b, y, dY, dX, dW, db) and an index, e.g. dX 0,1,4,4; got '${text}'`);
+    let idx = m[2].split(/[,\s]+/).filter((v) => v !== "").map(Number);
+    const shape = spec.shapes[name];
+    if (!spec.batched && !["w", "dw", "b", "db"].includes(name)) idx = [0].concat(idx);
+    if (idx.length !== shape.length || idx.some((v, d) => !Number.isInteger(v) || v < 0 || v >= shape[d])) {
+      throw new R.ConfigError(`go to: ${NAMES[name]} has shape (${userIndex(name, shape).join(", ")}); index out of range or of the wrong length`);
+    }
+    setFocus({ name, index: idx, pinned: true });
+  }
+
   function start(cfg) {
     initialConfig = cfg;
     fillForm(cfg);
     build(cfg);
+    $("goto").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      try {
+        goTo($("goto-text").value);
+        $("goto-error").textContent = "";
+      } catch (err) {
+        $("goto-error").textContent = err.message;
+      }
+    });
     $("config").addEventListener("submit", (ev) => {
       ev.preventDefault();
       apply();
@@ -638,6 +708,7 @@ const ConvGradView = (() => {
         px: block.px,
       };
     },
+    goTo,
     setFocus: (array, index, pinned) => setFocus({ name: array, index, pinned: !!pinned }),
     apply,
     build,
