@@ -42,14 +42,13 @@ class ReLU(_Elementwise):
 
     def forward(self, x):
         x = self._input(x)
-        mask = x > 0
-        self._remember(mask)
-        return np.where(mask, x, 0).astype(x.dtype, copy=False)
+        self._remember(x > 0)
+        return np.maximum(x, x.dtype.type(0))
 
     def backward(self, grad_output, *, input_grad: bool = True):
         (mask,) = self._recall()
         dy = self._grad(grad_output, mask.shape)
-        return np.where(mask, dy, 0).astype(dy.dtype, copy=False) if input_grad else None
+        return dy * mask if input_grad else None
 
 
 class LeakyReLU(_Elementwise):
@@ -63,14 +62,14 @@ class LeakyReLU(_Elementwise):
 
     def forward(self, x):
         x = self._input(x)
-        mask = x > 0
-        self._remember(mask)
-        return np.where(mask, x, x * self.negative_slope).astype(x.dtype, copy=False)
+        slope = (x > 0) * x.dtype.type(1 - self.negative_slope) + x.dtype.type(self.negative_slope)  # dy/dx
+        self._remember(slope)
+        return x * slope
 
     def backward(self, grad_output, *, input_grad: bool = True):
-        (mask,) = self._recall()
-        dy = self._grad(grad_output, mask.shape)
-        return np.where(mask, dy, dy * self.negative_slope).astype(dy.dtype, copy=False) if input_grad else None
+        (slope,) = self._recall()
+        dy = self._grad(grad_output, slope.shape)
+        return dy * slope if input_grad else None
 
     def extra_repr(self) -> str:
         return format_args((), [("negative_slope", self.negative_slope, 0.01)])

@@ -76,22 +76,23 @@ class BatchNorm2d(Module):
         x = as_real_array(x, "BatchNorm2d", "input")
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d: input must have shape (N, {self.num_features}, H, W), got {x.shape}")
-        axes = (0, 2, 3)
         use_batch = self.training or not self.track_running_stats
+        m = x.shape[0] * x.shape[2] * x.shape[3]
         if use_batch:
-            m = x.shape[0] * x.shape[2] * x.shape[3]
             if self.training and m <= 1:
                 raise ValueError(
                     f"BatchNorm2d: training needs more than one value per channel, got input of shape {x.shape}"
                 )
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)
+            mean = np.einsum("nchw->c", x) / x.dtype.type(m)  # einsum: far faster than sum over (0, 2, 3)
+            centered = x - mean[:, None, None]
+            var = np.einsum("nchw,nchw->c", centered, centered) / x.dtype.type(m)  # biased, two-pass
             if self.training and self.track_running_stats:
                 self._update_running(mean, var, m)
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
+            centered = x - mean[:, None, None]
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
-        x_hat = (x - mean[:, None, None]) * inv_std[:, None, None]
+        x_hat = centered * inv_std[:, None, None]
         y = x_hat
         if self.affine:
             y = x_hat * self.weight.value[:, None, None] + self.bias.value[:, None, None]
@@ -110,9 +111,8 @@ class BatchNorm2d(Module):
         dy = as_real_array(grad_output, "BatchNorm2d.backward", "grad_output")
         if dy.shape != x_hat.shape:
             raise ValueError(f"BatchNorm2d.backward: grad_output must have shape {x_hat.shape} (the output's), got {dy.shape}")
-        axes = (0, 2, 3)
-        sum_dy = dy.sum(axis=axes)
-        sum_dy_xhat = (dy * x_hat).sum(axis=axes)
+        sum_dy = np.einsum("nchw->c", dy)
+        sum_dy_xhat = np.einsum("nchw,nchw->c", dy, x_hat)
         if self.affine:
             if self.weight.requires_grad:
                 self.weight.accumulate(sum_dy_xhat)

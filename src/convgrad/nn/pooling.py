@@ -8,9 +8,9 @@ dilation ``D``; average pooling has ``D = 1``)::
                                                            in the right padding)
     window i reads  i*S + k*D - P   for k = 0 .. K-1
 
-Both passes work on a strided window view of the padded input, and the backward pass adds
-the output gradient back one kernel tap at a time (a loop over the ``K1*K2`` taps, never over
-pixels)::
+Both passes loop over the kernel taps (``K1*K2`` of them, never over pixels): tap ``k`` of every
+window at once is one strided slice of the padded input, and the backward pass adds the output
+gradient back into that slice::
 
     max:  dx[i*S + k*D - P] += dy[i]  for the tap k that held the maximum (the first one on ties)
     avg:  dx[i*S + k   - P] += dy[i] / divisor[i]   for every tap k
@@ -22,7 +22,6 @@ import math
 from typing import ClassVar
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..dtypes import as_real_array
 from ..spec import positive_ints
@@ -64,15 +63,17 @@ class _Geometry:
             hi.append(max(0, (o - 1) * s + d * (k - 1) + 1 - h - p))
         self.output = tuple(out)
         self.pad = tuple(zip(padding, hi))  # (lo, hi) per dim; hi covers ceil_mode's last window
+        self.cropping = any(lo or hi for lo, hi in self.pad)
 
     def padded(self, x: np.ndarray, fill) -> np.ndarray:
-        if all(lo == 0 and hi == 0 for lo, hi in self.pad):
+        if not self.cropping:
             return x
         return np.pad(x, [(0, 0)] * (x.ndim - len(self.pad)) + list(self.pad), constant_values=fill)
 
     def crop(self, xp: np.ndarray) -> np.ndarray:
+        """The real input's part of a padded array (a contiguous copy)."""
         index = (Ellipsis, *(slice(lo, lo + h) for (lo, _), h in zip(self.pad, self.size)))
-        return xp[index]
+        return np.ascontiguousarray(xp[index])
 
 
 class _Pool(Module):
@@ -108,15 +109,6 @@ class _Pool(Module):
             self._geometry_cache = (size, geom)
         return x, self._geometry_cache[1]
 
-    def _windows(self, xp: np.ndarray, geom: _Geometry) -> np.ndarray:
-        """Read-only view ``(*lead, *H_out, *K)`` with ``[..., i, k] = xp[..., i*S + k*D]``."""
-        r = self._rank
-        eff = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
-        view = sliding_window_view(xp, eff, axis=tuple(range(xp.ndim - r, xp.ndim)))
-        step = (Ellipsis, *(slice(0, (o - 1) * s + 1, s) for o, s in zip(geom.output, self.stride)),
-                *(slice(None, None, d) for d in self.dilation))
-        return view[step]
-
     def _taps(self, geom: _Geometry):
         """``(tap index, slice of the padded input that tap reads for every output)`` per kernel tap."""
         for tap in np.ndindex(*self.kernel_size):
@@ -139,23 +131,32 @@ class _MaxPoolNd(_Pool):
     def forward(self, x):
         """``y[i] = max_k x[i*S + k*D - P]`` (padding never wins: it holds ``-inf``)."""
         x, geom = self._input(x)
-        win = self._windows(geom.padded(x, -np.inf), geom)  # (*lead, *H_out, *K)
-        flat = win.reshape(win.shape[: x.ndim] + (-1,))  # (*lead, *H_out, prod(K))
-        arg = flat.argmax(axis=-1)
-        y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-        self._remember(arg, x.shape, x.dtype, geom)
+        xp = geom.padded(x, -np.inf)
+        taps = iter(self._taps(geom))
+        _, first = next(taps)
+        y = xp[first].copy()  # (*lead, *H_out): tap 0 of every window
+        arg = np.zeros(y.shape, dtype=np.int16 if math.prod(self.kernel_size) < 2**15 else np.int64)
+        for t, (_, index) in enumerate(taps, start=1):
+            v = xp[index]
+            np.copyto(arg, t, where=v > y)  # strictly greater: the first maximum keeps its place, as in PyTorch
+            np.maximum(y, v, out=y)
+        self._remember(arg, x.shape, geom)
         return y
 
     def backward(self, grad_output, *, input_grad: bool = True):
-        arg, shape, dtype, geom = self._recall()
+        arg, shape, geom = self._recall()
         dy = self._grad(grad_output, arg.shape)
         if not input_grad:
             return None
         lead = shape[: len(shape) - self._rank]
         dxp = np.zeros(lead + tuple(h + lo + hi for h, (lo, hi) in zip(geom.size, geom.pad)), dtype=dy.dtype)
-        for t, (tap, index) in enumerate(self._taps(geom)):
-            dxp[index] += np.where(arg == t, dy, 0)
-        return np.ascontiguousarray(geom.crop(dxp))
+        overlapping = any(s < d * (k - 1) + 1 for s, k, d in zip(self.stride, self.kernel_size, self.dilation))
+        for t, (_, index) in enumerate(self._taps(geom)):
+            if overlapping:
+                dxp[index] += dy * (arg == t)
+            else:  # each input position is read by one window at most: plain assignment
+                dxp[index] = dy * (arg == t)
+        return geom.crop(dxp) if geom.cropping else dxp
 
     def extra_repr(self) -> str:
         return format_args(
@@ -195,9 +196,12 @@ class _AvgPoolNd(_Pool):
     def forward(self, x):
         """``y[i] = sum_k x[i*S + k - P] / divisor[i]`` (padding holds zeros)."""
         x, geom = self._input(x)
-        win = self._windows(geom.padded(x, 0), geom)  # (*lead, *H_out, *K)
+        xp = geom.padded(x, 0)
+        total = None
+        for _, index in self._taps(geom):
+            total = xp[index].copy() if total is None else np.add(total, xp[index], out=total)  # (*lead, *H_out)
         divisor = self._divisor(geom).astype(x.dtype)
-        y = win.sum(axis=tuple(range(x.ndim, win.ndim))) / divisor
+        y = total / divisor
         self._remember(x.shape, divisor, geom)
         return y
 
@@ -211,7 +215,7 @@ class _AvgPoolNd(_Pool):
         dxp = np.zeros(lead + tuple(h + lo + hi for h, (lo, hi) in zip(geom.size, geom.pad)), dtype=share.dtype)
         for _, index in self._taps(geom):
             dxp[index] += share
-        return np.ascontiguousarray(geom.crop(dxp))
+        return geom.crop(dxp) if geom.cropping else dxp
 
     def extra_repr(self) -> str:
         return format_args(
