@@ -38,14 +38,14 @@ def available_algorithms() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def get_algorithm(name: str) -> Algorithm:
+def get_algorithm(name: str, func: str = "convgrad") -> Algorithm:
     """The registered algorithm called ``name``; ``ValueError`` listing the names otherwise."""
     if not isinstance(name, str):
-        raise TypeError(f"algorithm must be a string, one of {('auto', *_REGISTRY)}, got {name!r}")
+        raise TypeError(f"{func}: algorithm must be a string, one of {('auto', *_REGISTRY)}, got {name!r}")
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"algorithm must be 'auto' or one of {tuple(_REGISTRY)}, got {name!r}") from None
+        raise ValueError(f"{func}: algorithm must be 'auto' or one of {tuple(_REGISTRY)}, got {name!r}") from None
 
 
 def choose(spec: ConvSpec, op: str) -> Algorithm:
@@ -57,25 +57,27 @@ def choose(spec: ConvSpec, op: str) -> Algorithm:
     raise AssertionError("the direct algorithm supports every configuration")  # pragma: no cover
 
 
-def resolve(algorithm: str, spec: ConvSpec, op: str) -> Algorithm:
+def resolve(algorithm: str, spec: ConvSpec, op: str, func: str = "convgrad") -> Algorithm:
     """The algorithm object for a user's ``algorithm=`` argument, checked against ``spec``."""
     if algorithm == "auto":
         return choose(spec, op)
-    alg = get_algorithm(algorithm)
+    alg = get_algorithm(algorithm, func)
     reason = alg.unsupported(spec, op)
     if reason is not None:
-        raise ValueError(f"algorithm {alg.name!r} cannot compute {op} for this configuration: {reason}")
+        raise ValueError(f"{func}: algorithm {alg.name!r} cannot compute {op} for this configuration: {reason}")
     return alg
 
 
-def run(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, algorithm: str = "auto") -> np.ndarray:
+def run(
+    op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, algorithm: str = "auto", *, func: str = "convgrad"
+) -> np.ndarray:
     """Compute ``op`` (one of ``forward``, ``grad_input``, ``grad_weight``) with the chosen algorithm.
 
     Operands, by ``op``: ``forward(x, w)``, ``grad_input(dy, w)``, ``grad_weight(x, dy)``.
     """
     if op not in OPERATIONS:
         raise ValueError(f"op must be one of {OPERATIONS}, got {op!r}")
-    alg = resolve(algorithm, spec, op)
+    alg = resolve(algorithm, spec, op, func)
     if spec.padding_mode == "zeros" or alg.handles_padding_modes:
         return getattr(alg, op)(a, b, spec)
     # Non-zero padding mode on an algorithm that only does zero padding: pad explicitly.
