@@ -244,3 +244,24 @@ def test_whole_network_gradients_match_finite_differences():
         fd[idx] = (loss_at(xp) - loss_at(xm)) / (2 * h)
     assert np.max(np.abs(fd - dx)) / np.max(np.abs(dx)) < 1e-6
     assert checked > 150
+
+
+def test_adam_with_a_parameter_frozen_midway_matches_torch():
+    """The flat-array path (all parameters together) and the per-parameter path give torch's steps."""
+    rng = np.random.default_rng(5)
+    values = [rng.standard_normal((2, 3)), rng.standard_normal(4)]
+    params = [nn.Parameter(v) for v in values]
+    tparams = [torch.tensor(v, requires_grad=True) for v in values]
+    opt = nn.Adam(params, lr=0.05, weight_decay=0.01, amsgrad=True)
+    topt = torch.optim.Adam(tparams, lr=0.05, weight_decay=0.01, amsgrad=True)
+    for step in range(6):
+        frozen = step in (2, 3)  # the second parameter skips two steps, then catches up out of phase
+        params[1].requires_grad = not frozen
+        for j, (p, tp) in enumerate(zip(params, tparams)):
+            g = rng.standard_normal(p.shape)
+            p.grad[...] = g
+            tp.grad = None if (frozen and j == 1) else torch.tensor(g)
+        opt.step()
+        topt.step()
+        for p, tp in zip(params, tparams):
+            assert max_rel(p.value, tp.detach().numpy()) < 1e-13

@@ -139,29 +139,57 @@ class Adam(Optimizer):
                 raise TypeError(f"Adam: {name} must be True or False, got {flag!r}")
         self.amsgrad = amsgrad
         self.maximize = maximize
-        self._m = [np.zeros_like(p.value) for p in self.params]
-        self._v = [np.zeros_like(p.value) for p in self.params]
-        self._v_max = [np.zeros_like(p.value) for p in self.params] if amsgrad else None
+        # The moments of all parameters live in flat arrays, one slice (a reshaped view) per
+        # parameter: when every parameter is trainable and at the same step, one step is a
+        # dozen whole-array operations instead of a dozen per parameter (the per-call overhead
+        # of NumPy dominated the step of a small network).
+        dtype = np.result_type(*(p.dtype for p in self.params))
+        sizes = [p.value.size for p in self.params]
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self._m = np.zeros(self._offsets[-1], dtype=dtype)
+        self._v = np.zeros_like(self._m)
+        self._v_max = np.zeros_like(self._m) if amsgrad else None
         self._t = [0] * len(self.params)
 
-    def step(self) -> None:
+    def _view(self, flat: np.ndarray | None, i: int):
+        if flat is None:
+            return None
+        return flat[self._offsets[i]:self._offsets[i + 1]].reshape(self.params[i].shape)
+
+    def _update(self, g, m, v, v_max, t: int):
+        """Advance the moments in place and return the step to subtract (see the class Notes)."""
         beta1, beta2 = self.betas
-        for i, p in self._trainable():
-            g = -p.grad if self.maximize else p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.value
-            self._t[i] += 1
-            t = self._t[i]
-            m, v = self._m[i], self._v[i]
-            m += (1 - beta1) * (g - m)  # torch's lerp: m + (1 - beta1) * (g - m)
-            v *= beta2
-            v += (1 - beta2) * g * g
-            if self.amsgrad:
-                np.maximum(self._v_max[i], v, out=self._v_max[i])
-                v = self._v_max[i]
-            step_size = self.lr / (1 - beta1**t)
-            denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
-            p.value -= (step_size * (m / denom)).astype(p.dtype, copy=False)
+        m += (1 - beta1) * (g - m)  # torch's lerp: m + (1 - beta1) * (g - m)
+        v *= beta2
+        v += (1 - beta2) * g * g
+        if v_max is not None:
+            np.maximum(v_max, v, out=v_max)
+            v = v_max
+        denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
+        return (self.lr / (1 - beta1**t)) * (m / denom)
+
+    def _gradient(self, grad, value):
+        g = -grad if self.maximize else grad
+        if self.weight_decay:
+            g = g + self.weight_decay * value
+        return g
+
+    def step(self) -> None:
+        trainable = list(self._trainable())
+        if len(trainable) == len(self.params) and len(set(self._t)) == 1:  # all together: flat arrays
+            t = self._t[0] + 1
+            self._t = [t] * len(self.params)
+            grad = np.concatenate([p.grad.ravel() for p in self.params]).astype(self._m.dtype, copy=False)
+            value = np.concatenate([p.value.ravel() for p in self.params]) if self.weight_decay else None
+            update = self._update(self._gradient(grad, value), self._m, self._v, self._v_max, t)
+            for i, p in enumerate(self.params):
+                p.value -= self._view(update, i).astype(p.dtype, copy=False)
+        else:
+            for i, p in trainable:
+                self._t[i] += 1
+                update = self._update(self._gradient(p.grad, p.value), self._view(self._m, i), self._view(self._v, i),
+                                      self._view(self._v_max, i), self._t[i])
+                p.value -= update.astype(p.dtype, copy=False)
         self.steps += 1
 
     def __repr__(self) -> str:
