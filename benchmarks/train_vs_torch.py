@@ -15,6 +15,7 @@ Needs ``torch==2.13.0`` and scikit-learn. Not a test: timings on a shared machin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -83,6 +84,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both torch and NumPy's BLAS (default: each library's own)")
     parser.add_argument("--layers", action="store_true", help="also time convgrad's layers one by one")
+    parser.add_argument("--channels", default=None, help="the two conv widths, e.g. 32,64 (default: convgrad train's)")
+    parser.add_argument("--hidden", type=int, default=None, help="the hidden Linear width (default: convgrad train's)")
     args = parser.parse_args()
     if args.threads:  # before NumPy is imported, so that its BLAS reads them
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -100,6 +103,10 @@ def main() -> None:
     train_index, _ = data.stratified_split(digits.labels, 0.2, 0)
     train = digits.subset(train_index)
     config = models.LeNetConfig(image_size=train.image_size)
+    if args.channels:
+        config = dataclasses.replace(config, channels=tuple(int(c) for c in args.channels.split(",")))
+    if args.hidden:
+        config = dataclasses.replace(config, hidden=args.hidden)
 
     model = models.lenet(config, rng=0)
     opt = nn.Adam(model.parameters(), lr=1e-3)
