@@ -176,7 +176,7 @@ def run(args) -> int:
                                 "test_accuracy": final.test_accuracy})
     written = [weights]
     try:
-        written += train_figures.write(args.out, history, model)
+        written += train_figures.write(args.out, history, model, test)
     except ImportError:
         print("(install matplotlib for the pictures: pip install 'convgrad[train]')", file=report)
     for path in written:

@@ -20,10 +20,11 @@ def _pyplot():
     return plt
 
 
-def write(out: Path, history, model) -> list[Path]:
-    """Write ``curves.png`` and ``filters.png`` into ``out``; returns their paths."""
+def write(out: Path, history, model, test) -> list[Path]:
+    """Write ``curves.png``, ``filters.png`` and ``mistakes.png`` into ``out``; returns their paths."""
     plt = _pyplot()
-    return [curves(out / "curves.png", history, plt), filters(out / "filters.png", model[0].weight.value, plt)]
+    return [curves(out / "curves.png", history, plt), filters(out / "filters.png", model[0].weight.value, plt),
+            mistakes(out / "mistakes.png", model, test, plt)]
 
 
 def curves(path: Path, history, plt) -> Path:
@@ -32,7 +33,7 @@ def curves(path: Path, history, plt) -> Path:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     ax_loss.plot(epochs, [r.train_loss for r in history], "o-", ms=3, label="training")
     ax_loss.plot(epochs, [r.test_loss for r in history], "s-", ms=3, label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss (label-smoothed cross-entropy)", title="Loss")
     ax_loss.legend()
     ax_acc.plot(epochs, [100 * r.train_accuracy for r in history], "o-", ms=3, label="training")
     ax_acc.plot(epochs, [100 * r.test_accuracy for r in history], "s-", ms=3, label="test")
@@ -72,6 +73,31 @@ def filters(path: Path, weight: np.ndarray, plt) -> Path:
     k = "x".join(str(s) for s in w.shape[1:])
     fig.suptitle(f"First-layer filters: {count} learned {k} kernels (red positive, blue negative)", fontsize=10)
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def mistakes(path: Path, model, test, plt, limit: int = 24) -> Path:
+    """The held-out images the trained network gets wrong (up to ``limit``), with true and predicted class."""
+    from ..nn.training import predict_logits
+
+    predicted = predict_logits(model, test.images).argmax(axis=1)
+    wrong = np.flatnonzero(predicted != test.labels)[:limit]
+    cols = max(1, min(8, len(wrong)))
+    rows = max(1, math.ceil(len(wrong) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols + 0.4, 1.6 * rows + 0.8), dpi=110, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(test.images[i, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{test.labels[i]} as {predicted[i]}", fontsize=9, color="firebrick")
+    total = int((predicted != test.labels).sum())
+    if total == 0:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=11)
+    shown = f" (first {len(wrong)})" if total > len(wrong) else ""
+    fig.suptitle(f"Held-out mistakes: {total} of {len(test)} images{shown}, true class as predicted class", fontsize=10)
+    fig.tight_layout()
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
