@@ -17,22 +17,20 @@ so the copy's inner run is ``C_g`` channels (``K_w*C_g`` values with no dilation
 with ``w_rows[g][o, (k, c)] = w[g*O_g + o, c, k]``, and ``dx`` is ``drows`` added back tap by
 tap into strided slices of the channels-last padded gradient (positions no window reads stay
 exactly zero). The arithmetic is ``gemm``'s; only the memory order differs.
+
+Cost: like ``gemm``, the ``rows`` copy holds ``K`` times the input, plus one channels-last copy
+of the input.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..spec import ConvSpec
 from .base import Algorithm
-
-
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 def _inner(spec: ConvSpec) -> tuple:
@@ -61,7 +59,7 @@ def rows(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     step = (slice(None), *(slice(0, (o - 1) * s + 1, s) for o, s in zip(spec.output_size, spec.stride)),
             slice(None), *(slice(None, None, d) for d in spec.dilation))
     win = win[step]  # (N, *Hout, C, *K)
-    n, p, k = spec.batch, _prod(spec.output_size), _prod(spec.kernel_size)
+    n, p, k = spec.batch, math.prod(spec.output_size), math.prod(spec.kernel_size)
     if spec.groups == 1:
         order = (0, *range(1, 1 + nd), *range(2 + nd, 2 + 2 * nd), 1 + nd)  # (N, *Hout, *K, C)
         return np.ascontiguousarray(win.transpose(order)).reshape(1, n * p, k * spec.in_channels)
