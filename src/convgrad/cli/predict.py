@@ -26,8 +26,12 @@ def register(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="classify images (.npy, .png, .jpg, ...) with weights written by `convgrad train`",
-        description=__doc__.split("\n\n")[0] + " Accepted: .npy arrays in the training data's units; "
-                    "PNG/JPEG/BMP/GIF/TIFF pictures (Pillow), resized and inverted as needed.",
+        description=(
+            "Classify images with weights written by `convgrad train`. Accepted: .npy arrays, one (H, W) image or "
+            "a stack (N, H, W) of the model's size, in the training data's units (0..16 for the digits, 0..255 "
+            "for 8-bit IDX data); PNG/JPEG/BMP/GIF/TIFF pictures (read with Pillow), turned grey, resized to the "
+            "model's size and inverted when the background is light."
+        ),
     )
     p.add_argument("weights", type=Path, help="the .npz file written by `convgrad train` (e.g. out/weights.npz)")
     p.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="image files: .npy, .png, .jpg, .bmp, .gif, .tif")

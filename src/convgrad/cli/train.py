@@ -3,8 +3,9 @@
 By default the data are the 1797 8x8 handwritten digits that ship inside scikit-learn (no
 download), split into training and test sets by class with a fixed seed (``--split-seed``);
 ``--data DIR`` reads MNIST-format IDX files instead. Each epoch shows a progress bar, then the
-loss and accuracy; at the end the test accuracy, a picture of the curves, a picture of the
-learned first-layer filters, and the weights (``weights.npz``, for ``convgrad predict``).
+loss and accuracy; at the end the test accuracy, pictures of the curves, of the
+learned first-layer filters and of the held-out mistakes, and the weights (``weights.npz``,
+for ``convgrad predict``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a LeNet-style CNN on the 8x8 digits (or MNIST IDX files) with convgrad's gradients",
-        description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[1].replace("\n", " "),
+        description=(
+            "Train a LeNet-style CNN with convgrad's own gradients. By default the data are the 1797 8x8 "
+            "handwritten digits that ship inside scikit-learn (no download), split into training and test sets "
+            "by class with a fixed seed; --data DIR reads MNIST-format IDX files instead. Each epoch shows a "
+            "progress bar, then the loss and accuracy; at the end the test accuracy, pictures of the curves, of "
+            "the learned first-layer filters and of the test mistakes, and the weights (weights.npz, for "
+            "`convgrad predict`), all in --out."
+        ),
     )
     p.add_argument("--epochs", type=_positive, default=DEFAULTS["epochs"], help=f"passes over the training set (default {DEFAULTS['epochs']})")
     p.add_argument("--batch-size", type=_positive, default=DEFAULTS["batch_size"], help=f"images per step (default {DEFAULTS['batch_size']})")
