@@ -108,7 +108,7 @@ def _progress_factory(epochs: int, total: int, enabled: bool, out):
         if not enabled or tqdm is None:
             return None
         bar = tqdm(total=total, desc=f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}", unit="img", file=out,
-                   leave=False, ncols=90, bar_format="{desc} {bar} {n_fmt}/{total_fmt} img {elapsed}{postfix}")
+                   leave=False, ncols=90, mininterval=0.02, bar_format="{desc} {bar} {n_fmt}/{total_fmt} img {elapsed}{postfix}")
         state["bar"] = bar
 
         def update(n: int, loss: float) -> None:
