@@ -109,3 +109,13 @@ def test_unbatched_inputs_match_batched():
     y = m(x)
     np.testing.assert_allclose(y, batched, rtol=0, atol=1e-14)
     assert m.backward(np.ones_like(y)).shape == x.shape
+
+
+def test_torch_state_dict_tensors_load_directly():
+    tm = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.Flatten(), torch.nn.Linear(18, 3))
+    tm(torch.randn(4, 1, 5, 5))  # running statistics and num_batches_tracked move
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(18, 3))
+    m.load_state_dict(tm.state_dict())  # CPU tensors, no conversion by the caller
+    for name, value in tm.state_dict().items():
+        np.testing.assert_array_equal(m.state_dict()[name], value.numpy())
+    assert int(m[1].num_batches_tracked) == 1
