@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -74,10 +75,19 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path, capsys):
     assert any(not np.array_equal(runs["a"][k], runs["c"][k]) for k in runs["a"])
 
 
-def test_predict_npy_and_png(tmp_path, capsys):
-    extra_images, extra_labels = synthetic_idx(tmp_path / "idx")
-    train_json(capsys, "--data", tmp_path / "idx", "--epochs", 6, "--batch-size", 16, "--out", tmp_path / "out")
-    weights = tmp_path / "out" / "weights.npz"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Weights trained once on the synthetic IDX data, and six more labelled images."""
+    folder = tmp_path_factory.mktemp("trained")
+    extra_images, extra_labels = synthetic_idx(folder / "idx")
+    args = ["train", "--no-progress", "--data", str(folder / "idx"), "--epochs", "6", "--batch-size", "16",
+            "--out", str(folder / "out")]
+    assert main(args) == 0
+    return folder / "out" / "weights.npz", extra_images, extra_labels
+
+
+def test_predict_npy_and_png(trained, tmp_path, capsys):
+    weights, extra_images, extra_labels = trained
     np.save(tmp_path / "stack.npy", extra_images)  # 0..255, the IDX data's own units
     from PIL import Image
 
@@ -105,12 +115,8 @@ def test_predict_npy_and_png(tmp_path, capsys):
         (lambda d: (d / "broken.png").write_bytes(b"not a png") and d / "broken.png", "cannot read as a picture"),
     ],
 )
-def test_predict_errors_are_clear(tmp_path, capsys, make, message):
-    synthetic_idx(tmp_path / "idx", n_train=30, n_test=9)
-    train_json(capsys, "--data", tmp_path / "idx", "--epochs", 1, "--out", tmp_path / "out")
-    assert main(["predict", str(tmp_path / "out" / "weights.npz"), str(make(tmp_path))]) == 2
-    import re
-
+def test_predict_errors_are_clear(trained, tmp_path, capsys, make, message):
+    assert main(["predict", str(trained[0]), str(make(tmp_path))]) == 2
     assert re.search(message, capsys.readouterr().err)
 
 
