@@ -131,17 +131,36 @@ class _MaxPoolNd(_Pool):
     def forward(self, x):
         """``y[i] = max_k x[i*S + k*D - P]`` (padding never wins: it holds ``-inf``)."""
         x, geom = self._input(x)
-        xp = geom.padded(x, -np.inf)
-        taps = iter(self._taps(geom))
-        _, first = next(taps)
-        y = xp[first].copy()  # (*lead, *H_out): tap 0 of every window
+        # taps[t]: tap t of every window, (*lead, *H_out)
+        if self._tiles(geom):
+            taps = self._gather(x, geom)
+        else:
+            xp = geom.padded(x, -np.inf)
+            taps = [xp[index] for _, index in self._taps(geom)]
+        y = taps[0].copy()  # (*lead, *H_out)
         arg = np.zeros(y.shape, dtype=np.int16 if math.prod(self.kernel_size) < 2**15 else np.int64)
-        for t, (_, index) in enumerate(taps, start=1):
-            v = xp[index]
-            np.copyto(arg, t, where=v > y)  # strictly greater: the first maximum keeps its place, as in PyTorch
-            np.maximum(y, v, out=y)
+        for t in range(1, len(taps)):
+            np.copyto(arg, t, where=taps[t] > y)  # strictly greater: the first maximum keeps its place, as PyTorch
+            np.maximum(y, taps[t], out=y)
         self._remember(arg, x.shape, geom)
         return y
+
+    def _tiles(self, geom: _Geometry) -> bool:
+        """Whether the windows tile the input: stride = kernel, no dilation, no padding."""
+        return not geom.cropping and self.stride == self.kernel_size and all(d == 1 for d in self.dilation)
+
+    def _gather(self, x: np.ndarray, geom: _Geometry) -> np.ndarray:
+        """``(prod(K), *lead, *H_out)``, contiguous: entry ``t`` is tap ``t`` of every window.
+
+        One transposing copy; the comparisons that follow then run on contiguous arrays (on the
+        LeNet's 2x2 pooling this forward took 80 % of the time of working on strided slices).
+        """
+        r, lead = self._rank, x.shape[: x.ndim - self._rank]
+        split = tuple(v for o, k in zip(geom.output, self.kernel_size) for v in (o, k))
+        order = (*(len(lead) + 2 * i + 1 for i in range(r)), *range(len(lead)), *(len(lead) + 2 * i for i in range(r)))
+        used = x[(Ellipsis, *(slice(0, o * k) for o, k in zip(geom.output, self.kernel_size)))]
+        tiled = used.reshape(lead + split)  # (*lead, H_out1, K1, H_out2, K2, ...)
+        return np.ascontiguousarray(tiled.transpose(order)).reshape((-1,) + lead + geom.output)
 
     def backward(self, grad_output, *, input_grad: bool = True):
         arg, shape, geom = self._recall()
