@@ -16,7 +16,7 @@ from .init import resolve_rng
 from .linear import Linear
 from .pooling import MaxPool2d
 
-__all__ = ["LeNetConfig", "lenet"]
+__all__ = ["LeNetConfig", "lenet", "count_parameters"]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .data import Dataset, batches
 from .module import Module
 from .optim import Optimizer
 
-__all__ = ["EpochResult", "cosine_lr", "train_epoch", "evaluate", "fit"]
+__all__ = ["EpochResult", "cosine_lr", "train_epoch", "predict_logits", "evaluate", "fit"]
 
 
 @dataclass(frozen=True)
