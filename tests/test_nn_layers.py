@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from convgrad import nn
 from _nn_torch import compare_passes
@@ -124,3 +126,42 @@ def test_torch_state_dict_tensors_load_directly():
     for name, value in tm.state_dict().items():
         np.testing.assert_array_equal(m.state_dict()[name], value.numpy())
     assert int(m[1].num_batches_tracked) == 1
+
+
+@st.composite
+def pool_cases(draw):
+    rank = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(rank))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    maximum = draw(st.booleans())
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank)) if maximum else (1,) * rank
+    # torch's avg_pool3d (alone) also refuses an unpadded input smaller than the kernel
+    strict = not maximum and rank == 3
+    size = tuple(
+        draw(st.integers(max(1, k if strict else d * (k - 1) + 1 - 2 * p), 7)) for k, p, d in zip(kernel, padding, dilation)
+    )
+    ceil_mode = draw(st.booleans())
+    # a window lying entirely in the padding is degenerate: PyTorch routes its gradient to an element
+    # outside the window (here it gets none); leave those configurations out
+    for h, k, s, p, d in zip(size, kernel, stride, padding, dilation):
+        span = h + 2 * p - d * (k - 1) - 1
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        out -= ceil_mode and (out - 1) * s >= h + p
+        assume(all(any(0 <= i * s + j * d - p < h for j in range(k)) for i in range(out)))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), *size)
+    if maximum:
+        return f"MaxPool{rank}d", dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                                       ceil_mode=ceil_mode), shape
+    extra = dict(count_include_pad=draw(st.booleans()))
+    if rank > 1 and draw(st.booleans()):
+        extra["divisor_override"] = draw(st.integers(1, 5))
+    return f"AvgPool{rank}d", dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode, **extra), shape
+
+
+@given(pool_cases(), st.integers(0, 2**16))
+def test_pooling_property_sweep_against_torch(case, seed):
+    """Random pooling geometry -- ceil_mode, padding, dilation, divisors -- against torch.nn."""
+    name, kwargs, shape = case
+    m, tm = _pair(name, (), kwargs)
+    compare_passes(m, tm, np.random.default_rng(seed).standard_normal(shape), seed=seed)
