@@ -165,3 +165,35 @@ def test_pooling_property_sweep_against_torch(case, seed):
     name, kwargs, shape = case
     m, tm = _pair(name, (), kwargs)
     compare_passes(m, tm, np.random.default_rng(seed).standard_normal(shape), seed=seed)
+
+
+def _torch_expressible(case) -> bool:
+    """Whether torch.nn's Conv/ConvTranspose layers take this case's arguments as they are."""
+    per_dim = case.padding if isinstance(case.padding, tuple) else (case.padding,)
+    if any(not isinstance(p, int) for p in per_dim):  # (low, high) pairs
+        return False
+    if case.padding == "same" and any(s != 1 for s in (case.stride if isinstance(case.stride, tuple) else (case.stride,))):
+        return False
+    return case.batch > 0
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_conv_layer_property_sweep_against_torch(seed):
+    """Random Conv/ConvTranspose layer arguments (rank, groups, stride, padding, padding_mode, ...) against torch.nn."""
+    import random
+
+    from _configs import random_case
+
+    case = random_case(random.Random(seed), max_size=6)
+    assume(_torch_expressible(case))
+    rank = case.ndim
+    if case.transposed:
+        name = f"ConvTranspose{rank}d"
+        kwargs = dict(stride=case.stride, padding=case.padding, output_padding=case.output_padding, groups=case.groups,
+                      bias=case.bias, dilation=case.dilation)
+    else:
+        name = f"Conv{rank}d"
+        kwargs = dict(stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups,
+                      bias=case.bias, padding_mode=case.padding_mode)
+    m, tm = _pair(name, (case.in_channels, case.out_channels, case.kernel), kwargs)
+    compare_passes(m, tm, np.random.default_rng(seed).standard_normal(case.input_shape), seed=seed % 1000)
