@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine with Python 3.11+:
-#   make demo   -- set up a virtual environment and run the main job
+#   make demo   -- set up a virtual environment, check the gradients, train a CNN on the digits
 #   make test   -- set up a virtual environment with the test dependencies and run the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,8 +11,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 demo: $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[train]'
 	$(BIN)/convgrad check
+	$(BIN)/convgrad train --out out
 
 test: $(BIN)/python
 	@# the explain page is tested in Debian's Chromium (CONVGRAD_SKIP_BROWSER=1 skips those tests on purpose)
