@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean questions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,16 @@ demo: $(BIN)/python
 	$(BIN)/convgrad train --out out
 
 test: $(BIN)/python
+	@# the explain page is tested in Debian's Chromium (CONVGRAD_SKIP_BROWSER=1 skips those tests on purpose)
+	@if [ ! -x /usr/bin/chromium ] && [ "$$CONVGRAD_SKIP_BROWSER" != 1 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; fi
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pytest
+
+# regenerate docs/questions.md and its pictures (a test checks they are current)
+questions: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[explain]'
+	$(BIN)/python -m convgrad.explain.questions
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -27,12 +27,14 @@ from .api import (
     conv_transpose_backward,
     conv_weight,
 )
+from .explain import Explanation, explain
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvSpec",
+    "Explanation",
     "Gradients",
     "available_algorithms",
     "conv",
@@ -55,4 +57,5 @@ __all__ = [
     "conv_transpose_backward",
     "conv_transpose_spec",
     "conv_weight",
+    "explain",
 ]
