@@ -87,7 +87,7 @@ def measure(repeats: int):
                     for alg in costmodel.MODELED:
                         if algorithms.get_algorithm(alg).unsupported(spec, op) is not None:
                             continue
-                        if alg == "gemm" and costmodel.gemm_scratch_bytes(spec) > 2**30:
+                        if alg in ("gemm", "im2row") and costmodel.gemm_scratch_bytes(spec) > 2**30:
                             continue
                         f = lambda: algorithms.run(op, spec, *operands[op], alg)  # noqa: E731
                         f()
@@ -107,7 +107,7 @@ def _time(f) -> float:
     return time.perf_counter() - t
 
 
-KEYS = ("gemm", "call", "small", "tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm_im2col")
+KEYS = ("gemm", "call", "small", "tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm_im2col", "im2row")
 
 
 def _features(row, specs):

@@ -273,3 +273,32 @@ def max_rel(a, b) -> float:
     if a.size == 0:
         return 0.0
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+
+
+def supports(algorithm: str, case_or_shapes, **kwargs) -> bool:
+    """Whether ``algorithm`` computes every operation of a configuration.
+
+    The specialised fast algorithms (issue 3: winograd, pointwise, depthwise, fft) support
+    narrow regimes and refuse the rest with a ``ValueError`` saying why; tests written for one
+    fixed configuration skip them there (tests/test_fast_algorithms.py checks the same
+    properties inside each regime). Takes a :class:`Case`, or ``(input_shape, weight_shape)`` and
+    the keyword arguments of ``conv``.
+    """
+    from convgrad import algorithms
+    from convgrad.spec import conv_spec, conv_transpose_spec
+
+    if algorithm in ("auto", "measure"):
+        return True
+    if isinstance(case_or_shapes, Case):
+        case = case_or_shapes
+        if case.transposed:
+            spec = conv_transpose_spec(case.input_shape, case.weight_shape, case.stride, case.padding,
+                                       case.output_padding, case.groups, case.dilation)
+        else:
+            spec = conv_spec(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation,
+                             case.groups, case.padding_mode)
+    else:
+        input_shape, weight_shape = case_or_shapes
+        spec = conv_spec(input_shape, weight_shape, **kwargs)
+    alg = algorithms.get_algorithm(algorithm)
+    return all(alg.unsupported(spec, op) is None for op in ("forward", "grad_input", "grad_weight"))

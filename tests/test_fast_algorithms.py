@@ -9,6 +9,7 @@ import pytest
 import convgrad
 from convgrad import algorithms
 from convgrad.spec import conv_spec
+from _configs import max_rel
 
 # the algorithms that chunk the batch under the workspace limit
 CHUNKED = [name for name in ("tapgemm", "winograd", "depthwise", "fft") if name in convgrad.available_algorithms()]
@@ -243,3 +244,55 @@ def test_auto_never_picks_gemm_beyond_the_workspace():
             assert "gemm" not in algorithms.candidates(spec, op)
     with convgrad.settings(workspace_limit=2**30):
         assert "gemm" in algorithms.candidates(spec, "forward")
+
+
+# -- the array contract of tests/test_arrays.py, inside each narrow algorithm's regime ---------------
+
+CONTRACT = {
+    "winograd": ((2, 4, 7, 6), (6, 2, 3, 3), dict(padding=(1, 0), dilation=(1, 2), groups=2)),
+    "pointwise": ((2, 4, 7, 6), (6, 2, 1, 1), dict(groups=2)),
+    "depthwise": ((2, 4, 7, 6), (8, 1, 3, 2), dict(stride=(2, 1), padding=(1, 0), groups=4)),
+    "fft": ((2, 4, 9, 6), (6, 2, 5, 3), dict(padding=(2, 0), dilation=(1, 2), groups=2)),
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(CONTRACT))
+def test_narrow_algorithms_keep_the_array_contract(algorithm):
+    xs, ws, kw = CONTRACT[algorithm]
+    rng = np.random.default_rng(3)
+    X, W, B = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+
+    def run(x, w, b):
+        y = convgrad.conv2d(x, w, b, **kw, algorithm=algorithm)
+        dy = np.ones(y.shape, dtype=y.dtype)
+        return y, dy, convgrad.conv_backward(dy, x, w, **kw, algorithm=algorithm)
+
+    ref, _, gref = run(X, W, B)
+    for dtype, tol in ((np.float16, 2e-2), (np.float32, 1e-5), (np.float64, 1e-12)):
+        y, _, g = run(X.astype(dtype), W.astype(dtype), B.astype(dtype))
+        assert y.dtype == g.input.dtype == g.weight.dtype == g.bias.dtype == dtype
+        assert max(max_rel(y, ref), max_rel(g.input, gref.input), max_rel(g.weight, gref.weight)) < tol
+    readonly = [a.copy() for a in (X, W, B)]
+    for a in readonly:
+        a.flags.writeable = False
+    layouts = {
+        "fortran": (np.asfortranarray(X), np.asfortranarray(W), B),
+        "views with steps": (np.repeat(X, 2, axis=3)[..., ::2], np.repeat(W, 3, axis=0)[::3], B),
+        "transposed view": (np.ascontiguousarray(X.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0), W, B),
+        "read-only": tuple(readonly),
+    }
+    for name, (x, w, b) in layouts.items():
+        copies = [a.copy() for a in (x, w, b)]
+        y, dy, g = run(x, w, b)
+        assert np.array_equal(y, ref) and np.array_equal(g.input, gref.input), name
+        assert np.allclose(g.weight, gref.weight, rtol=1e-13, atol=1e-13), name
+        for original, a in zip(copies, (x, w, b)):
+            assert np.array_equal(original, a), name  # inputs never written
+        for result in (y, g.input, g.weight, g.bias):
+            for operand in (x, w, b, dy):
+                assert not np.shares_memory(result, operand), name
+    empty = np.zeros((0,) + X.shape[1:])
+    y = convgrad.conv2d(empty, W, B, **kw, algorithm=algorithm)
+    assert y.shape == (0,) + ref.shape[1:]
+    g = convgrad.conv_backward(y, empty, W, **kw, algorithm=algorithm)
+    assert g.input.shape == empty.shape and np.all(g.weight == 0) and np.all(g.bias == 0)

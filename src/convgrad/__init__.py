@@ -27,6 +27,7 @@ from .api import (
     conv_transpose_backward,
     conv_weight,
 )
+from .explain import Explanation, explain
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvSpec",
+    "Explanation",
     "Gradients",
     "available_algorithms",
     "choose_algorithm",
@@ -59,6 +61,7 @@ __all__ = [
     "conv_transpose_backward",
     "conv_transpose_spec",
     "conv_weight",
+    "explain",
     "get_num_threads",
     "get_workspace_limit",
     "set_num_threads",

@@ -113,6 +113,13 @@ def _bias(bias, channels: int, func: str) -> np.ndarray | None:
     return b
 
 
+def _algorithm(algorithm, func: str) -> str:
+    """Check ``algorithm`` up front, so a typo is caught even when nothing ends up computed."""
+    if algorithm not in algorithms.CHOOSERS:
+        algorithms.get_algorithm(algorithm, func)
+    return algorithm
+
+
 def _needs(needs, func: str) -> frozenset[str]:
     if isinstance(needs, str):
         needs = (needs,)
@@ -196,6 +203,7 @@ def _conv(
 
         y[n, o, i] = b[o] + sum_{c < C_g} sum_k w[o, c, k] * x[n, g*C_g + c, i*S + k*D - P_lo]
     """
+    algorithm = _algorithm(algorithm, _func)
     w = _weight(weight, _func, _rank)
     x = as_real_array(input, _func, "input")
     unbatched = _batched_ndim(x.ndim, w.ndim, _func, "input", x.shape)
@@ -204,7 +212,7 @@ def _conv(
     spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=_func)
     b = _bias(bias, spec.out_channels, _func)
     compute, out = result_dtype(x, w, b)
-    y = algorithms.run("forward", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm)
+    y = algorithms.run("forward", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm, func=_func)
     return _finish(_add_bias(y, b, compute), out, unbatched)
 
 
@@ -243,6 +251,7 @@ def _conv_backward(
     divide ``H + P_lo + P_hi - K_eff``, holes when ``S > K_eff``) get exactly zero. With a non-zero
     ``padding_mode`` the border's gradient is added onto the elements it copied.
     """
+    algorithm = _algorithm(algorithm, _func)
     wanted = _needs(needs, _func)
     w = _weight(weight, _func, _rank)
     x = as_real_array(input, _func, "input")
@@ -257,8 +266,8 @@ def _conv_backward(
     compute, out = result_dtype(dy, x, w)
     dy, x, w = (a.astype(compute, copy=False) for a in (dy, x, w))
     return Gradients(
-        _finish(algorithms.run("grad_input", spec, dy, w, algorithm), out, unbatched) if "input" in wanted else None,
-        _finish(algorithms.run("grad_weight", spec, x, dy, algorithm), out, False) if "weight" in wanted else None,
+        _finish(algorithms.run("grad_input", spec, dy, w, algorithm, func=_func), out, unbatched) if "input" in wanted else None,
+        _finish(algorithms.run("grad_weight", spec, x, dy, algorithm, func=_func), out, False) if "weight" in wanted else None,
         _finish(_bias_grad(dy), out, False) if "bias" in wanted else None,
     )
 
@@ -282,6 +291,7 @@ def _conv_input(
     ``input_shape`` is the shape of the convolution's input (batched or not); ``grad_output``
     has the convolution's output shape. See :func:`conv_backward` for the formula.
     """
+    algorithm = _algorithm(algorithm, _func)
     shape = _shape(input_shape, _func, "input_shape")
     w = _weight(weight, _func, _rank)
     dy = as_real_array(grad_output, _func, "grad_output")
@@ -291,7 +301,7 @@ def _conv_input(
     if unbatched:
         dy = dy[None]
     compute, out = result_dtype(dy, w)
-    dx = algorithms.run("grad_input", spec, dy.astype(compute, copy=False), w.astype(compute, copy=False), algorithm)
+    dx = algorithms.run("grad_input", spec, dy.astype(compute, copy=False), w.astype(compute, copy=False), algorithm, func=_func)
     return _finish(dx, out, unbatched)
 
 
@@ -313,6 +323,7 @@ def _conv_weight(
 
     See :func:`conv_backward` for the formula.
     """
+    algorithm = _algorithm(algorithm, _func)
     shape = _shape(weight_shape, _func, "weight_shape")
     if _rank is not None and len(shape) != _rank + 2:
         raise ValueError(f"{_func}: weight_shape must have {_rank + 2} entries, got {shape}")
@@ -328,7 +339,7 @@ def _conv_weight(
     if unbatched:
         dy = dy[None]
     compute, out = result_dtype(x, dy)
-    dw = algorithms.run("grad_weight", spec, x.astype(compute, copy=False), dy.astype(compute, copy=False), algorithm)
+    dw = algorithms.run("grad_weight", spec, x.astype(compute, copy=False), dy.astype(compute, copy=False), algorithm, func=_func)
     return _finish(dw, out, False)
 
 
@@ -374,6 +385,7 @@ def _conv_transpose(
 
         y[n, c, h] = b[c] + sum_{o in group(c)} sum_k x[n, o, (h + P_lo - k*D)/S] * w[o, c - g*C_g, k]
     """
+    algorithm = _algorithm(algorithm, _func)
     w = _weight(weight, _func, _rank)
     x = as_real_array(input, _func, "input")
     unbatched = _batched_ndim(x.ndim, w.ndim, _func, "input", x.shape)
@@ -382,7 +394,7 @@ def _conv_transpose(
     spec = conv_transpose_spec(x.shape, w.shape, stride, padding, output_padding, groups, dilation, func=_func)
     b = _bias(bias, spec.in_channels, _func)
     compute, out = result_dtype(x, w, b)
-    y = algorithms.run("grad_input", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm)
+    y = algorithms.run("grad_input", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm, func=_func)
     return _finish(_add_bias(y, b, compute), out, unbatched)
 
 
@@ -407,6 +419,7 @@ def _conv_transpose_backward(
     with the same weight; its weight-gradient is the convolution's weight-gradient with ``input``
     and ``grad_output`` exchanged; the bias gradient is the sum of ``grad_output``.
     """
+    algorithm = _algorithm(algorithm, _func)
     wanted = _needs(needs, _func)
     w = _weight(weight, _func, _rank)
     x = as_real_array(input, _func, "input")
@@ -421,8 +434,8 @@ def _conv_transpose_backward(
     compute, out = result_dtype(dy, x, w)
     dy, x, w = (a.astype(compute, copy=False) for a in (dy, x, w))
     return Gradients(
-        _finish(algorithms.run("forward", spec, dy, w, algorithm), out, unbatched) if "input" in wanted else None,
-        _finish(algorithms.run("grad_weight", spec, dy, x, algorithm), out, False) if "weight" in wanted else None,
+        _finish(algorithms.run("forward", spec, dy, w, algorithm, func=_func), out, unbatched) if "input" in wanted else None,
+        _finish(algorithms.run("grad_weight", spec, dy, x, algorithm, func=_func), out, False) if "weight" in wanted else None,
         _finish(_bias_grad(dy), out, False) if "bias" in wanted else None,
     )
 

@@ -213,6 +213,8 @@ def source_index(p: int, size: int, mode: str) -> int | None:
 
 
 def _is_int(v) -> bool:
+    if type(v) is int:  # the common case, without the slow ABC check
+        return True
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 

@@ -23,6 +23,7 @@ from .depthwise import Depthwise
 from .direct import Direct
 from .fft import Fft
 from .gemm import Gemm
+from .im2row import Im2Row
 from .pointwise import Pointwise
 from .tapgemm import TapGemm
 from .winograd import Winograd
@@ -44,7 +45,7 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-for _alg in (Direct(), Gemm(), TapGemm(), Winograd(), Depthwise(), Pointwise(), Fft()):
+for _alg in (Direct(), Gemm(), Im2Row(), TapGemm(), Winograd(), Depthwise(), Pointwise(), Fft()):
     register(_alg)
 
 
@@ -53,32 +54,34 @@ def available_algorithms() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def get_algorithm(name: str) -> Algorithm:
+def get_algorithm(name: str, func: str = "convgrad") -> Algorithm:
     """The registered algorithm called ``name``; ``ValueError`` listing the names otherwise."""
     if not isinstance(name, str):
-        raise TypeError(f"algorithm must be a string, one of {(*CHOOSERS, *_REGISTRY)}, got {name!r}")
+        raise TypeError(f"{func}: algorithm must be a string, one of {(*CHOOSERS, *_REGISTRY)}, got {name!r}")
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"algorithm must be 'auto', 'measure' or one of {tuple(_REGISTRY)}, got {name!r}") from None
+        raise ValueError(
+            f"{func}: algorithm must be 'auto', 'measure' or one of {tuple(_REGISTRY)}, got {name!r}"
+        ) from None
 
 
 def candidates(spec: ConvSpec, op: str, itemsize: int = 4) -> list[str]:
     """The algorithms ``auto``/``measure`` choose from for ``op`` on ``spec``.
 
     Those the cost model knows (``direct``, the slow reference, is never chosen) that support the
-    configuration; ``gemm`` (the core's im2col, which does not chunk) only while its im2col
-    matrix fits in the workspace limit.
+    configuration; ``gemm`` and ``im2row`` (the core's im2col, which do not chunk) only while
+    their column matrix fits in the workspace limit.
     """
     names = []
     for name in costmodel.MODELED:
         alg = _REGISTRY.get(name)
         if alg is None or alg.unsupported(spec, op) is not None:
             continue
-        if name == "gemm" and costmodel.gemm_scratch_bytes(spec, itemsize) > runtime.get_workspace_limit():
+        if name in ("gemm", "im2row") and costmodel.gemm_scratch_bytes(spec, itemsize) > runtime.get_workspace_limit():
             continue
         names.append(name)
-    return names or ["gemm"]
+    return names or ["tapgemm"]
 
 
 def choose(spec: ConvSpec, op: str, itemsize: int = 4) -> Algorithm:
@@ -131,21 +134,23 @@ def _measure(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray) -> tuple[Alg
     return _REGISTRY[fastest], result
 
 
-def resolve(algorithm: str, spec: ConvSpec, op: str, itemsize: int = 4) -> Algorithm:
+def resolve(algorithm: str, spec: ConvSpec, op: str, itemsize: int = 4, func: str = "convgrad") -> Algorithm:
     """The algorithm object for a user's ``algorithm=`` argument, checked against ``spec``."""
     if algorithm == "auto":
         return choose(spec, op, itemsize)
     if algorithm == "measure":  # resolved by run(), which has the operands; without them, the model's pick
         key = _measure_key(spec, op, np.float32 if itemsize == 4 else np.float64)
         return _REGISTRY[_measured[key]] if key in _measured else choose(spec, op, itemsize)
-    alg = get_algorithm(algorithm)
+    alg = get_algorithm(algorithm, func)
     reason = alg.unsupported(spec, op)
     if reason is not None:
-        raise ValueError(f"algorithm {alg.name!r} cannot compute {op} for this configuration: {reason}")
+        raise ValueError(f"{func}: algorithm {alg.name!r} cannot compute {op} for this configuration: {reason}")
     return alg
 
 
-def run(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, algorithm: str = "auto") -> np.ndarray:
+def run(
+    op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, algorithm: str = "auto", *, func: str = "convgrad"
+) -> np.ndarray:
     """Compute ``op`` (one of ``forward``, ``grad_input``, ``grad_weight``) with the chosen algorithm.
 
     Operands, by ``op``: ``forward(x, w)``, ``grad_input(dy, w)``, ``grad_weight(x, dy)``.
@@ -161,7 +166,7 @@ def run(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, algorithm: str = 
         if algorithm == "measure":
             alg, result = _measure(op, spec, a, b)
         else:
-            alg = resolve(algorithm, spec, op, a.itemsize)
+            alg = resolve(algorithm, spec, op, a.itemsize, func)
         if result is None:
             if runtime.get_num_threads() > 1 and _small(alg, spec, op):
                 with runtime.settings(num_threads=1), blas.single_threaded():

@@ -50,6 +50,7 @@ COEFFICIENTS = {
     "pointwise": 0.0,
     "fft": 0.0,
     "gemm_im2col": 3.903e-10,
+    "im2row": 3.903e-10,
 }
 
 #: What each extra thread adds to the speed of elementwise passes, relative to one core (they
@@ -58,7 +59,7 @@ COEFFICIENTS = {
 ELEM_SCALING = 0.6
 
 #: The algorithms the model can estimate (``direct`` is the slow reference, never chosen).
-MODELED = ("tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm")
+MODELED = ("tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm", "im2row")
 
 
 def efficiency(k: float, m: float) -> float:
@@ -181,7 +182,16 @@ def _fft(spec: ConvSpec, op: str) -> Work:
     return Work(0.0, elem, calls, flops)
 
 
-_WORK = {"tapgemm": _tapgemm, "fft": _fft, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
+def _im2row(spec: ConvSpec, op: str) -> Work:
+    # gemm's arithmetic in channels-last order: the same products, copies in runs of channels
+    # plus a transposing copy of the input and of the output side
+    base = _gemm(spec, op)
+    n = spec.batch
+    extra = n * (spec.in_channels * math.prod(spec.input_size) + spec.out_channels * math.prod(spec.output_size))
+    return Work(base.gemm, base.elem + extra, base.calls)
+
+
+_WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
          "gemm": _gemm}
 _ELEM_KEY = {"gemm": "gemm_im2col"}
 

@@ -1,0 +1,103 @@
+"""The pictures ``convgrad train`` writes: learning curves and the learned first-layer filters.
+
+Needs matplotlib (the ``train`` extra); :func:`write` raises ``ImportError`` without it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no screen needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write(out: Path, history, model, test) -> list[Path]:
+    """Write ``curves.png``, ``filters.png`` and ``mistakes.png`` into ``out``; returns their paths."""
+    plt = _pyplot()
+    return [curves(out / "curves.png", history, plt), filters(out / "filters.png", model[0].weight.value, plt),
+            mistakes(out / "mistakes.png", model, test, plt)]
+
+
+def curves(path: Path, history, plt) -> Path:
+    """Loss and accuracy per epoch, training and test, side by side."""
+    epochs = [r.epoch for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    ax_loss.plot(epochs, [r.train_loss for r in history], "o-", ms=3, label="training")
+    ax_loss.plot(epochs, [r.test_loss for r in history], "s-", ms=3, label="test")
+    ax_loss.set(xlabel="epoch", ylabel="loss (label-smoothed cross-entropy)", title="Loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [100 * r.train_accuracy for r in history], "o-", ms=3, label="training")
+    ax_acc.plot(epochs, [100 * r.test_accuracy for r in history], "s-", ms=3, label="test")
+    final = history[-1].test_accuracy
+    ax_acc.axhline(100 * final, color="gray", lw=0.8, ls="--")
+    ax_acc.annotate(f"final test {100 * final:.1f}%", (epochs[-1], 100 * final), textcoords="offset points",
+                    xytext=(-5, -14), ha="right", fontsize=9, color="dimgray")
+    low = min(100 * min(r.test_accuracy for r in history), 100 * min(r.train_accuracy for r in history))
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy", ylim=(max(0, low - 2), 100.5))
+    ax_acc.legend(loc="lower right")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle("convgrad train: a CNN trained with convgrad's own gradients")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def filters(path: Path, weight: np.ndarray, plt) -> Path:
+    """The first convolution's kernels, one tile each, on one symmetric colour scale (red +, blue -)."""
+    w = weight[:, 0] if weight.shape[1] == 1 else weight.mean(axis=1)  # (C_out, kH, kW)
+    count = len(w)
+    cols = min(8, count)
+    rows = math.ceil(count / cols)
+    scale = float(np.abs(w).max()) or 1.0
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.9), dpi=110, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= count:
+            ax.axis("off")
+            continue
+        image = ax.imshow(w[i], cmap="RdBu_r", vmin=-scale, vmax=scale, interpolation="nearest")
+        ax.set_title(str(i), fontsize=8, pad=2)
+    k = "x".join(str(s) for s in w.shape[1:])
+    fig.suptitle(f"First-layer filters: {count} learned {k} kernels (red positive, blue negative)", fontsize=10)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def mistakes(path: Path, model, test, plt, limit: int = 24) -> Path:
+    """The held-out images the trained network gets wrong (up to ``limit``), with true and predicted class."""
+    from ..nn.training import predict_logits
+
+    predicted = predict_logits(model, test.images).argmax(axis=1)
+    wrong = np.flatnonzero(predicted != test.labels)[:limit]
+    cols = max(1, min(8, len(wrong)))
+    rows = max(1, math.ceil(len(wrong) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols + 0.4, 1.6 * rows + 0.8), dpi=110, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(test.images[i, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{test.labels[i]} as {predicted[i]}", fontsize=9, color="firebrick")
+    total = int((predicted != test.labels).sum())
+    if total == 0:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=11)
+    shown = f" (first {len(wrong)})" if total > len(wrong) else ""
+    fig.suptitle(f"Held-out mistakes: {total} of {len(test)} images{shown}, true class as predicted class", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,58 @@
+"""``Sequential``: layers applied in order; backward runs them in reverse."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .module import Module
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Module):
+    """``Sequential(l0, l1, ...)``: ``forward`` is ``l_n(...l1(l0(x)))``, ``backward`` the chain rule in reverse.
+
+    The layers are named ``"0"``, ``"1"``, ... in ``state_dict`` (PyTorch's keys for
+    ``torch.nn.Sequential``). Indexing, ``len`` and iteration work as on a list.
+    """
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        self._layers: list[Module] = []
+        for layer in layers:
+            self.append(layer)
+
+    def append(self, layer: Module) -> "Sequential":
+        if not isinstance(layer, Module):
+            raise TypeError(f"Sequential: every layer must be a convgrad.nn.Module, got {type(layer).__name__}")
+        self._layers.append(layer)
+        return self
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        for i, layer in enumerate(self._layers):
+            yield str(i), layer
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._layers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self._layers[index])
+        return self._layers[index]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self._layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """Back through every layer, last to first; the first one is told whether ``dL/dx`` is wanted."""
+        grad = grad_output
+        for i in range(len(self._layers) - 1, -1, -1):
+            grad = self._layers[i].backward(grad, input_grad=input_grad or i > 0)
+        return grad

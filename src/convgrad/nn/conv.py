@@ -1,0 +1,318 @@
+"""Convolution layers: ``Conv1d/2d/3d`` and ``ConvTranspose1d/2d/3d``, as in ``torch.nn``.
+
+A layer owns its weight and bias and calls convgrad's own functions -- :func:`convgrad.conv`
+and :func:`convgrad.conv_backward` (or their transposed versions) -- for both passes; nothing
+here computes a convolution itself. ``forward`` keeps its input, which ``backward`` needs for
+the weight gradient::
+
+    y  = conv(x, W) + b
+    dx = conv_backward(dy, x, W).input       transposed convolution of dy with W
+    dW += conv_backward(dy, x, W).weight     correlation of x with dy
+    db += sum of dy over batch and positions
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from .. import api
+from ..spec import PADDING_MODES, PADDING_STRINGS, expand, positive_ints, resolve_padding
+from .init import default_bound, resolve_dtype, resolve_rng, uniform
+from .module import Module, format_args
+from .parameter import Parameter
+
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+
+
+def _channels(value, func: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{func}: {name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{func}: {name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def _padding(padding, rank: int, func: str):
+    """Padding as PyTorch stores it: ``'valid'``/``'same'``, or a tuple of ints (or ``(lo, hi)`` pairs)."""
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(f"{func}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+        return padding
+    pairs = resolve_padding(padding, (1,) * rank, (1,) * rank, (1,) * rank, (1,) * rank, func)  # validates
+    if all(lo == hi for lo, hi in pairs) and not _has_pairs(padding):
+        return tuple(lo for lo, _ in pairs)
+    return pairs
+
+
+def _has_pairs(padding) -> bool:
+    return not isinstance(padding, int) and any(not isinstance(p, (int, np.integer)) for p in padding)
+
+
+class _ConvBase(Module):
+    """Validation, parameters, initialisation and repr shared by all convolution layers."""
+
+    _rank: ClassVar[int]
+    _transposed: ClassVar[bool]
+
+    def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng) -> None:
+        name = type(self).__name__
+        self.in_channels = _channels(in_channels, name, "in_channels")
+        self.out_channels = _channels(out_channels, name, "out_channels")
+        self.groups = _channels(groups, name, "groups")
+        if self.in_channels % self.groups:
+            raise ValueError(f"{name}: groups={self.groups} must divide in_channels={self.in_channels}")
+        if self.out_channels % self.groups:
+            raise ValueError(f"{name}: groups={self.groups} must divide out_channels={self.out_channels}")
+        self.kernel_size = positive_ints(kernel_size, self._rank, name, "kernel_size")
+        self.stride = positive_ints(stride, self._rank, name, "stride")
+        self.dilation = positive_ints(dilation, self._rank, name, "dilation")
+        if not isinstance(bias, bool):
+            raise TypeError(f"{name}: bias must be True or False, got {bias!r}")
+        dt = resolve_dtype(dtype, name)
+        if self._transposed:  # (C_in, C_out/groups, *K)
+            shape = (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+        else:  # (C_out, C_in/groups, *K)
+            shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        self.weight = Parameter(np.zeros(shape, dtype=dt))
+        self.bias = Parameter(np.zeros(self.out_channels, dtype=dt)) if bias else None
+        self.reset_parameters(rng)
+
+    def reset_parameters(self, rng=None) -> None:
+        """PyTorch's default initialisation: weight and bias ``~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
+        gen = resolve_rng(rng, f"{type(self).__name__}.reset_parameters")
+        bound = default_bound(self.weight.shape)
+        self.weight.value[...] = uniform(self.weight.shape, bound, gen, self.weight.dtype)
+        if self.bias is not None:
+            self.bias.value[...] = uniform(self.bias.shape, bound, gen, self.bias.dtype)
+
+    def _needs(self, input_grad: bool) -> tuple[str, ...]:
+        needs = []
+        if input_grad:
+            needs.append("input")
+        if self.weight.requires_grad:
+            needs.append("weight")
+        if self.bias is not None and self.bias.requires_grad:
+            needs.append("bias")
+        return tuple(needs)
+
+    def _accumulate(self, grads: api.Gradients) -> None:
+        if grads.weight is not None:
+            self.weight.accumulate(grads.weight)
+        if grads.bias is not None:
+            self.bias.accumulate(grads.bias)
+
+
+class _ConvNd(_ConvBase):
+    _transposed = False
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        dtype=None,
+        rng=None,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"{name}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        self.padding = _padding(padding, self._rank, name)
+        self.padding_mode = padding_mode
+        self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng)
+
+    def _args(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
+                    padding_mode=self.padding_mode)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``y[n, o, i] = b[o] + sum_{c, k} W[o, c, k] * x[n, g*C_g + c, i*S + k*D - P_lo]`` (see :func:`convgrad.conv`)."""
+        bias = None if self.bias is None else self.bias.value
+        name = type(self).__name__
+        y = api._conv(x, self.weight.value, bias, **self._args(), _func=name, _rank=self._rank)
+        self._remember(x)
+        return y
+
+    def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """``dL/dx``, adding ``dL/dW`` and ``dL/db`` into the parameters' ``grad`` (see :func:`convgrad.conv_backward`)."""
+        (x,) = self._recall()
+        grads = api._conv_backward(
+            grad_output, x, self.weight.value, **self._args(), needs=self._needs(input_grad),
+            _func=f"{type(self).__name__}.backward", _rank=self._rank,
+        )
+        self._accumulate(grads)
+        return grads.input
+
+    def extra_repr(self) -> str:
+        zeros = (0,) * self._rank
+        return format_args(
+            (self.in_channels, self.out_channels),
+            [("kernel_size", self.kernel_size, None), ("stride", self.stride, 1), ("padding", self.padding, zeros),
+             ("dilation", self.dilation, 1), ("groups", self.groups, 1), ("bias", self.bias is not None, True),
+             ("padding_mode", self.padding_mode, "zeros"), ("dtype", self.weight.dtype, np.dtype(np.float32))],
+        )
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution layer, ``torch.nn.Conv1d``: input ``(N, C_in, L)``, weight ``(C_out, C_in/groups, K)``.
+
+    Output length ``L_out = floor((L + 2P - D*(K-1) - 1)/S) + 1``. ``padding`` may also be
+    ``"same"`` (at any stride), ``"valid"`` or ``(low, high)`` pairs, as in :func:`convgrad.conv`.
+    """
+
+    _rank = 1
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution layer, ``torch.nn.Conv2d``: input ``(N, C_in, H, W)``, weight ``(C_out, C_in/groups, kH, kW)``.
+
+    Per spatial dim ``H_out = floor((H + 2P - D*(K-1) - 1)/S) + 1``. ``padding`` may also be
+    ``"same"`` (at any stride), ``"valid"`` or ``(low, high)`` pairs, as in :func:`convgrad.conv`.
+    """
+
+    _rank = 2
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution layer, ``torch.nn.Conv3d``: input ``(N, C_in, D, H, W)``, weight ``(C_out, C_in/groups, kD, kH, kW)``."""
+
+    _rank = 3
+
+
+class _ConvTransposeNd(_ConvBase):
+    _transposed = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation=1,
+        padding_mode: str = "zeros",
+        *,
+        dtype=None,
+        rng=None,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        if padding_mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported for a transposed convolution, got {padding_mode!r}")
+        if isinstance(padding, str):
+            raise ValueError(f"{name}: padding must be an int or a tuple for a transposed convolution, got {padding!r}")
+        self.padding = _padding(padding, self._rank, name)
+        self.padding_mode = padding_mode
+        self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng)
+        op = tuple(expand(output_padding, self._rank, name, "output_padding"))
+        for a, s, d in zip(op, self.stride, self.dilation):
+            if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+                raise TypeError(f"{name}: output_padding must be an int or a tuple of ints, got {output_padding!r}")
+            if a < 0 or a >= max(s, d):
+                raise ValueError(
+                    f"{name}: output_padding must be non-negative and smaller than stride or dilation, "
+                    f"got output_padding={output_padding!r} with stride={self.stride}, dilation={self.dilation}"
+                )
+        self.output_padding = tuple(int(a) for a in op)
+
+    def _output_padding(self, x: np.ndarray, output_size) -> tuple[int, ...]:
+        """The ``output_padding`` that gives ``output_size`` (PyTorch's rule), or the layer's own."""
+        if output_size is None:
+            return self.output_padding
+        name = type(self).__name__
+        size = tuple(output_size)
+        if len(size) == self._rank + 2 or (len(size) == self._rank + 1 and x.ndim == self._rank + 1):
+            size = size[-self._rank:]
+        if len(size) != self._rank:
+            raise ValueError(f"{name}: output_size must have {self._rank} spatial entries, got {output_size!r}")
+        pads = self.padding if not isinstance(self.padding[0], int) else tuple((p, p) for p in self.padding)
+        out = []
+        for dim, (want, h, k, s, d, (lo, hi)) in enumerate(
+            zip(size, x.shape[-self._rank:], self.kernel_size, self.stride, self.dilation, pads)
+        ):
+            smallest = (h - 1) * s - lo - hi + d * (k - 1) + 1
+            if not smallest <= want <= smallest + s - 1:
+                raise ValueError(
+                    f"{name}: output_size {tuple(size)} is not reachable: spatial dim {dim} can be from "
+                    f"{smallest} to {smallest + s - 1}, got {want}"
+                )
+            out.append(want - smallest)
+        return tuple(out)
+
+    def _args(self, output_padding):
+        return dict(stride=self.stride, padding=self.padding, output_padding=output_padding, groups=self.groups,
+                    dilation=self.dilation)
+
+    def forward(self, x: np.ndarray, output_size=None) -> np.ndarray:
+        """Transposed convolution of ``x`` (see :func:`convgrad.conv_transpose`).
+
+        ``output_size`` (spatial sizes, optionally with batch and channels) picks the
+        ``output_padding`` that reaches it, as in PyTorch.
+        """
+        bias = None if self.bias is None else self.bias.value
+        name = type(self).__name__
+        x_arr = np.asarray(x)
+        op = self._output_padding(x_arr, output_size)
+        y = api._conv_transpose(x, self.weight.value, bias, **self._args(op), _func=name, _rank=self._rank)
+        self._remember(x, op)
+        return y
+
+    def __call__(self, x: np.ndarray, output_size=None) -> np.ndarray:
+        return self.forward(x, output_size)
+
+    def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """``dL/dx`` (an ordinary convolution of ``dy`` with ``W``), adding ``dL/dW`` and ``dL/db`` into ``grad``."""
+        x, op = self._recall()
+        grads = api._conv_transpose_backward(
+            grad_output, x, self.weight.value, **self._args(op), needs=self._needs(input_grad),
+            _func=f"{type(self).__name__}.backward", _rank=self._rank,
+        )
+        self._accumulate(grads)
+        return grads.input
+
+    def extra_repr(self) -> str:
+        zeros = (0,) * self._rank
+        return format_args(
+            (self.in_channels, self.out_channels),
+            [("kernel_size", self.kernel_size, None), ("stride", self.stride, 1), ("padding", self.padding, zeros),
+             ("output_padding", self.output_padding, 0), ("groups", self.groups, 1),
+             ("bias", self.bias is not None, True), ("dilation", self.dilation, 1),
+             ("dtype", self.weight.dtype, np.dtype(np.float32))],
+        )
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """1-D transposed convolution layer, ``torch.nn.ConvTranspose1d``: weight ``(C_in, C_out/groups, K)``.
+
+    ``L_out = (L - 1)*S - 2P + D*(K-1) + output_padding + 1``.
+    """
+
+    _rank = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """2-D transposed convolution layer, ``torch.nn.ConvTranspose2d``: weight ``(C_in, C_out/groups, kH, kW)``.
+
+    Per spatial dim ``H_out = (H - 1)*S - 2P + D*(K-1) + output_padding + 1``.
+    """
+
+    _rank = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """3-D transposed convolution layer, ``torch.nn.ConvTranspose3d``: weight ``(C_in, C_out/groups, kD, kH, kW)``."""
+
+    _rank = 3
+
