@@ -1,7 +1,7 @@
 """Fit the cost model behind algorithm="auto" and report how good its choices are.
 
 Times every modelled algorithm that supports a configuration, for each of the three
-operations, on one core, over a corpus of layer shapes (the ten benchmark layers at smaller
+operations, with CALIBRATED_THREADS threads (one core), over a corpus of layer shapes (the ten benchmark layers at smaller
 batches, and others: 1-D/2-D/3-D, 1x1 to 31 taps, strides, dilation, groups, depthwise, tiny).
 Then it fits the coefficients of convgrad.algorithms.costmodel by non-negative least squares
 on relative errors, on half of the configurations, and reports on the other half how often the
@@ -71,11 +71,11 @@ def corpus():
     return c
 
 
-def measure(repeats: int):
+def measure(repeats: int, threads: int):
     rows = []
     rng = np.random.default_rng(0)
-    with convgrad.settings(num_threads=1):
-        previous = blas.set_num_threads(1)
+    with convgrad.settings(num_threads=threads):
+        previous = blas.set_num_threads(threads)
         try:
             for name, xs, ws, kw in corpus():
                 spec = conv_spec(xs, ws, **kw)
@@ -111,6 +111,7 @@ KEYS = ("gemm", "call", "small", "tapgemm", "winograd", "depthwise", "pointwise"
 
 
 def _features(row, specs):
+    """The work terms, each scaled to the model's reference thread count as estimate() does."""
     spec = specs[row["config"]]
     wk = costmodel.work(row["algorithm"], spec, row["op"])
     f = dict.fromkeys(KEYS, 0.0)
@@ -179,11 +180,13 @@ def evaluate(rows, specs, coef):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=costmodel.CALIBRATED_THREADS,
+                    help="threads for convgrad and BLAS while measuring (the model's reference)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--load", default=None, help="reuse measurements from a previous --json file")
     args = ap.parse_args()
     specs = {name: conv_spec(xs, ws, **kw) for name, xs, ws, kw in corpus()}
-    rows = json.load(open(args.load))["measurements"] if args.load else measure(args.repeats)
+    rows = json.load(open(args.load))["measurements"] if args.load else measure(args.repeats, args.threads)
     # rows the model rules out (3-D Winograd) are no data for the fit, nor candidates
     rows = [r for r in rows if np.isfinite(_features(r, specs)).all()]
     configs = sorted(specs)

@@ -10,7 +10,7 @@ operation without running anything:
 - ``calls``: NumPy and BLAS calls made from Python (each costs microseconds however small).
 
 The estimate is ``COEFFICIENTS["gemm"] * gemm + COEFFICIENTS[name] * elem + COEFFICIENTS["call"] * calls``
-seconds on one core; with more threads the BLAS and call terms divide by the thread count and the
+seconds with ``CALIBRATED_THREADS`` threads; with other counts the BLAS and call terms divide by the thread count and the
 elementwise term by less (``ELEM_SCALING``: the cores share the memory bandwidth). The
 coefficients were fitted by non-negative least squares to
 measured times (``benchmarks/calibrate.py``, which also reports how often the model picks the
@@ -41,17 +41,22 @@ class Work:
 #: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
 #: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
 COEFFICIENTS = {
-    "gemm": 9.48e-12,
+    "gemm": 9.375e-12,
     "call": 2e-06,
-    "small": 1.443e-10,
-    "tapgemm": 2.434e-10,
-    "winograd": 3.478e-10,
-    "depthwise": 7.494e-11,
+    "small": 1.378e-10,
+    "tapgemm": 2.321e-10,
+    "winograd": 2.69e-10,
+    "depthwise": 7.542e-11,
     "pointwise": 0.0,
     "fft": 0.0,
-    "gemm_im2col": 3.903e-10,
-    "im2row": 3.903e-10,
+    "gemm_im2col": 3.574e-10,
+    "im2row": 3.652e-10,
 }
+
+#: The thread count the coefficients were fitted with: estimates for other counts are scaled.
+#: (A fit on two threads was tried: on this shared machine its measurements were too noisy --
+#: held out, it picked the fastest 42 % of the time but 1.20x slower on geometric mean.)
+CALIBRATED_THREADS = 1
 
 #: What each extra thread adds to the speed of elementwise passes, relative to one core (they
 #: share the memory bandwidth); BLAS products scale fully. Measured with two threads on layers
@@ -207,7 +212,8 @@ def estimate(name: str, spec: ConvSpec, op: str, threads: int = 1) -> float:
     c = COEFFICIENTS
     compute = c["gemm"] * wk.gemm + c["call"] * wk.calls + c["small"] * wk.small
     passes = c[_ELEM_KEY.get(name, name)] * wk.elem
-    return compute / threads + passes / (1 + ELEM_SCALING * (threads - 1))
+    ref = CALIBRATED_THREADS
+    return compute * ref / threads + passes * (1 + ELEM_SCALING * (ref - 1)) / (1 + ELEM_SCALING * (threads - 1))
 
 
 def gemm_scratch_bytes(spec: ConvSpec, itemsize: int = 4) -> int:
