@@ -10,6 +10,7 @@ a non-finite result of an algorithm that could have moved a NaN/inf (``spreads_n
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -86,9 +87,14 @@ def candidates(spec: ConvSpec, op: str, itemsize: int = 4) -> list[str]:
 
 def choose(spec: ConvSpec, op: str, itemsize: int = 4) -> Algorithm:
     """The algorithm ``"auto"`` picks for ``op`` on ``spec``: the smallest cost-model estimate."""
+    return _REGISTRY[_choice(spec, op, itemsize, runtime.get_num_threads(), runtime.get_workspace_limit())]
+
+
+@functools.lru_cache(maxsize=1024)
+def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) -> str:
+    # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
     names = candidates(spec, op, itemsize)
-    threads = runtime.get_num_threads()
-    return _REGISTRY[min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))]
+    return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
 
 
 #: ``measure`` times the candidates whose estimate is within this factor of the best, at most
@@ -186,10 +192,13 @@ def run(
 SMALL_WORK = 4e-3
 
 
+@functools.lru_cache(maxsize=1024)
+def _small_work(name: str, spec: ConvSpec, op: str) -> bool:
+    return name in costmodel.MODELED and costmodel.estimate(name, spec, op, 1) < SMALL_WORK
+
+
 def _small(alg: Algorithm, spec: ConvSpec, op: str) -> bool:
-    if alg.name not in costmodel.MODELED:
-        return False
-    return costmodel.estimate(alg.name, spec, op, 1) < SMALL_WORK
+    return _small_work(alg.name, spec, op)
 
 
 #: What a result with NaN or inf is recomputed with: exact IEEE propagation (every term

@@ -41,16 +41,16 @@ class Work:
 #: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
 #: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
 COEFFICIENTS = {
-    "gemm": 9.375e-12,
+    "gemm": 9.368e-12,
     "call": 2e-06,
     "small": 1.378e-10,
-    "tapgemm": 2.321e-10,
+    "tapgemm": 2.324e-10,
     "winograd": 2.69e-10,
     "depthwise": 7.542e-11,
     "pointwise": 0.0,
     "fft": 0.0,
-    "gemm_im2col": 3.574e-10,
-    "im2row": 3.652e-10,
+    "gemm_im2col": 3.577e-10,
+    "im2row": 3.654e-10,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.
@@ -60,8 +60,9 @@ CALIBRATED_THREADS = 1
 
 #: What each extra thread adds to the speed of elementwise passes, relative to one core (they
 #: share the memory bandwidth); BLAS products scale fully. Measured with two threads on layers
-#: a and f: Winograd (mostly passes) 1.75x faster than on one core, tapgemm (mostly BLAS) 2.0x.
-ELEM_SCALING = 0.6
+#: a and f: Winograd (mostly passes) 1.75x faster than on one core, tapgemm (mostly BLAS) 2.0x;
+#: in the benchmark runs Winograd lost more (layer f: 147 ms fwd+bwd against tapgemm's 110-127).
+ELEM_SCALING = 0.3
 
 #: The algorithms the model can estimate (``direct`` is the slow reference, never chosen).
 MODELED = ("tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm", "im2row")
@@ -96,6 +97,12 @@ def _tapgemm(spec: ConvSpec, op: str) -> Work:
     return Work(flops / efficiency(k, m), elem, calls)
 
 
+#: Winograd's products are small (one per transformed position, a chunk of 1-2 elements) and
+#: their operands laid out plane after plane: measured in place at 61 GFLOP/s on one core where
+#: the thin-matrix efficiency alone predicts 78 (layer f).
+WINOGRAD_PRODUCTS = 0.78
+
+
 def _winograd(spec: ConvSpec, op: str) -> Work:
     from .winograd import _pieces
 
@@ -128,7 +135,7 @@ def _winograd(spec: ConvSpec, op: str) -> Work:
             elem += c_out * t * (2 * sum(2 ** (j + 1) * 4 ** (nd - j - 1) for j in range(nd)) + 2 * 2**nd)
         calls = prob.planes * G + 4 * sum(4**j for j in range(nd + 1)) + 2**nd
         chunks = max(1, n // 2)
-        total = total + Work(flops / efficiency(k, m), n * elem, chunks * calls)
+        total = total + Work(flops / (efficiency(k, m) * WINOGRAD_PRODUCTS), n * elem, chunks * calls)
     return total
 
 
