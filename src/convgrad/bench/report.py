@@ -31,7 +31,7 @@ def _algorithms(choice: dict[str, str]) -> str:
 
 HEADER = (
     "| layer | fwd ms cg / pt | ratio | bwd ms cg / pt | ratio | fwd+bwd ms cg / pt | ratio "
-    "| GFLOP/s cg / pt | % GEMM peak cg / pt | peak MiB cg / pt | auto: fwd/dx/dw |"
+    "| GFLOP/s cg / pt | % GEMM peak cg / pt | peak MiB cg / pt | algorithm: fwd/dx/dw |"
 )
 RULE = "|---|---|---|---|---|---|---|---|---|---|---|"
 

@@ -61,10 +61,12 @@ def geometric_mean(values: Iterable[float]) -> float | None:
 
 
 def _choices(layer: Layer, algorithm: str) -> dict[str, str]:
+    """What computed each operation: auto's pick, measure's (after the timed runs) or the name given."""
     spec = layer.spec()
-    if algorithm != "auto":
-        return {op: algorithm for op in ("forward", "grad_input", "grad_weight")}
-    return {op: algorithms.choose(spec, op).name for op in ("forward", "grad_input", "grad_weight")}
+    ops = ("forward", "grad_input", "grad_weight")
+    if algorithm in algorithms.CHOOSERS:
+        return {op: algorithms.resolve(algorithm, spec, op).name for op in ops}
+    return {op: algorithm for op in ops}
 
 
 def run_benchmark(
@@ -101,11 +103,13 @@ def run_benchmark(
         with runtime.settings(**limit):
             times = time_layer(lay, repeats=repeats, warmup=warmup, threads=threads, algorithm=algorithm,
                                with_torch=with_torch)
+        with runtime.settings(num_threads=threads, **limit):
+            choices = _choices(lay, algorithm)
         entry = {
             "name": lay.name,
             "description": lay.description,
             "flops": {op: lay.flops(op) for op in OPERATIONS},
-            "algorithms": _choices(lay, algorithm),
+            "algorithms": choices,
             "times": times,
             "median": {lib: {op: median(t) for op, t in ops.items()} for lib, ops in times.items()},
         }
