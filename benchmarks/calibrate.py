@@ -63,6 +63,8 @@ def corpus():
     add2(2, 16, 16, 8, 3, p=1)
     add2(64, 8, 8, 8, 3, p=1)
     add2(8, 16, 16, 32, 3, p=3, d=3)
+    add2(32, 1, 16, 8, 3, p=1, name="lenet conv1")  # convgrad train's network on the 8x8 digits
+    add2(32, 16, 32, 4, 3, p=1, name="lenet conv2")
     c.append(("h/4", (4, 64, 16000), (64, 64, 9), dict(padding=4)))
     c.append(("1d N8 32->32 L8000 k3", (8, 32, 8000), (32, 32, 3), dict(padding=1)))
     c.append(("1d N8 16->16 L4000 k31", (8, 16, 4000), (16, 16, 31), dict(padding=15)))
@@ -107,7 +109,7 @@ def _time(f) -> float:
     return time.perf_counter() - t
 
 
-KEYS = ("gemm", "call", "small", "tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm_im2col", "im2row")
+KEYS = ("gemm", "call", "small", "run", "tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm_im2col", "im2row")
 
 
 def _features(row, specs):
@@ -118,6 +120,7 @@ def _features(row, specs):
     f["gemm"] = wk.gemm
     f["call"] = wk.calls
     f["small"] = wk.small
+    f["run"] = wk.runs
     f[costmodel._ELEM_KEY.get(row["algorithm"], row["algorithm"])] = wk.elem
     return np.array([f[k] for k in KEYS])
 

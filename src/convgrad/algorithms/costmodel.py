@@ -7,7 +7,9 @@ operation without running anything:
   (``1 / (1 + 12/k + 12/m)`` for inner dimension ``k`` and smaller outer dimension ``m``);
 - ``elem``: values read or written by NumPy's elementwise passes and copies (transforms,
   padding, stacking, cropping);
-- ``calls``: NumPy and BLAS calls made from Python (each costs microseconds however small).
+- ``calls``: NumPy and BLAS calls made from Python (each costs microseconds however small);
+- ``runs``: contiguous runs a strided copy moves (im2col copies rows of ``W_out`` values, im2row
+  runs of ``C_g`` channels: on small maps the loop over runs is what costs).
 
 The estimate is ``COEFFICIENTS["gemm"] * gemm + COEFFICIENTS[name] * elem + COEFFICIENTS["call"] * calls``
 seconds with ``CALIBRATED_THREADS`` threads; with other counts the BLAS and call terms divide by the thread count and the
@@ -33,24 +35,27 @@ class Work:
     elem: float  # values through NumPy elementwise passes
     calls: float  # Python-level calls
     small: float = 0.0  # flops of NumPy's stacked products of tiny complex matrices (fft)
+    runs: float = 0.0  # contiguous runs a strided NumPy copy moves (each costs a loop iteration)
 
     def __add__(self, other: "Work") -> "Work":
-        return Work(self.gemm + other.gemm, self.elem + other.elem, self.calls + other.calls, self.small + other.small)
+        return Work(self.gemm + other.gemm, self.elem + other.elem, self.calls + other.calls, self.small + other.small,
+                    self.runs + other.runs)
 
 
 #: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
 #: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
 COEFFICIENTS = {
-    "gemm": 9.368e-12,
+    "gemm": 9.537e-12,
     "call": 2e-06,
     "small": 1.378e-10,
-    "tapgemm": 2.324e-10,
+    "run": 1.132e-09,
+    "tapgemm": 2.248e-10,
     "winograd": 2.69e-10,
     "depthwise": 7.542e-11,
     "pointwise": 0.0,
     "fft": 0.0,
-    "gemm_im2col": 3.577e-10,
-    "im2row": 3.654e-10,
+    "gemm_im2col": 3.221e-10,
+    "im2row": 2.763e-10,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.
@@ -174,7 +179,8 @@ def _gemm(spec: ConvSpec, op: str) -> Work:
     elem = cols + outputs + n * spec.in_channels * math.prod(spec.read_span)
     if op == "grad_input":
         elem += cols  # col2im, tap by tap
-    return Work(flops / efficiency(k, m), elem, 12 + (T if op == "grad_input" else 0))
+    runs = cols / spec.output_size[-1] * (2 if op == "grad_input" else 1)  # im2col copies rows of W_out
+    return Work(flops / efficiency(k, m), elem, 12 + (T if op == "grad_input" else 0), runs=runs)
 
 
 def _fft(spec: ConvSpec, op: str) -> Work:
@@ -200,7 +206,8 @@ def _im2row(spec: ConvSpec, op: str) -> Work:
     base = _gemm(spec, op)
     n = spec.batch
     extra = n * (spec.in_channels * math.prod(spec.input_size) + spec.out_channels * math.prod(spec.output_size))
-    return Work(base.gemm, base.elem + extra, base.calls)
+    runs = base.runs * spec.output_size[-1] / spec.in_per_group  # runs of C_g channels instead of W_out values
+    return Work(base.gemm, base.elem + extra, base.calls, runs=runs)
 
 
 _WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
@@ -217,7 +224,7 @@ def estimate(name: str, spec: ConvSpec, op: str, threads: int = 1) -> float:
     """Estimated seconds for algorithm ``name`` to compute ``op`` on ``spec`` with ``threads`` threads."""
     wk = work(name, spec, op)
     c = COEFFICIENTS
-    compute = c["gemm"] * wk.gemm + c["call"] * wk.calls + c["small"] * wk.small
+    compute = c["gemm"] * wk.gemm + c["call"] * wk.calls + c["small"] * wk.small + c["run"] * wk.runs
     passes = c[_ELEM_KEY.get(name, name)] * wk.elem
     ref = CALIBRATED_THREADS
     return compute * ref / threads + passes * (1 + ELEM_SCALING * (ref - 1)) / (1 + ELEM_SCALING * (threads - 1))
