@@ -24,7 +24,7 @@ test: $(BIN)/python
 
 # The speed benchmark against PyTorch (issue 3); not a test. BENCH_ARGS=--layers a,c --repeats 3 for a quick look.
 bench: $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q -e '.[bench,fft]'
 	$(BIN)/convgrad bench --json benchmarks/results/latest.json $(BENCH_ARGS)
 
 # regenerate docs/questions.md and its pictures (a test checks they are current)
