@@ -302,3 +302,17 @@ def test_auto_keeps_im2row_for_many_channels_on_a_small_map():
     """convgrad train's second convolution (16 -> 32 channels on 4x4, N=32): im2row measured 2x
     faster than gemm there (the training epoch is level with PyTorch only with it)."""
     assert set(convgrad.choose_algorithm((32, 16, 4, 4), (32, 16, 3, 3), padding=1).values()) == {"im2row"}
+
+
+def test_transposed_1x1_with_output_padding_is_not_pointwise():
+    """output_padding adds outputs no input feeds: the 1x1 spec then reads fewer positions than it has."""
+    from _configs import Case
+
+    case = Case(1, 1, 2, 1, (4,), (1,), dilation=2, output_padding=1, transposed=True)
+    from test_algorithms import check_against_direct
+
+    assert check_against_direct(case, "pointwise") is False  # refused, with a ValueError naming it
+    x, w, b = case.arrays(0)
+    y, _ = case.run(x, w, b, algorithm="auto")
+    ref, _ = case.run(x, w, b, algorithm="direct")
+    np.testing.assert_allclose(y, ref, rtol=1e-12)

@@ -38,6 +38,9 @@ class Pointwise(Algorithm):
             return f"it needs stride 1, got stride {spec.stride}"
         if any(p != (0, 0) for p in spec.padding):
             return f"it needs no padding, got padding {spec.padding}"
+        if spec.input_size != spec.output_size:  # a transposed convolution's output_padding
+            return (f"it needs every input position read, but input size {spec.input_size} exceeds output size "
+                    f"{spec.output_size} (output_padding of a transposed convolution)")
         return None
 
     @staticmethod
