@@ -22,6 +22,11 @@ test: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	$(BIN)/python -m pytest
 
+# The speed benchmark against PyTorch (issue 3); not a test. BENCH_ARGS=--layers a,c --repeats 3 for a quick look.
+bench: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[bench,fft]'
+	$(BIN)/convgrad bench --json benchmarks/results/latest.json $(BENCH_ARGS)
+
 # regenerate docs/questions.md and its pictures (a test checks they are current)
 questions: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[explain]'

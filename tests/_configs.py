@@ -187,6 +187,25 @@ def _grid() -> list[Case]:
         Case(1, 2, 2, 1, (3,), (3,), stride=2, padding=((2, 0),), transposed=True),
         Case(1, 2, 3, 1, (2, 3, 2), (2, 2, 3), stride=2, padding=1, output_padding=1, transposed=True),
     ]
+    # the regimes of the specialised fast algorithms (issue 3): 1x1 at stride 1 (pointwise), 3-tap
+    # kernels at stride 1 (winograd: partial tiles, dilation phases, padding beyond K-1, inputs no
+    # output reads), one input channel per group (depthwise, with a channel multiplier)
+    cases += [
+        Case(2, 4, 6, 1, (5, 7), (1, 1)),
+        Case(2, 6, 4, 2, (9,), (1,)),
+        Case(1, 3, 2, 1, (3, 4, 2), (1, 1, 1)),
+        Case(2, 4, 6, 2, (4, 5), (1, 1), transposed=True),
+        Case(2, 3, 4, 1, (8, 7), (3, 3), padding=1),
+        Case(2, 4, 4, 2, (9, 6), (3, 3), dilation=2),
+        Case(1, 2, 3, 1, (5, 9), (3, 3), padding=((3, 0), (1, 2)), dilation=(1, 3)),
+        Case(1, 2, 2, 1, (5,), (3,), dilation=2),  # output 1: inputs 1 and 3 are never read
+        Case(2, 3, 2, 1, (6, 5, 4), (3, 3, 3), padding=1),
+        Case(1, 3, 5, 1, (4, 5), (3, 3), padding=2, dilation=2, transposed=True),
+        Case(2, 3, 6, 3, (7, 6), (3, 3), stride=2, padding=1),  # depthwise, multiplier 2
+        Case(2, 4, 4, 4, (9, 8), (3, 3), padding=2, dilation=2),
+        Case(2, 3, 4, 1, (40,), (17,), padding=8),  # a long kernel (fft)
+        Case(1, 4, 2, 2, (30,), (9,), padding=(3,), dilation=3),
+    ]
     return cases
 
 
@@ -254,3 +273,32 @@ def max_rel(a, b) -> float:
     if a.size == 0:
         return 0.0
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+
+
+def supports(algorithm: str, case_or_shapes, **kwargs) -> bool:
+    """Whether ``algorithm`` computes every operation of a configuration.
+
+    The specialised fast algorithms (issue 3: winograd, pointwise, depthwise, fft) support
+    narrow regimes and refuse the rest with a ``ValueError`` saying why; tests written for one
+    fixed configuration skip them there (tests/test_fast_algorithms.py checks the same
+    properties inside each regime). Takes a :class:`Case`, or ``(input_shape, weight_shape)`` and
+    the keyword arguments of ``conv``.
+    """
+    from convgrad import algorithms
+    from convgrad.spec import conv_spec, conv_transpose_spec
+
+    if algorithm in ("auto", "measure"):
+        return True
+    if isinstance(case_or_shapes, Case):
+        case = case_or_shapes
+        if case.transposed:
+            spec = conv_transpose_spec(case.input_shape, case.weight_shape, case.stride, case.padding,
+                                       case.output_padding, case.groups, case.dilation)
+        else:
+            spec = conv_spec(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation,
+                             case.groups, case.padding_mode)
+    else:
+        input_shape, weight_shape = case_or_shapes
+        spec = conv_spec(input_shape, weight_shape, **kwargs)
+    alg = algorithms.get_algorithm(algorithm)
+    return all(alg.unsupported(spec, op) is None for op in ("forward", "grad_input", "grad_weight"))

@@ -28,6 +28,8 @@ from .api import (
     conv_weight,
 )
 from .explain import Explanation, explain
+from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
+from .selection import choose_algorithm, clear_algorithm_cache
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
 __version__ = "0.1.0"
@@ -37,6 +39,8 @@ __all__ = [
     "Explanation",
     "Gradients",
     "available_algorithms",
+    "choose_algorithm",
+    "clear_algorithm_cache",
     "conv",
     "conv1d",
     "conv1d_input",
@@ -58,4 +62,9 @@ __all__ = [
     "conv_transpose_spec",
     "conv_weight",
     "explain",
+    "get_num_threads",
+    "get_workspace_limit",
+    "set_num_threads",
+    "set_workspace_limit",
+    "settings",
 ]

@@ -56,7 +56,7 @@ class Gradients(NamedTuple):
 
 
 def available_algorithms() -> tuple[str, ...]:
-    """Names accepted by ``algorithm=`` (besides ``"auto"``), e.g. ``('direct', 'gemm')``."""
+    """Names accepted by ``algorithm=`` (besides ``"auto"`` and ``"measure"``), e.g. ``('direct', 'gemm', ...)``."""
     return algorithms.available_algorithms()
 
 
@@ -115,7 +115,7 @@ def _bias(bias, channels: int, func: str) -> np.ndarray | None:
 
 def _algorithm(algorithm, func: str) -> str:
     """Check ``algorithm`` up front, so a typo is caught even when nothing ends up computed."""
-    if algorithm != "auto":
+    if algorithm not in algorithms.CHOOSERS:
         algorithms.get_algorithm(algorithm, func)
     return algorithm
 
@@ -189,7 +189,9 @@ def _conv(
         Input and output channels are split into ``groups`` independent blocks.
     padding_mode : {"zeros", "reflect", "replicate", "circular"}
     algorithm : str
-        ``"auto"`` or a name from :func:`available_algorithms`.
+        ``"auto"`` (the cost model's pick), ``"measure"`` (time the candidates on the first call
+        for a configuration and reuse the fastest; see :mod:`convgrad.selection`) or a name from
+        :func:`available_algorithms`.
 
     Returns
     -------

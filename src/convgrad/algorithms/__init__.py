@@ -1,25 +1,39 @@
-"""The registry of convolution algorithms, the ``auto`` choice, and the one dispatch function.
+"""The registry of convolution algorithms, the ``auto`` and ``measure`` choices, and the one dispatch function.
 
 Each algorithm lives in its own module and implements :class:`~convgrad.algorithms.base.Algorithm`.
-:func:`run` is the only way the API calls an algorithm: it resolves ``"auto"``, refuses an
-algorithm that cannot do the configuration (``ValueError`` saying why), and applies non-zero
-padding modes for algorithms that only implement zero padding.
+:func:`run` is the only way the API calls an algorithm: it resolves ``"auto"`` (the cost model,
+:mod:`.costmodel`) and ``"measure"`` (time the candidates once per configuration, then reuse
+the fastest), refuses an algorithm that cannot do the configuration (``ValueError`` saying why),
+applies non-zero padding modes for algorithms that only implement zero padding, and recomputes
+a non-finite result of an algorithm that could have moved a NaN/inf (``spreads_nonfinite``).
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import time
 
 import numpy as np
 
+from .. import blas, runtime
 from .. import padding as _padding
+from . import costmodel
 from ..spec import ConvSpec
 from .base import OPERATIONS, Algorithm
+from .depthwise import Depthwise
 from .direct import Direct
+from .fft import Fft
 from .gemm import Gemm
 from .im2row import Im2Row
+from .pointwise import Pointwise
+from .tapgemm import TapGemm
+from .winograd import Winograd
 
-__all__ = ["Algorithm", "available_algorithms", "get_algorithm", "choose", "run", "register"]
+__all__ = ["Algorithm", "available_algorithms", "get_algorithm", "candidates", "choose", "run", "register",
+           "measured_choices", "clear_measured_choices"]
+
+#: The choices besides a registered algorithm's name.
+CHOOSERS = ("auto", "measure")
 
 _REGISTRY: dict[str, Algorithm] = {}
 
@@ -32,51 +46,107 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-for _alg in (Direct(), Gemm(), Im2Row()):
+for _alg in (Direct(), Gemm(), Im2Row(), TapGemm(), Winograd(), Depthwise(), Pointwise(), Fft()):
     register(_alg)
 
 
 def available_algorithms() -> tuple[str, ...]:
-    """The names accepted by every function's ``algorithm=`` argument (besides ``"auto"``)."""
+    """The names accepted by every function's ``algorithm=`` argument (besides ``"auto"`` and ``"measure"``)."""
     return tuple(_REGISTRY)
 
 
 def get_algorithm(name: str, func: str = "convgrad") -> Algorithm:
     """The registered algorithm called ``name``; ``ValueError`` listing the names otherwise."""
     if not isinstance(name, str):
-        raise TypeError(f"{func}: algorithm must be a string, one of {('auto', *_REGISTRY)}, got {name!r}")
+        raise TypeError(f"{func}: algorithm must be a string, one of {(*CHOOSERS, *_REGISTRY)}, got {name!r}")
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"{func}: algorithm must be 'auto' or one of {tuple(_REGISTRY)}, got {name!r}") from None
+        raise ValueError(
+            f"{func}: algorithm must be 'auto', 'measure' or one of {tuple(_REGISTRY)}, got {name!r}"
+        ) from None
 
 
-def prefers_im2row(spec: ConvSpec) -> bool:
-    """Many input channels per group on a small output map: ``im2row``'s channel runs beat ``gemm``'s rows.
+def candidates(spec: ConvSpec, op: str, itemsize: int = 4) -> list[str]:
+    """The algorithms ``auto``/``measure`` choose from for ``op`` on ``spec``.
 
-    Measured (float32, one BLAS thread, forward + backward): 32->64 channels on a 4x4 map with
-    N=32 (a LeNet's second layer) took 0.55x gemm's time; with 1 input channel (8x8, 28x28) or
-    1x1 kernels on 56x56 maps im2row was 1.3-1.8x slower, and on 28x28 to 56x56 maps with 64-128
-    channels the two were within 6 %.
+    Those the cost model knows (``direct``, the slow reference, is never chosen) that support the
+    configuration; ``gemm`` and ``im2row`` (the core's im2col, which do not chunk) only while
+    their column matrix fits in the workspace limit.
     """
-    return spec.in_per_group >= 16 and math.prod(spec.output_size) <= 64
+    names = []
+    for name in costmodel.MODELED:
+        alg = _REGISTRY.get(name)
+        if alg is None or alg.unsupported(spec, op) is not None:
+            continue
+        if name in ("gemm", "im2row") and costmodel.gemm_scratch_bytes(spec, itemsize) > runtime.get_workspace_limit():
+            continue
+        names.append(name)
+    return names or ["tapgemm"]
 
 
-def choose(spec: ConvSpec, op: str) -> Algorithm:
-    """The algorithm ``"auto"`` picks for ``op`` on ``spec``."""
-    if prefers_im2row(spec) and _REGISTRY["im2row"].unsupported(spec, op) is None:
-        return _REGISTRY["im2row"]
-    for name in ("gemm", "direct"):
-        alg = _REGISTRY[name]
-        if alg.unsupported(spec, op) is None:
-            return alg
-    raise AssertionError("the direct algorithm supports every configuration")  # pragma: no cover
+def choose(spec: ConvSpec, op: str, itemsize: int = 4) -> Algorithm:
+    """The algorithm ``"auto"`` picks for ``op`` on ``spec``: the smallest cost-model estimate."""
+    return _REGISTRY[_choice(spec, op, itemsize, runtime.get_num_threads(), runtime.get_workspace_limit())]
 
 
-def resolve(algorithm: str, spec: ConvSpec, op: str, func: str = "convgrad") -> Algorithm:
+@functools.lru_cache(maxsize=1024)
+def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) -> str:
+    # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
+    names = candidates(spec, op, itemsize)
+    return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
+
+
+#: ``measure`` times the candidates whose estimate is within this factor of the best, at most
+#: ``MEASURE_AT_MOST`` of them, cheapest estimate first.
+MEASURE_WITHIN = 4.0
+MEASURE_AT_MOST = 4
+
+_measured: dict[tuple, str] = {}
+
+
+def _measure_key(spec: ConvSpec, op: str, dtype) -> tuple:
+    return (spec, op, np.dtype(dtype).str, runtime.get_num_threads(), runtime.get_workspace_limit())
+
+
+def measured_choices() -> dict[tuple, str]:
+    """What ``algorithm="measure"`` has chosen so far: ``{(spec, op, dtype, threads, workspace): name}``."""
+    return dict(_measured)
+
+
+def clear_measured_choices() -> None:
+    """Forget the choices of ``algorithm="measure"`` (they are kept for the life of the process)."""
+    _measured.clear()
+
+
+def _measure(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray) -> tuple[Algorithm, np.ndarray | None]:
+    """The algorithm ``measure`` uses, and the result if it had to compute it to find out."""
+    key = _measure_key(spec, op, a.dtype)
+    if key in _measured:
+        return _REGISTRY[_measured[key]], None
+    names = candidates(spec, op, a.itemsize)
+    estimates = {name: costmodel.estimate(name, spec, op, runtime.get_num_threads()) for name in names}
+    best = min(estimates.values())
+    tried = sorted((n for n in names if estimates[n] <= MEASURE_WITHIN * best), key=estimates.get)[:MEASURE_AT_MOST]
+    fastest, fastest_time, result = None, float("inf"), None
+    for name in tried:
+        start = time.perf_counter()
+        out = _compute(_REGISTRY[name], op, spec, a, b)
+        elapsed = time.perf_counter() - start
+        if elapsed < fastest_time:
+            fastest, fastest_time, result = name, elapsed, out
+        del out
+    _measured[key] = fastest
+    return _REGISTRY[fastest], result
+
+
+def resolve(algorithm: str, spec: ConvSpec, op: str, itemsize: int = 4, func: str = "convgrad") -> Algorithm:
     """The algorithm object for a user's ``algorithm=`` argument, checked against ``spec``."""
     if algorithm == "auto":
-        return choose(spec, op)
+        return choose(spec, op, itemsize)
+    if algorithm == "measure":  # resolved by run(), which has the operands; without them, the model's pick
+        key = _measure_key(spec, op, np.float32 if itemsize == 4 else np.float64)
+        return _REGISTRY[_measured[key]] if key in _measured else choose(spec, op, itemsize)
     alg = get_algorithm(algorithm, func)
     reason = alg.unsupported(spec, op)
     if reason is not None:
@@ -90,10 +160,59 @@ def run(
     """Compute ``op`` (one of ``forward``, ``grad_input``, ``grad_weight``) with the chosen algorithm.
 
     Operands, by ``op``: ``forward(x, w)``, ``grad_input(dy, w)``, ``grad_weight(x, dy)``.
+    ``algorithm`` is ``"auto"`` (the cost model's pick), ``"measure"`` (on the first call for a
+    configuration, time the plausible candidates on these operands and remember the fastest for
+    later calls with the same spec, dtype, thread count and workspace limit) or a name from
+    :func:`available_algorithms`.
     """
     if op not in OPERATIONS:
         raise ValueError(f"op must be one of {OPERATIONS}, got {op!r}")
-    alg = resolve(algorithm, spec, op, func)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # IEEE semantics, silently
+        result = None
+        if algorithm == "measure":
+            alg, result = _measure(op, spec, a, b)
+        else:
+            alg = resolve(algorithm, spec, op, a.itemsize, func)
+        if result is None:
+            if runtime.get_num_threads() > 1 and _small(alg, spec, op):
+                with runtime.settings(num_threads=1), blas.single_threaded():
+                    result = _compute(alg, op, spec, a, b)
+            else:
+                result = _compute(alg, op, spec, a, b)
+        if alg.spreads_nonfinite(op) and not all_finite(result):
+            # A NaN or inf (in an operand, or from an overflow) went through an algorithm that can move
+            # it to results that do not read it: recompute with one that keeps it where it belongs.
+            result = _compute(_REGISTRY[SAFE], op, spec, a, b)
+    return result
+
+
+#: Estimated single-core seconds below which an operation runs on one thread, BLAS included:
+#: waking and synchronising threads costs more than they save. Layer g1 (1 -> 6 channels, 28x28,
+#: N=64) forward took 1.6-8 ms on two threads, 1.3 ms on one.
+SMALL_WORK = 4e-3
+
+
+@functools.lru_cache(maxsize=1024)
+def _small_work(name: str, spec: ConvSpec, op: str) -> bool:
+    return name in costmodel.MODELED and costmodel.estimate(name, spec, op, 1) < SMALL_WORK
+
+
+def _small(alg: Algorithm, spec: ConvSpec, op: str) -> bool:
+    return _small_work(alg.name, spec, op)
+
+
+#: What a result with NaN or inf is recomputed with: exact IEEE propagation (every term
+#: of the sum, the zeros of the padding included, as PyTorch computes it).
+SAFE = "gemm"
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether ``a`` holds no NaN or inf: one summation pass (an overflowing sum says no, safely)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(a.sum(dtype=a.dtype)))
+
+
+def _compute(alg: Algorithm, op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if spec.padding_mode == "zeros" or alg.handles_padding_modes:
         return getattr(alg, op)(a, b, spec)
     # Non-zero padding mode on an algorithm that only does zero padding: pad explicitly.

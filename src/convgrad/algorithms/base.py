@@ -13,7 +13,9 @@ its forward is ``grad_input``, its input-gradient is ``forward`` and its weight-
 ``grad_weight`` with the roles of x and dy exchanged (see :func:`convgrad.spec.conv_transpose_spec`).
 
 Contract: inputs are never written to; results are fresh arrays (never views of the inputs) of
-the inputs' dtype. An algorithm with ``handles_padding_modes = False`` only ever sees
+the inputs' dtype. NaN and inf propagate as IEEE arithmetic says, into the results that read
+them -- or the algorithm says it cannot promise that (:meth:`Algorithm.spreads_nonfinite`).
+An algorithm with ``handles_padding_modes = False`` only ever sees
 ``spec.padding_mode == "zeros"``; the dispatcher pads explicitly and folds the gradient back
 for the other modes.
 """
@@ -41,6 +43,16 @@ class Algorithm:
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         """Why this algorithm cannot compute ``op`` for ``spec``, or ``None`` if it can."""
         return None
+
+    def spreads_nonfinite(self, op: str) -> bool:
+        """Whether a NaN or inf in an operand can reach results of ``op`` that do not read it.
+
+        True for algorithms that mix values across positions (Winograd tiles, FFT) or multiply
+        the zeros of a padded margin by operand values (``0 * inf = nan``). The dispatcher then
+        checks the result and, if it holds a NaN or inf, recomputes it with an algorithm that
+        puts non-finite values exactly where a direct sum would (see :func:`convgrad.algorithms.run`).
+        """
+        return False
 
     def forward(self, x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
         raise NotImplementedError

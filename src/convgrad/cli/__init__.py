@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: Sub-command modules, in the order ``convgrad --help`` lists them.
-COMMANDS = ("check", "train", "predict", "explain")
+COMMANDS = ("check", "train", "predict", "explain", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

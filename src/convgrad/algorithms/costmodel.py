@@ -1,0 +1,236 @@
+"""The cost model behind ``algorithm="auto"``: an estimate of each algorithm's time, from its shapes.
+
+Every fast algorithm spends its time in three ways, which :func:`work` counts for a spec and an
+operation without running anything:
+
+- ``gemm``: BLAS flops, divided by an efficiency that falls for thin products
+  (``1 / (1 + 12/k + 12/m)`` for inner dimension ``k`` and smaller outer dimension ``m``);
+- ``elem``: values read or written by NumPy's elementwise passes and copies (transforms,
+  padding, stacking, cropping);
+- ``calls``: NumPy and BLAS calls made from Python (each costs microseconds however small);
+- ``runs``: contiguous runs a strided copy moves (im2col copies rows of ``W_out`` values, im2row
+  runs of ``C_g`` channels: on small maps the loop over runs is what costs).
+
+The estimate is ``COEFFICIENTS["gemm"] * gemm + COEFFICIENTS[name] * elem + COEFFICIENTS["call"] * calls``
+seconds with ``CALIBRATED_THREADS`` threads; with other counts the BLAS and call terms divide by the thread count and the
+elementwise term by less (``ELEM_SCALING``: the cores share the memory bandwidth). The
+coefficients were fitted by non-negative least squares to
+measured times (``benchmarks/calibrate.py``, which also reports how often the model picks the
+fastest algorithm); see the README's "Algorithms" section for the fit and its accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..spec import ConvSpec
+
+__all__ = ["Work", "work", "estimate", "COEFFICIENTS", "MODELED"]
+
+
+@dataclass(frozen=True)
+class Work:
+    gemm: float  # BLAS flops / efficiency
+    elem: float  # values through NumPy elementwise passes
+    calls: float  # Python-level calls
+    small: float = 0.0  # flops of NumPy's stacked products of tiny complex matrices (fft)
+    runs: float = 0.0  # contiguous runs a strided NumPy copy moves (each costs a loop iteration)
+
+    def __add__(self, other: "Work") -> "Work":
+        return Work(self.gemm + other.gemm, self.elem + other.elem, self.calls + other.calls, self.small + other.small,
+                    self.runs + other.runs)
+
+
+#: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
+#: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
+COEFFICIENTS = {
+    "gemm": 9.537e-12,
+    "call": 2e-06,
+    "small": 1.378e-10,
+    "run": 1.132e-09,
+    "tapgemm": 2.248e-10,
+    "winograd": 2.69e-10,
+    "depthwise": 7.542e-11,
+    "pointwise": 0.0,
+    "fft": 0.0,
+    "gemm_im2col": 3.221e-10,
+    "im2row": 2.763e-10,
+}
+
+#: The thread count the coefficients were fitted with: estimates for other counts are scaled.
+#: (A fit on two threads was tried: on this shared machine its measurements were too noisy --
+#: held out, it picked the fastest 42 % of the time but 1.20x slower on geometric mean.)
+CALIBRATED_THREADS = 1
+
+#: What each extra thread adds to the speed of elementwise passes, relative to one core (they
+#: share the memory bandwidth); BLAS products scale fully. Measured with two threads on layers
+#: a and f: Winograd (mostly passes) 1.75x faster than on one core, tapgemm (mostly BLAS) 2.0x;
+#: in the benchmark runs Winograd lost more (layer f: 147 ms fwd+bwd against tapgemm's 110-127).
+ELEM_SCALING = 0.3
+
+#: The algorithms the model can estimate (``direct`` is the slow reference, never chosen).
+MODELED = ("tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm", "im2row")
+
+
+def efficiency(k: float, m: float) -> float:
+    """Fraction of the BLAS peak for a product with inner dimension ``k`` and smaller outer dimension ``m``."""
+    return 1.0 / (1.0 + 12.0 / max(k, 1) + 12.0 / max(m, 1))
+
+
+def _tapgemm(spec: ConvSpec, op: str) -> Work:
+    from ._flat import flat_layout
+    from .tapgemm import BLOCK_BYTES, stack_size
+
+    lay = flat_layout(spec)
+    n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+    T = len(lay.taps)
+    S = stack_size(spec)
+    stacks = -(-T // S)
+    cols = n * lay.size
+    flops = 2.0 * G * og * cg * T * cols
+    k, m = {"forward": (S * cg, og), "grad_input": (og, S * cg), "grad_weight": (cols, min(og, S * cg))}[op]
+    inputs = n * spec.in_channels * math.prod(spec.input_size)
+    outputs = n * spec.out_channels * math.prod(spec.output_size)
+    elem = inputs + outputs + (T * spec.in_channels * cols if S > 1 else 0)
+    if op == "grad_input":
+        elem += len(lay.phases) * spec.in_channels * cols  # zeroing the phase buffer
+    if op == "grad_weight":
+        elem += outputs
+    width = max(64, BLOCK_BYTES // ((S * cg + og) * 4))
+    calls = G * stacks * (1 + (S if S > 1 else 0)) * max(1, cols // width) + 10
+    return Work(flops / efficiency(k, m), elem, calls)
+
+
+#: Winograd's products are small (one per transformed position, a chunk of 1-2 elements) and
+#: their operands laid out plane after plane: measured in place at 61 GFLOP/s on one core where
+#: the thin-matrix efficiency alone predicts 78 (layer f).
+WINOGRAD_PRODUCTS = 0.78
+
+
+def _winograd(spec: ConvSpec, op: str) -> Work:
+    from .winograd import _pieces
+
+    if spec.ndim > 2:
+        # 64 transformed positions per 3-D tile: the transforms cost more than the products save
+        # (layer i, two threads: 77/94/115 ms fwd/dx/dw against tapgemm's 33/32/46). Never chosen.
+        return Work(math.inf, 0.0, 0.0)
+    n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+    c_in, c_out = spec.in_channels, spec.out_channels
+    if op == "grad_input":  # the forward of the transposed problem
+        lo = tuple(2 * d - p for d, p in zip(spec.dilation, spec.pad_lo))
+        pieces = _pieces(spec.output_size, spec.input_size, lo, spec.dilation)
+        c_in, c_out, og, cg = c_out, c_in, cg, og
+    else:
+        pieces = _pieces(spec.input_size, spec.output_size, spec.pad_lo, spec.dilation)
+    total = Work(0.0, 0.0, 0.0)
+    for _, _, prob in pieces:
+        if prob is None:
+            continue
+        nd, T, t = prob.ndim, prob.tiles, prob.ntiles
+        flops = 2.0 * G * og * cg * prob.planes * n * t
+        k, m = (og, cg) if op == "grad_weight" else (cg, og)
+        # loading the chunk (a transposing, parity-splitting copy) and storing the result back
+        # (another) cost several times a plain pass: counted 4x
+        moves = 4 * (c_in * math.prod(prob.size) + c_out * math.prod(prob.out))
+        elem = moves + c_in * sum(4 ** (j + 1) * math.prod(T[: j + 1]) * math.prod(prob.padded[j + 1 :]) for j in range(nd))
+        if op == "grad_weight":
+            elem += c_out * 2**nd * t * (1 + sum(4 ** (j + 1) / 2 ** (j + 1) for j in range(nd)))
+        else:
+            elem += c_out * t * (2 * sum(2 ** (j + 1) * 4 ** (nd - j - 1) for j in range(nd)) + 2 * 2**nd)
+        calls = prob.planes * G + 4 * sum(4**j for j in range(nd + 1)) + 2**nd
+        chunks = max(1, n // 2)
+        total = total + Work(flops / (efficiency(k, m) * WINOGRAD_PRODUCTS), n * elem, chunks * calls)
+    return total
+
+
+def _depthwise(spec: ConvSpec, op: str) -> Work:
+    from ._flat import flat_layout
+
+    lay = flat_layout(spec)
+    n, T = spec.batch, len(lay.taps)
+    cols = n * lay.size
+    inputs = n * spec.in_channels * math.prod(spec.input_size)
+    outputs = n * spec.out_channels * math.prod(spec.output_size)
+    passes = {"forward": 2, "grad_input": 2, "grad_weight": 1}[op]
+    elem = passes * T * spec.out_channels * cols + inputs + outputs
+    if op == "grad_weight":
+        elem += outputs
+    calls = max(1, n // 2) * T * passes + 10
+    return Work(0.0, elem, calls)
+
+
+def _pointwise(spec: ConvSpec, op: str) -> Work:
+    n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+    p = math.prod(spec.output_size)
+    flops = 2.0 * n * G * og * cg * p
+    k, m = {"forward": (cg, og), "grad_input": (og, cg), "grad_weight": (p, min(og, cg))}[op]
+    return Work(flops / efficiency(k, m), 0.0, n * G + 10)
+
+
+def _gemm(spec: ConvSpec, op: str) -> Work:
+    n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+    T = math.prod(spec.kernel_size)
+    p = math.prod(spec.output_size)
+    flops = 2.0 * n * G * og * cg * T * p
+    k, m = {"forward": (cg * T, og), "grad_input": (og, cg * T), "grad_weight": (n * p, min(og, cg * T))}[op]
+    cols = spec.in_channels * T * n * p
+    outputs = n * spec.out_channels * p
+    elem = cols + outputs + n * spec.in_channels * math.prod(spec.read_span)
+    if op == "grad_input":
+        elem += cols  # col2im, tap by tap
+    runs = cols / spec.output_size[-1] * (2 if op == "grad_input" else 1)  # im2col copies rows of W_out
+    return Work(flops / efficiency(k, m), elem, 12 + (T if op == "grad_input" else 0), runs=runs)
+
+
+def _fft(spec: ConvSpec, op: str) -> Work:
+    from .fft import fast_length
+
+    n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+    L = [fast_length(s) for s in spec.read_span]
+    size = math.prod(L)
+    freqs = math.prod(L[:-1]) * (L[-1] // 2 + 1)
+    # the transforms (n log n per value) and the copies around them count as elementwise work
+    elem = n * (spec.in_channels + spec.out_channels) * size * (math.log2(max(size, 2)) + 4)
+    # one small complex product per frequency (8 flops per multiply-add)
+    flops = 8.0 * freqs * n * G * og * cg
+    # NumPy's stacked matmul calls BLAS once per frequency (and group): thousands of tiny calls in 2-D/3-D
+    chunks = max(1, n // 4)
+    calls = chunks * G * freqs * (1 if op != "grad_weight" else 2) + chunks * 8 + 10
+    return Work(0.0, elem, calls, flops)
+
+
+def _im2row(spec: ConvSpec, op: str) -> Work:
+    # gemm's arithmetic in channels-last order: the same products, copies in runs of channels
+    # plus a transposing copy of the input and of the output side
+    base = _gemm(spec, op)
+    n = spec.batch
+    extra = n * (spec.in_channels * math.prod(spec.input_size) + spec.out_channels * math.prod(spec.output_size))
+    runs = base.runs * spec.output_size[-1] / spec.in_per_group  # runs of C_g channels instead of W_out values
+    return Work(base.gemm, base.elem + extra, base.calls, runs=runs)
+
+
+_WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
+         "gemm": _gemm}
+_ELEM_KEY = {"gemm": "gemm_im2col"}
+
+
+def work(name: str, spec: ConvSpec, op: str) -> Work:
+    """The work algorithm ``name`` does for ``op`` on ``spec``."""
+    return _WORK[name](spec, op)
+
+
+def estimate(name: str, spec: ConvSpec, op: str, threads: int = 1) -> float:
+    """Estimated seconds for algorithm ``name`` to compute ``op`` on ``spec`` with ``threads`` threads."""
+    wk = work(name, spec, op)
+    c = COEFFICIENTS
+    compute = c["gemm"] * wk.gemm + c["call"] * wk.calls + c["small"] * wk.small + c["run"] * wk.runs
+    passes = c[_ELEM_KEY.get(name, name)] * wk.elem
+    ref = CALIBRATED_THREADS
+    return compute * ref / threads + passes * (1 + ELEM_SCALING * (ref - 1)) / (1 + ELEM_SCALING * (threads - 1))
+
+
+def gemm_scratch_bytes(spec: ConvSpec, itemsize: int = 4) -> int:
+    """The core ``gemm``'s scratch: the im2col matrix and the padded input (it does not chunk)."""
+    cols = spec.in_channels * math.prod(spec.kernel_size) * spec.batch * math.prod(spec.output_size)
+    return (cols + spec.batch * spec.in_channels * math.prod(spec.read_span)) * itemsize

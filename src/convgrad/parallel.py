@@ -1,0 +1,150 @@
+"""Chunks of the batch, sized to the workspace limit and run on worker threads.
+
+The fast algorithms process the batch a chunk of ``nb`` elements at a time. :func:`plan` picks
+``nb`` so that every worker's scratch for one chunk fits in its share of the workspace limit
+(:mod:`convgrad.runtime`), and :func:`run` hands the chunks out to ``num_threads`` workers --
+the calling thread and threads of a shared pool -- each taking the next chunk when it is done
+with the last, so a core slowed by another process simply takes fewer chunks. NumPy releases
+the GIL inside array operations and BLAS calls, so the workers really run at the same time.
+
+Every worker owns its scratch (created once by ``make_scratch`` and reused for all its chunks)
+and returns it at the end, which is how per-worker partial sums (the weight gradient) come back.
+While more than one worker runs, NumPy's BLAS is set to one thread (:func:`convgrad.blas.single_threaded`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from . import blas, runtime
+
+__all__ = ["Plan", "plan", "run"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the batch is cut: ``chunk`` elements per chunk, ``workers`` threads."""
+
+    batch: int
+    chunk: int
+    workers: int
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` of every chunk, in order."""
+        return [(s, min(s + self.chunk, self.batch)) for s in range(0, self.batch, self.chunk)]
+
+
+def plan(batch: int, per_item: int, fixed: int = 0, *, uses_blas: bool = True, min_chunks_per_worker: int = 2,
+         max_chunk: int | None = None) -> Plan:
+    """Chunk size and worker count for ``batch`` elements.
+
+    Parameters
+    ----------
+    per_item : int
+        Scratch bytes one worker needs per batch element of its chunk.
+    fixed : int
+        Scratch bytes one worker needs whatever its chunk size (partial sums, transformed weights).
+    uses_blas : bool
+        Whether the work is mostly BLAS. Then, when BLAS's own thread count cannot be set, a single
+        worker runs and BLAS does the threading.
+    min_chunks_per_worker : int
+        Cut the batch finer than the memory requires, so that the workers finish together.
+    max_chunk : int, optional
+        At most this many elements per chunk (to keep a chunk's arrays in cache).
+
+    Notes
+    -----
+    ``workers * (fixed + chunk * per_item) <= workspace_limit`` whenever ``chunk >= 1`` allows it;
+    otherwise one element per chunk and as many workers as fit (at least one).
+    """
+    threads = runtime.get_num_threads()
+    if uses_blas and not blas.can_set_threads():
+        threads = 1
+    limit = runtime.get_workspace_limit()
+    workers = max(1, min(threads, batch))
+    # fewer workers if even one element each does not fit
+    while workers > 1 and workers * (fixed + per_item) > limit:
+        workers -= 1
+    share = limit // workers - fixed
+    chunk = max(1, share // per_item) if per_item > 0 else batch
+    chunk = min(chunk, max(1, math.ceil(batch / (workers * min_chunks_per_worker))) if workers > 1 else chunk)
+    if max_chunk is not None:
+        chunk = min(chunk, max_chunk)
+    chunk = max(1, min(chunk, batch))
+    workers = max(1, min(workers, math.ceil(batch / chunk))) if batch else 1
+    return Plan(batch=batch, chunk=chunk, workers=workers)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < size:
+            old = _pool
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="convgrad")
+            _pool_size = size
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def run(the_plan: Plan, make_scratch: Callable[[], object], process: Callable[[object, int, int], None]) -> list:
+    """Call ``process(scratch, start, stop)`` for every chunk; return each worker's scratch.
+
+    ``make_scratch()`` is called once per worker, in that worker. Exceptions in any worker are
+    re-raised in the caller (after all workers stopped).
+    """
+    chunks = the_plan.chunks()
+    if not chunks:
+        return []
+    if the_plan.workers <= 1:
+        scratch = make_scratch()
+        for start, stop in chunks:
+            process(scratch, start, stop)
+        return [scratch]
+
+    lock = threading.Lock()
+    pending = iter(chunks)
+    failed = threading.Event()
+
+    def worker():
+        scratch = None
+        while not failed.is_set():
+            with lock:
+                item = next(pending, None)
+            if item is None:
+                break
+            if scratch is None:
+                scratch = make_scratch()
+            try:
+                process(scratch, *item)
+            except BaseException:
+                failed.set()
+                raise
+        return scratch
+
+    with blas.single_threaded():
+        futures = [_executor(the_plan.workers - 1).submit(worker) for _ in range(the_plan.workers - 1)]
+        error = None
+        try:
+            mine = worker()
+        except BaseException as exc:  # finish the others before raising
+            error = exc
+            mine = None
+        results = [mine]
+        for f in futures:
+            try:
+                results.append(f.result())
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+    return [r for r in results if r is not None]

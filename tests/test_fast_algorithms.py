@@ -1,0 +1,318 @@
+"""What the fast algorithms promise beyond agreeing with ``direct`` (tests/test_algorithms.py does that):
+results independent of the thread count and the workspace limit, and scratch memory bounded by it."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import convgrad
+from convgrad import algorithms
+from convgrad.spec import conv_spec
+from _configs import max_rel
+
+# the algorithms that chunk the batch under the workspace limit
+CHUNKED = [name for name in ("tapgemm", "winograd", "depthwise", "fft") if name in convgrad.available_algorithms()]
+
+
+def _operands(spec, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(spec.input_shape).astype(dtype)
+    w = rng.standard_normal(spec.weight_shape).astype(dtype)
+    dy = rng.standard_normal(spec.output_shape).astype(dtype)
+    return x, w, dy
+
+
+def _all_ops(spec, x, w, dy, name):
+    return (algorithms.run("forward", spec, x, w, name), algorithms.run("grad_input", spec, dy, w, name),
+            algorithms.run("grad_weight", spec, x, dy, name))
+
+
+# a configuration in each algorithm's regime, with groups and a stride or dilation
+REGIME = {
+    "tapgemm": dict(stride=2, padding=1, groups=2, weight=(6, 2, 3, 3)),
+    "winograd": dict(dilation=(2, 1), padding=1, groups=2, weight=(6, 2, 3, 3)),
+    "depthwise": dict(stride=2, padding=1, groups=4, weight=(8, 1, 3, 3)),
+    "fft": dict(padding=(3, 0), dilation=(1, 2), groups=2, weight=(6, 2, 5, 3)),
+}
+
+
+@pytest.mark.parametrize("algorithm", CHUNKED)
+def test_results_do_not_depend_on_threads_or_workspace(algorithm):
+    cfg = dict(REGIME[algorithm])
+    spec = conv_spec((5, 4, 9, 8), cfg.pop("weight"), **cfg)
+    x, w, dy = _operands(spec)
+    results = []
+    for threads, limit in ((1, 2**30), (2, 0), (3, 5000)):
+        with convgrad.settings(num_threads=threads, workspace_limit=limit):
+            results.append(_all_ops(spec, x, w, dy, algorithm))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("algorithm", CHUNKED)
+@pytest.mark.parametrize("op", ["forward", "grad_input", "grad_weight"])
+def test_scratch_memory_stays_under_the_workspace_limit(algorithm, op):
+    """NumPy reports its allocations to tracemalloc: the peak beyond the result is the scratch.
+
+    The limit holds for chunks of the batch; one batch element's scratch (Winograd's is about
+    ten times the element) is the smallest unit, so the limit here is above that.
+    """
+    groups = 8 if algorithm == "depthwise" else 1
+    spec = conv_spec((48, 8, 40, 40), (8, 8 // groups, 3, 3), padding=1, groups=groups)
+    x, w, dy = _operands(spec, dtype=np.float32)
+    operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
+    limit = 2 * 2**20  # a few batch elements' worth: many chunks
+    with convgrad.settings(workspace_limit=limit, num_threads=2):
+        algorithms.run(op, spec, *operands, algorithm)  # warm up (thread pool, imports)
+        tracemalloc.start()
+        try:
+            result = algorithms.run(op, spec, *operands, algorithm)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    scratch = peak - result.nbytes
+    slack = 16 * w.nbytes + 2 * 64 * 2**10  # transformed weights; small bookkeeping per worker (2)
+    assert scratch <= limit + slack, f"{op}: {scratch} bytes of scratch for a limit of {limit}"
+    # and the limit really was binding: the whole batch's scratch would be far larger
+    assert x.nbytes > limit
+
+
+# -- NaN and inf land exactly where a direct sum puts them ------------------------------------------
+
+# one configuration in each algorithm's regime. Position len//3 of x is x[1, 0, 0, 0]: column 0,
+# which the padded margin of the row above reaches through the last tap of a row (flat layout)
+# although no output reads it through that tap.
+NONFINITE_SPECS = {
+    "tapgemm": conv_spec((2, 3, 7, 6), (4, 3, 3, 3), padding=1),
+    "winograd": conv_spec((2, 3, 9, 8), (4, 3, 3, 3), padding=1, dilation=(2, 1)),
+    "depthwise": conv_spec((2, 3, 7, 6), (6, 1, 3, 3), padding=1, groups=3),
+    "pointwise": conv_spec((2, 3, 5, 4), (4, 3, 1, 1)),
+    "fft": conv_spec((2, 3, 9, 8), (4, 3, 5, 3), padding=(0, 1), dilation=(1, 2)),
+}
+
+
+def _poisoned(spec, where, value, seed=0):
+    x, w, dy = _operands(spec, seed)
+    target = {"x": x, "w": w, "dy": dy}[where]
+    flat = target.reshape(-1)
+    flat[len(flat) // 3] = value
+    flat[-1] = -value if value == np.inf else value  # the last input position: unread with a tail
+    return x, w, dy
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("algorithm", sorted(NONFINITE_SPECS))
+def test_nonfinite_values_propagate_only_into_the_results_that_read_them(algorithm, where, value):
+    if algorithm not in convgrad.available_algorithms():
+        pytest.skip(f"{algorithm} not registered")
+    spec = NONFINITE_SPECS[algorithm]
+    x, w, dy = _poisoned(spec, where, value)
+    ops = {"x": ("forward", "grad_weight"), "w": ("forward", "grad_input"), "dy": ("grad_input", "grad_weight")}[where]
+    for op in ops:
+        operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
+        expect = algorithms.run(op, spec, *operands, "gemm")
+        for name in (algorithm, "auto"):
+            got = algorithms.run(op, spec, *operands, name)
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(expect), err_msg=f"{name} {op}: NaN positions")
+            np.testing.assert_array_equal(np.isposinf(got), np.isposinf(expect), err_msg=f"{name} {op}: +inf")
+            np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expect), err_msg=f"{name} {op}: -inf")
+            finite = np.isfinite(expect)
+            np.testing.assert_allclose(got[finite], expect[finite], rtol=1e-10, atol=1e-10)
+        assert np.isfinite(expect).any()  # the test is not vacuous: something stayed finite
+
+
+def test_unread_inputs_get_exactly_zero_gradient_even_next_to_nan():
+    spec = conv_spec((2, 3, 11, 9), (4, 3, 3, 2), stride=(2, 3), padding=(1, 0))  # 1 unread column
+    x, w, dy = _poisoned(spec, "dy", np.nan)
+    for name in ("tapgemm", "gemm", "auto"):
+        dx = algorithms.run("grad_input", spec, dy, w, name)
+        assert (dx[..., -1] == 0).all(), name
+    assert spec.unread_inputs == (0, 1)
+
+
+@pytest.mark.parametrize("min_inner, target", [(1, 1), (10**6, 10**6)], ids=["one-tap-per-product", "all-taps-stacked"])
+def test_tapgemm_agrees_with_direct_whatever_the_stacking(monkeypatch, min_inner, target):
+    """The grid mostly has few channels (stacked taps); force each way of grouping taps over all of it."""
+    from convgrad.algorithms import tapgemm
+    from test_algorithms import check_against_direct
+
+    from _configs import GRID
+
+    monkeypatch.setattr(tapgemm, "MIN_INNER", min_inner)
+    monkeypatch.setattr(tapgemm, "TARGET_INNER", target)
+    assert sum(check_against_direct(case, "tapgemm") for case in GRID) == len(GRID)
+
+
+# -- float32 accuracy on layer-like sizes (long sums, where transforms lose the most) -----------------
+
+ACCURACY_CASES = {
+    "tapgemm": dict(input=(2, 48, 20, 18), weight=(32, 48, 3, 3), stride=2, padding=1),
+    "winograd": dict(input=(2, 64, 18, 20), weight=(48, 64, 3, 3), padding=1),
+    "depthwise": dict(input=(2, 32, 20, 18), weight=(32, 1, 3, 3), padding=1, groups=32),
+    "pointwise": dict(input=(2, 96, 12, 10), weight=(40, 96, 1, 1)),
+    "fft": dict(input=(2, 32, 24, 20), weight=(32, 32, 9, 9), padding=4),
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(ACCURACY_CASES))
+def test_float32_error_is_a_small_multiple_of_torch_on_layer_sizes(algorithm):
+    if algorithm not in convgrad.available_algorithms():
+        pytest.skip(f"{algorithm} not registered")
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from _configs import max_rel
+
+    cfg = dict(ACCURACY_CASES[algorithm])
+    shape_x, shape_w = cfg.pop("input"), cfg.pop("weight")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape_x).astype(np.float32)
+    w = rng.standard_normal(shape_w).astype(np.float32)
+    y64 = F.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), **cfg)
+    dy = rng.standard_normal(tuple(y64.shape)).astype(np.float32)
+
+    def torch_all(dtype):
+        tx = torch.tensor(x, dtype=dtype, requires_grad=True)
+        tw = torch.tensor(w, dtype=dtype, requires_grad=True)
+        y = F.conv2d(tx, tw, **cfg)
+        y.backward(torch.tensor(dy, dtype=dtype))
+        return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()
+
+    exact, theirs = torch_all(torch.float64), torch_all(torch.float32)
+    y = convgrad.conv2d(x, w, **cfg, algorithm=algorithm)
+    g = convgrad.conv_backward(dy, x, w, **cfg, needs=("input", "weight"), algorithm=algorithm)
+    for name, ours, t, e in zip(("output", "grad_input", "grad_weight"), (y, g.input, g.weight), theirs, exact):
+        budget = 8 * max(max_rel(t, e), 4 * np.finfo(np.float32).eps)
+        assert max_rel(ours, e) <= budget, f"{name}: ours {max_rel(ours, e):.2e}, torch {max_rel(t, e):.2e}"
+
+
+# -- auto and measure -------------------------------------------------------------------------------
+
+
+def test_auto_and_measure_agree_with_direct_over_the_grid():
+    from test_algorithms import _spec
+
+    from _configs import GRID
+
+    convgrad.clear_algorithm_cache()
+    for case in GRID:
+        x, w, b = case.arrays(0)
+        y_ref, _ = case.run(x, w, b, algorithm="direct")
+        dy = np.random.default_rng(1).standard_normal(y_ref.shape)
+        _, ref = case.run(x, w, b, dy, algorithm="direct")
+        for name in ("auto", "measure", "measure"):  # the second "measure" reuses the choice
+            y, g = case.run(x, w, b, dy, algorithm=name)
+            for a, r in ((y, y_ref), (g.input, ref.input), (g.weight, ref.weight)):
+                np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-10, err_msg=f"{name} on {case}")
+        spec = _spec(case)
+        for op in ("forward", "grad_input", "grad_weight"):
+            assert algorithms.choose(spec, op, 8).unsupported(spec, op) is None
+    assert algorithms.measured_choices()
+
+
+def test_choose_algorithm_reports_the_model_and_the_measurement():
+    convgrad.clear_algorithm_cache()
+    shape = dict(input_shape=(8, 64, 32, 32), weight_shape=(64, 1, 3, 3), padding=1, groups=64)
+    guess = convgrad.choose_algorithm(**shape)
+    assert set(guess) == {"forward", "grad_input", "grad_weight"}
+    assert guess["forward"] == "depthwise"
+    assert not algorithms.measured_choices()
+    measured = convgrad.choose_algorithm(**shape, measure=True)
+    assert set(measured.values()) <= set(convgrad.available_algorithms()) - {"direct"}
+    assert len(algorithms.measured_choices()) == 3
+    assert convgrad.choose_algorithm(**shape, measure=True) == measured  # remembered, not re-measured
+    convgrad.clear_algorithm_cache()
+    assert not algorithms.measured_choices()
+    with pytest.raises(TypeError, match="dtype"):
+        convgrad.choose_algorithm(**shape, dtype=np.int32)
+    with pytest.raises(ValueError, match="groups"):
+        convgrad.choose_algorithm((4, 8, 20, 20), (8, 1, 3, 3), groups=3)
+
+
+def test_unknown_algorithm_names_the_choices():
+    with pytest.raises(ValueError, match="'auto', 'measure' or one of"):
+        convgrad.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), algorithm="fastest")
+
+
+def test_auto_never_picks_gemm_beyond_the_workspace():
+    spec = conv_spec((8, 16, 32, 32), (16, 16, 3, 3), padding=1)
+    with convgrad.settings(workspace_limit=2**20):
+        for op in ("forward", "grad_input", "grad_weight"):
+            assert "gemm" not in algorithms.candidates(spec, op)
+    with convgrad.settings(workspace_limit=2**30):
+        assert "gemm" in algorithms.candidates(spec, "forward")
+
+
+# -- the array contract of tests/test_arrays.py, inside each narrow algorithm's regime ---------------
+
+CONTRACT = {
+    "winograd": ((2, 4, 7, 6), (6, 2, 3, 3), dict(padding=(1, 0), dilation=(1, 2), groups=2)),
+    "pointwise": ((2, 4, 7, 6), (6, 2, 1, 1), dict(groups=2)),
+    "depthwise": ((2, 4, 7, 6), (8, 1, 3, 2), dict(stride=(2, 1), padding=(1, 0), groups=4)),
+    "fft": ((2, 4, 9, 6), (6, 2, 5, 3), dict(padding=(2, 0), dilation=(1, 2), groups=2)),
+}
+
+
+@pytest.mark.parametrize("algorithm", sorted(CONTRACT))
+def test_narrow_algorithms_keep_the_array_contract(algorithm):
+    xs, ws, kw = CONTRACT[algorithm]
+    rng = np.random.default_rng(3)
+    X, W, B = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+
+    def run(x, w, b):
+        y = convgrad.conv2d(x, w, b, **kw, algorithm=algorithm)
+        dy = np.ones(y.shape, dtype=y.dtype)
+        return y, dy, convgrad.conv_backward(dy, x, w, **kw, algorithm=algorithm)
+
+    ref, _, gref = run(X, W, B)
+    for dtype, tol in ((np.float16, 2e-2), (np.float32, 1e-5), (np.float64, 1e-12)):
+        y, _, g = run(X.astype(dtype), W.astype(dtype), B.astype(dtype))
+        assert y.dtype == g.input.dtype == g.weight.dtype == g.bias.dtype == dtype
+        assert max(max_rel(y, ref), max_rel(g.input, gref.input), max_rel(g.weight, gref.weight)) < tol
+    readonly = [a.copy() for a in (X, W, B)]
+    for a in readonly:
+        a.flags.writeable = False
+    layouts = {
+        "fortran": (np.asfortranarray(X), np.asfortranarray(W), B),
+        "views with steps": (np.repeat(X, 2, axis=3)[..., ::2], np.repeat(W, 3, axis=0)[::3], B),
+        "transposed view": (np.ascontiguousarray(X.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0), W, B),
+        "read-only": tuple(readonly),
+    }
+    for name, (x, w, b) in layouts.items():
+        copies = [a.copy() for a in (x, w, b)]
+        y, dy, g = run(x, w, b)
+        assert np.array_equal(y, ref) and np.array_equal(g.input, gref.input), name
+        assert np.allclose(g.weight, gref.weight, rtol=1e-13, atol=1e-13), name
+        for original, a in zip(copies, (x, w, b)):
+            assert np.array_equal(original, a), name  # inputs never written
+        for result in (y, g.input, g.weight, g.bias):
+            for operand in (x, w, b, dy):
+                assert not np.shares_memory(result, operand), name
+    empty = np.zeros((0,) + X.shape[1:])
+    y = convgrad.conv2d(empty, W, B, **kw, algorithm=algorithm)
+    assert y.shape == (0,) + ref.shape[1:]
+    g = convgrad.conv_backward(y, empty, W, **kw, algorithm=algorithm)
+    assert g.input.shape == empty.shape and np.all(g.weight == 0) and np.all(g.bias == 0)
+
+
+def test_auto_keeps_im2row_for_many_channels_on_a_small_map():
+    """convgrad train's second convolution (16 -> 32 channels on 4x4, N=32): im2row measured 2x
+    faster than gemm there (the training epoch is level with PyTorch only with it)."""
+    assert set(convgrad.choose_algorithm((32, 16, 4, 4), (32, 16, 3, 3), padding=1).values()) == {"im2row"}
+
+
+def test_transposed_1x1_with_output_padding_is_not_pointwise():
+    """output_padding adds outputs no input feeds: the 1x1 spec then reads fewer positions than it has."""
+    from _configs import Case
+
+    case = Case(1, 1, 2, 1, (4,), (1,), dilation=2, output_padding=1, transposed=True)
+    from test_algorithms import check_against_direct
+
+    assert check_against_direct(case, "pointwise") is False  # refused, with a ValueError naming it
+    x, w, b = case.arrays(0)
+    y, _ = case.run(x, w, b, algorithm="auto")
+    ref, _ = case.run(x, w, b, algorithm="direct")
+    np.testing.assert_allclose(y, ref, rtol=1e-12)

@@ -1,0 +1,95 @@
+"""Workspace limit and thread count: explicit settings, chunk planning and the worker pool."""
+
+import threading
+
+import pytest
+
+import convgrad
+from convgrad import parallel, runtime
+
+
+def test_settings_set_get_and_context_manager():
+    limit = runtime.get_workspace_limit()
+    threads = runtime.get_num_threads()
+    with convgrad.settings(workspace_limit=123, num_threads=1):
+        assert runtime.get_workspace_limit() == 123
+        assert runtime.get_num_threads() == 1
+        with convgrad.settings(num_threads=3):
+            assert runtime.get_num_threads() == 3
+            assert runtime.get_workspace_limit() == 123
+    assert runtime.get_workspace_limit() == limit
+    assert runtime.get_num_threads() == threads
+    previous = convgrad.set_workspace_limit(2**20)
+    try:
+        assert previous == limit and convgrad.get_workspace_limit() == 2**20
+    finally:
+        convgrad.set_workspace_limit(previous)
+    previous = convgrad.set_num_threads(1)
+    try:
+        assert convgrad.get_num_threads() == 1
+    finally:
+        convgrad.set_num_threads(previous)
+
+
+def test_context_settings_do_not_leak_into_other_threads():
+    seen = []
+    with convgrad.settings(num_threads=5):
+        t = threading.Thread(target=lambda: seen.append(runtime.get_num_threads()))
+        t.start()
+        t.join()
+    assert seen == [runtime.get_num_threads()]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: convgrad.set_workspace_limit(-1), "non-negative"),
+    (lambda: convgrad.set_workspace_limit(1.5), "integer number of bytes"),
+    (lambda: convgrad.set_num_threads(0), "positive"),
+    (lambda: convgrad.set_num_threads(True), "positive integer"),
+    (lambda: convgrad.settings(num_threads="2").__enter__(), "positive integer"),
+])
+def test_bad_settings_are_refused_with_the_parameter_name(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()
+
+
+@pytest.mark.parametrize("batch, per_item, fixed, limit, threads", [
+    (32, 1_000_000, 0, 32 * 2**20, 2),
+    (1000, 10_000, 50_000, 2**20, 2),
+    (7, 5_000_000, 0, 2**20, 2),  # one element does not fit: one element per chunk, one worker
+    (3, 100, 0, 2**30, 8),
+    (0, 100, 0, 2**20, 2),
+])
+def test_plan_keeps_the_scratch_of_all_workers_under_the_limit(batch, per_item, fixed, limit, threads):
+    with convgrad.settings(workspace_limit=limit, num_threads=threads):
+        p = parallel.plan(batch, per_item, fixed, uses_blas=False)
+    assert p.chunk >= 1 and 1 <= p.workers <= threads
+    chunks = p.chunks()
+    assert sum(stop - start for start, stop in chunks) == batch
+    if p.workers * (fixed + per_item) <= limit:
+        assert p.workers * (fixed + p.chunk * per_item) <= limit
+    else:
+        assert p.chunk == 1 and p.workers == 1
+
+
+def test_run_covers_every_chunk_once_and_returns_each_workers_scratch():
+    p = parallel.Plan(batch=10, chunk=3, workers=2)
+    seen = []
+
+    def process(scratch, start, stop):
+        scratch.append((start, stop))
+        seen.append((start, stop))
+
+    results = parallel.run(p, list, process)
+    assert sorted(seen) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert sorted(x for r in results for x in r) == sorted(seen)
+
+
+def test_run_reraises_a_workers_exception():
+    p = parallel.Plan(batch=8, chunk=1, workers=2)
+
+    def process(scratch, start, stop):
+        if start == 5:
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        parallel.run(p, lambda: None, process)
