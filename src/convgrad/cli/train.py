@@ -48,7 +48,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("out"), metavar="DIR",
                    help="where the pictures and weights are written (default ./out)")
     p.add_argument("--threads", type=_positive, default=1,
-                   help="BLAS threads (default 1: this network's matrix products are too small to gain from more, and "
+                   help="threads for BLAS and for convgrad's worker threads (default 1: this network's matrix products are too small to gain from more, and "
                         "lose a lot when the cores are busy; needs threadpoolctl, installed with scikit-learn)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true",
@@ -168,7 +168,10 @@ def run(args) -> int:
               f"test loss {r.test_loss:.4f}  test acc {100 * r.test_accuracy:5.1f}%  {r.seconds:.2f} s", file=report, flush=True)
 
     start = time.perf_counter()
-    with _blas_threads(args.threads):
+    from ..runtime import settings
+
+    # --threads bounds both NumPy's BLAS threads and convgrad's own worker threads
+    with _blas_threads(args.threads), settings(num_threads=args.threads):
         history = fit(model, loss_fn, optimizer, train, test, epochs=args.epochs, batch_size=args.batch_size, rng=rng,
                       schedule=lambda e: cosine_lr(args.lr, e, args.epochs), progress_factory=factory, on_epoch=on_epoch)
     seconds = time.perf_counter() - start
