@@ -70,3 +70,44 @@ def test_single_threaded_block_restores_the_thread_count():
         assert blas.get_num_threads() == 2
     finally:
         blas.set_num_threads(before)
+
+
+@pytest.mark.parametrize("use_blas", [True, False], ids=["ctypes", "matmul-fallback"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_blocks_equals_gemm_on_the_blocks_views(dtype, use_blas, monkeypatch):
+    if not use_blas:
+        monkeypatch.setattr(blas, "_BLAS", None)
+    rng = np.random.default_rng(1)
+    host = rng.standard_normal((30, 40)).astype(dtype)
+    big = blas.Buffer(host[2:28, 3:37])  # a view with row stride 40: rows contiguous, not the whole array
+    out_host = np.full((12, 50), np.nan, dtype)
+    out = blas.Buffer(out_host)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    a = big.block(1, 6, 2, 9)  # (5, 7)
+    for b in (big.block(10, 17, 0, 11), big.block(3, 14, 20, 27).T):  # (7, 11), plain and transposed
+        for at in (a, big.block(4, 11, 25, 30).T):  # (5, 7) plain and transposed
+            c = out.block(2, 7, 30, 41)
+            np.testing.assert_array_equal(at.view(), (host[2:28, 3:37][4:11, 25:30]).T if at.trans else host[3:8, 5:12])
+            blas.gemm_blocks(at, b, c)
+            expect = at.view().astype(np.float64) @ b.view()
+            np.testing.assert_allclose(c.view(), expect, rtol=tol, atol=tol)
+            blas.gemm_blocks(at, b, c, alpha=2.0, beta=1.0)
+            np.testing.assert_allclose(c.view(), 3 * expect, rtol=tol, atol=tol)
+    assert np.isnan(out_host[:2]).all() and np.isnan(out_host[:, :30]).all() and np.isnan(out_host[7:]).all()
+
+
+def test_buffer_blocks_check_bounds_shapes_and_layout():
+    buf = blas.Buffer(np.zeros((4, 5), np.float32))
+    with pytest.raises(IndexError, match="outside"):
+        buf.block(0, 5, 0, 1)
+    with pytest.raises(IndexError, match="outside"):
+        buf.block(0, 1, 3, 6)
+    with pytest.raises(ValueError, match="do not match"):
+        blas.gemm_blocks(buf.block(0, 2, 0, 3), buf.block(0, 2, 0, 2), buf.block(0, 2, 0, 2))
+    with pytest.raises(ValueError, match="rows must be contiguous"):
+        blas.Buffer(np.zeros((4, 5), np.float32)[:, ::2])
+    with pytest.raises(TypeError, match="2-D float32/float64"):
+        blas.Buffer(np.zeros((4, 5), np.int32))
+    with pytest.raises(TypeError, match="dtype"):
+        other = blas.Buffer(np.zeros((4, 5)))
+        blas.gemm_blocks(buf.block(0, 2, 0, 2), other.block(0, 2, 0, 2), buf.block(2, 4, 0, 2))
