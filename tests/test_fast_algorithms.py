@@ -146,6 +146,29 @@ def test_tapgemm_agrees_with_direct_whatever_the_stacking(monkeypatch, min_inner
     assert sum(check_against_direct(case, "tapgemm") for case in GRID) == len(GRID)
 
 
+@pytest.mark.parametrize("min_inner", [1, 10**6], ids=["one-tap-per-product", "all-taps-stacked"])
+def test_tapgemm_interleaved_chunks_agree_with_direct(monkeypatch, min_inner):
+    """The grid's batches of 1-2 make one-element chunks; with 5 elements on two threads the chunks
+    are (2, 2, 1), here interleaved (batch innermost), so a worker's last chunk is smaller and its
+    real positions move in memory (the buffers must be re-zeroed)."""
+    import dataclasses
+
+    from convgrad.algorithms import tapgemm
+    from test_algorithms import check_against_direct
+
+    from _configs import GRID
+
+    monkeypatch.setattr(tapgemm, "INTERLEAVE_GAIN", 1.0)
+    monkeypatch.setattr(tapgemm, "MIN_INNER", min_inner)
+    monkeypatch.setattr(tapgemm, "TARGET_INNER", min_inner)
+    monkeypatch.setattr(algorithms, "SMALL_WORK", 0.0)
+    cases = [dataclasses.replace(case, batch=5) for case in GRID if case.batch > 0]
+    with convgrad.settings(num_threads=2, workspace_limit=2**30):
+        spec = tapgemm._Plan(conv_spec((5, 2, 9), (3, 2, 3)), "forward", 8)
+        assert spec.interleaved and spec.chunking.chunk == 2
+        assert sum(check_against_direct(case, "tapgemm") for case in cases) == len(cases)
+
+
 # -- float32 accuracy on layer-like sizes (long sums, where transforms lose the most) -----------------
 
 ACCURACY_CASES = {

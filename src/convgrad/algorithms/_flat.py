@@ -30,7 +30,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from ..spec import ConvSpec
 
@@ -53,6 +52,9 @@ class FlatLayout:
     tap_phase: tuple[int, ...]  # index into phases, per tap
     tap_offset: tuple[int, ...]  # off(k), per tap
 
+    def __post_init__(self):
+        object.__setattr__(self, "pairs", tuple(self._pairs(phase) for phase in self.phases))
+
     @property
     def size(self) -> int:
         """``P``: flat length of one batch element's phase grid."""
@@ -63,23 +65,36 @@ class FlatLayout:
         """``L``: flat length covering every output position of one element."""
         return sum((o - 1) * st for o, st in zip(self.spec.output_size, self.flat_strides)) + 1
 
-    def columns(self, nb: int) -> int:
-        """Columns one product covers for a chunk of ``nb`` elements: ``(nb-1)*P + L``."""
-        return (nb - 1) * self.size + self.length
+    def columns(self, nb: int, interleaved: bool = False) -> int:
+        """Columns one product covers for a chunk of ``nb`` elements: ``(nb-1)*P + L``, or ``nb*L`` interleaved.
+
+        Interleaved (element ``b``, position ``p`` at column ``p*nb + b``), tap ``k`` reads at
+        offset ``off(k)*nb`` and the margins are paid once for the chunk instead of once per
+        element: a 14x14 map read by a 5x5 kernel has ``P = 196`` for 100 outputs but ``L = 136``.
+        """
+        return nb * self.length if interleaved else (nb - 1) * self.size + self.length
 
     # -- moving data in and out of the layout ----------------------------------------------------
-    # Buffers come in two layouts: channels first, ``(phases, C, nb, P)`` and ``(O, nb, P)``, or
-    # channels last, ``(phases, nb, P, C)`` and ``(nb, P, O)``.
+    # A chunk of ``nb`` batch elements lives in 2-D matrices: channels first, ``(rows, nb*P)``, or
+    # channels last, ``(nb*P, rows)`` -- one per phase on the input side. Element ``b``, flat grid
+    # position ``p`` is column (row) ``b*P + p``, or ``p*nb + b`` when the chunk is *interleaved*
+    # (batch innermost; see :meth:`columns`).
 
-    def grid_view(self, a: np.ndarray, axis: int = -1) -> np.ndarray:
-        """``a`` with ``axis`` (length ``P``, contiguous) split into the grid ``Hq``: a view, never a copy."""
-        axis %= a.ndim
-        if a.shape[axis] != self.size:
-            raise ValueError(f"grid_view: axis {axis} must have length {self.size}, got shape {a.shape}")
-        step = a.strides[axis]
-        strides = a.strides[:axis] + tuple(st * step for st in self.flat_strides) + a.strides[axis + 1 :]
-        shape = a.shape[:axis] + self.grid + a.shape[axis + 1 :]
-        return as_strided(a, shape, strides, writeable=a.flags.writeable)
+    def chunk_grid(self, mat: np.ndarray, nb: int, interleaved: bool = False, channels_last: bool = False) -> np.ndarray:
+        """A chunk's matrix as an ``(nb, rows, *Hq)`` view (never a copy)."""
+        if channels_last:
+            rows = mat.shape[1]
+            if interleaved:
+                return np.moveaxis(reshaped(mat, self.grid + (nb, rows)), (-2, -1), (0, 1))  # (*Hq, nb, rows)
+            return np.moveaxis(reshaped(mat, (nb,) + self.grid + (rows,)), -1, 1)  # (nb, *Hq, rows)
+        rows = mat.shape[0]
+        if interleaved:
+            return np.moveaxis(reshaped(mat, (rows,) + self.grid + (nb,)), (-1, 0), (0, 1))  # (rows, *Hq, nb)
+        return reshaped(mat, (rows, nb) + self.grid).swapaxes(0, 1)  # (rows, nb, *Hq)
+
+    def outputs(self, grid: np.ndarray) -> np.ndarray:
+        """The output positions of an ``(nb, rows, *Hq)`` grid: ``(nb, rows, *H_out)``."""
+        return grid[(slice(None), slice(None), *(slice(0, h) for h in self.spec.output_size))]
 
     def _real(self, phase: tuple[int, ...]):
         """Per dim: ``(m0, m1, start)``: grid rows ``[m0, m1)`` of ``phase`` hold input ``start, start+S, ...``."""
@@ -98,43 +113,43 @@ class FlatLayout:
             return None
         grid_ix = tuple(slice(m0, m1) for m0, m1, _ in real)
         input_ix = tuple(slice(start, start + (m1 - m0 - 1) * s + 1, s) for (m0, m1, start), s in zip(real, self.spec.stride))
-        return grid_ix, input_ix
+        return (slice(None), slice(None), *grid_ix), (slice(None), slice(None), *input_ix)
 
-    def _phase_grids(self, buf: np.ndarray, nb: int, channels_last: bool):
-        """Per built phase with real positions: ``(grid view (nb, C, *Hq), grid index, input index)``."""
-        for q, phase in enumerate(self.phases):
-            pairs = self._pairs(phase)
-            if pairs is None:
-                continue
-            if channels_last:
-                g = np.moveaxis(self.grid_view(buf[q, :nb], axis=1), -1, 1)  # (nb, C, *Hq)
-            else:
-                g = self.grid_view(buf[q, :, :nb]).swapaxes(0, 1)  # (nb, C, *Hq)
-            yield g, pairs[0], pairs[1]
+    def scatter(self, x: np.ndarray, mats, interleaved: bool = False) -> None:
+        """Copy the chunk ``x`` ``(nb, C, *H)`` into the real positions of the phase matrices ``mats``.
 
-    def scatter_input(self, x: np.ndarray, buf: np.ndarray, channels_last: bool = False) -> None:
-        """Copy ``x`` ``(nb, C, *H)`` into the real positions of the phase buffer ``buf``.
-
-        The rest of ``buf`` (padding, margins) is not written and must already be zero.
+        The rest of each matrix (padding, margins) is not written and must already be zero.
         """
-        for grid, grid_ix, input_ix in self._phase_grids(buf, x.shape[0], channels_last):
-            grid[(slice(None), slice(None), *grid_ix)] = x[(slice(None), slice(None), *input_ix)]
+        nb = x.shape[0]
+        for mat, pairs in zip(mats, self.pairs):
+            if pairs is not None:
+                self.chunk_grid(mat, nb, interleaved)[pairs[0]] = x[pairs[1]]
 
-    def gather_input(self, buf: np.ndarray, dx: np.ndarray, channels_last: bool = False) -> None:
-        """Write the real positions of the phase buffer ``buf`` into ``dx`` ``(nb, C, *H)``.
+    def gather(self, mats, dx: np.ndarray, interleaved: bool = False) -> None:
+        """Write the real positions of the phase matrices ``mats`` into ``dx`` ``(nb, C, *H)``.
 
         Positions of ``dx`` in no built phase are left as they are (zero in a fresh array).
         """
-        for grid, grid_ix, input_ix in self._phase_grids(buf, dx.shape[0], channels_last):
-            dx[(slice(None), slice(None), *input_ix)] = grid[(slice(None), slice(None), *grid_ix)]
+        nb = dx.shape[0]
+        for mat, pairs in zip(mats, self.pairs):
+            if pairs is not None:
+                dx[pairs[1]] = self.chunk_grid(mat, nb, interleaved)[pairs[0]]
 
-    def output_view(self, buf: np.ndarray, nb: int, channels_last: bool = False) -> np.ndarray:
-        """The output positions of an ``(O, nb, P)`` (or ``(nb, P, O)``) buffer as an ``(nb, O, *H_out)`` view."""
-        if channels_last:
-            v = np.moveaxis(self.grid_view(buf[:nb], axis=1), -1, 1)  # (nb, O, *Hq)
-        else:
-            v = self.grid_view(buf[:, :nb]).swapaxes(0, 1)  # (nb, O, *Hq)
-        return v[(slice(None), slice(None), *(slice(0, h) for h in self.spec.output_size))]
+    # the (phases, C, nb, P) and (O, nb, P) buffers of :mod:`.depthwise`
+
+    def scatter_input(self, x: np.ndarray, buf: np.ndarray) -> None:
+        """:meth:`scatter` into a ``(phases, C, nb, P)`` buffer."""
+        nb = x.shape[0]
+        self.scatter(x, [reshaped(buf[q, :, :nb], (buf.shape[1], nb * self.size)) for q in range(buf.shape[0])])
+
+    def gather_input(self, buf: np.ndarray, dx: np.ndarray) -> None:
+        """:meth:`gather` from a ``(phases, C, nb, P)`` buffer."""
+        nb = dx.shape[0]
+        self.gather([reshaped(buf[q, :, :nb], (buf.shape[1], nb * self.size)) for q in range(buf.shape[0])], dx)
+
+    def output_view(self, buf: np.ndarray, nb: int) -> np.ndarray:
+        """The output positions of an ``(O, nb, P)`` buffer as an ``(nb, O, *H_out)`` view."""
+        return self.outputs(self.chunk_grid(reshaped(buf[:, :nb], (buf.shape[0], nb * self.size)), nb))
 
 
 def flat_layout(spec: ConvSpec) -> FlatLayout:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from .. import blas, parallel, runtime
 from ..spec import ConvSpec
@@ -45,9 +44,12 @@ TARGET_INNER = 160
 MIN_INNER = 16
 #: Bytes of the operands of one product (column block of the stack and of the output).
 BLOCK_BYTES = 4 * 2**20
+#: A chunk is interleaved (batch innermost) when that saves at least this factor of columns.
+INTERLEAVE_GAIN = 1.1
+MIN_CHUNKS = 2
 
 
-def stack_size(spec: ConvSpec) -> int:
+def stack_size(spec: ConvSpec, op: str = "forward") -> int:
     """Taps per product: 1 from ``MIN_INNER`` channels on, else ``ceil(TARGET_INNER / C_g)``, at most all."""
     if spec.in_per_group >= MIN_INNER:
         return 1
@@ -66,63 +68,56 @@ def weight_from_taps(wt: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return np.ascontiguousarray(w).reshape(spec.weight_shape)
 
 
-def columns_view(a: np.ndarray) -> np.ndarray:
-    """A ``(rows, nb, P)`` view with contiguous ``(nb, P)`` axes, as ``(rows, nb*P)`` (never a copy)."""
-    rows, nb, p = a.shape
-    if nb > 1 and a.strides[1] != p * a.itemsize or p > 1 and a.strides[2] != a.itemsize:
-        raise ValueError("columns_view: the (nb, P) axes must be contiguous")
-    return as_strided(a, (rows, nb * p), (a.strides[0], a.itemsize), writeable=a.flags.writeable)
-
-
 class _Plan:
-    """Everything the three operations share: layout, stacks, buffer sizes, chunking.
+    """Everything an operation needs: layout, stacks, chunking, buffers and the products' operands.
 
-    Buffers are channels first -- ``(phases, C, nb, P)`` for the input side, ``(O, nb, P)`` for
-    the output side -- so a tap's slice is a column range of a ``(C, nb*P)`` matrix and a stack
-    is built by copying whole rows. (Channels last gives BLAS a slightly faster orientation for
-    thin products but makes the stack copies, rows of ``C_g`` values, and the transposing copies
-    in and out cost more than that gains: measured on layers a, d and i.)
+    Buffers are 2-D: the input side ``(phases*C, chunk*P)`` (rows ``q*C + c``: channel ``c`` of
+    phase ``q``), the output side ``(O, chunk*P)`` -- or ``(chunk*P, O)`` for a forward computed
+    transposed -- and the stack ``(S*C_g, width)``. A chunk of ``nb`` elements uses their first
+    ``nb*P`` columns, laid out as :meth:`FlatLayout.chunk_grid` says (interleaved or not).
     """
 
-    def __init__(self, spec: ConvSpec, itemsize: int, fixed_extra: int = 0):
+    def __init__(self, spec: ConvSpec, op: str, itemsize: int, fixed_extra: int = 0):
         self.spec = spec
         self.lay: FlatLayout = flat_layout(spec)
         self.P = self.lay.size
         self.nph = len(self.lay.phases)
         ntaps = len(self.lay.taps)
-        self.S = stack_size(spec)
+        self.S = stack_size(spec, op)
         self.stacks = [list(range(t, min(t + self.S, ntaps))) for t in range(0, ntaps, self.S)]
         cg, og = spec.in_per_group, spec.out_per_group
+        # The forward is computed transposed, y_ext.T = sum_s xs_s.T @ w_s[g].T, when the inner
+        # dimension allows: the positions are then the product's rows, which OpenBLAS runs 20-40 %
+        # faster for thin matrices (64x64 taps: 77 -> 93 GFLOP/s on one core; 16 -> 32: 53 -> 74).
+        self.rows_out = op == "forward" and self.S * cg >= MIN_INNER
         threads = runtime.get_num_threads()
         block_bytes = min(BLOCK_BYTES, max(runtime.get_workspace_limit() // (4 * threads), 1))
         self.width = max(64, block_bytes // ((self.S * cg + og) * itemsize))
         stack_buf = self.S * cg * self.width * itemsize if self.S > 1 else 0
         per_item = (self.nph * spec.in_channels + spec.out_channels) * self.P * itemsize
-        self.chunking = parallel.plan(spec.batch, per_item, stack_buf + fixed_extra)
+        self.chunking = parallel.plan(spec.batch, per_item, stack_buf + fixed_extra, min_chunks_per_worker=MIN_CHUNKS)
+        chunk = self.chunking.chunk
+        self.interleaved = chunk > 1 and self.lay.columns(chunk) >= INTERLEAVE_GAIN * self.lay.columns(chunk, True)
 
-    def blocks(self, nb: int):
-        """Column ranges ``(c0, c1)`` covering the positions of a chunk of ``nb`` elements."""
-        ncol = self.lay.columns(nb)
-        return [(c0, min(ncol, c0 + self.width)) for c0 in range(0, ncol, self.width)]
+    # -- buffers ------------------------------------------------------------------------------------
 
-    def tap_slice(self, buf: np.ndarray, t: int, g: int, nb: int, c0: int, c1: int) -> np.ndarray:
-        """Columns ``[c0, c1)`` of what tap ``t`` reads for group ``g``: ``(C_g, c1-c0)`` of phase buffer ``buf``."""
-        cg = self.spec.in_per_group
-        q, off = self.lay.tap_phase[t], self.lay.tap_offset[t]
-        return columns_view(buf[q, g * cg : (g + 1) * cg, :nb])[:, off + c0 : off + c1]
+    def input_side(self, dtype) -> tuple[np.ndarray, blas.Buffer]:
+        a = np.zeros((self.nph * self.spec.in_channels, self.chunking.chunk * self.P), dtype=dtype)
+        return a, blas.Buffer(a)
 
-    def stacked(self, buf, stack, g, nb, c0, c1, out) -> np.ndarray:
-        """The stack's slices one above the other, ``(len(stack)*C_g, c1-c0)``: the slice itself
-        for a single tap, else a copy into ``out``."""
-        if len(stack) == 1:
-            return self.tap_slice(buf, stack[0], g, nb, c0, c1)
-        cg = self.spec.in_per_group
-        for i, t in enumerate(stack):
-            out[i * cg : (i + 1) * cg, : c1 - c0] = self.tap_slice(buf, t, g, nb, c0, c1)
-        return out[: len(stack) * cg, : c1 - c0]
+    def output_side(self, dtype, zero: bool = True) -> tuple[np.ndarray, blas.Buffer]:
+        shape = (self.spec.out_channels, self.chunking.chunk * self.P)
+        a = (np.zeros if zero else np.empty)(shape[::-1] if self.rows_out else shape, dtype=dtype)
+        return a, blas.Buffer(a)
 
-    def stacked_weight(self, w: np.ndarray) -> np.ndarray:
-        """``(stacks, G, O_g, S*C_g)``: each stack's tap matrices side by side (zeros past a short last stack)."""
+    def stack_side(self, dtype) -> tuple[np.ndarray | None, blas.Buffer | None]:
+        if self.S == 1:
+            return None, None
+        a = np.empty((self.S * self.spec.in_per_group, self.width), dtype=dtype)
+        return a, blas.Buffer(a)
+
+    def weights(self, w: np.ndarray) -> tuple[np.ndarray, blas.Buffer]:
+        """``(stacks*G*O_g, S*C_g)``: each stack's tap matrices side by side (zeros past a short last stack)."""
         spec = self.spec
         wt = taps_first(w, spec)  # (T, G, O_g, C_g)
         cg = spec.in_per_group
@@ -130,10 +125,61 @@ class _Plan:
         for j, stack in enumerate(self.stacks):
             for i, t in enumerate(stack):
                 ws[j, :, :, i * cg : (i + 1) * cg] = wt[t]
-        return ws
+        ws = ws.reshape(-1, self.S * cg)  # (stacks*G*O_g, S*C_g)
+        return ws, blas.Buffer(ws)
 
-    def stack_buffer(self, dtype) -> np.ndarray | None:
-        return np.empty((self.S * self.spec.in_per_group, self.width), dtype=dtype) if self.S > 1 else None
+    def weight_block(self, wbuf: blas.Buffer, j: int, g: int) -> blas.Block:
+        """``(O_g, len(stack)*C_g)``: the weights of stack ``j``, group ``g``."""
+        og = self.spec.out_per_group
+        r0 = (j * self.spec.groups + g) * og
+        return wbuf.block(r0, r0 + og, 0, len(self.stacks[j]) * self.spec.in_per_group)
+
+    # -- a chunk ------------------------------------------------------------------------------------
+
+    def phase_mats(self, a: np.ndarray, nb: int) -> list[np.ndarray]:
+        """The input side of a chunk of ``nb`` elements: one ``(C, nb*P)`` view per phase."""
+        c = self.spec.in_channels
+        return [a[q * c : (q + 1) * c, : nb * self.P] for q in range(self.nph)]
+
+    def output_grid(self, a: np.ndarray, nb: int, channels_last: bool = False) -> np.ndarray:
+        """The output positions of the output side, ``(nb, O, *H_out)`` (a view)."""
+        mat = a[: nb * self.P] if channels_last else a[:, : nb * self.P]
+        return self.lay.outputs(self.lay.chunk_grid(mat, nb, self.interleaved, channels_last))
+
+    def fresh(self, state: dict, key: str, a: np.ndarray, nb: int) -> None:
+        """Zero ``a`` when an interleaved chunk changes size (its real positions move in memory)."""
+        if self.interleaved and state.get(key, nb) != nb:
+            a.fill(0)
+        state[key] = nb
+
+    def blocks(self, nb: int):
+        """Column ranges ``(c0, c1)`` covering the positions of a chunk of ``nb`` elements."""
+        ncol = self.lay.columns(nb, self.interleaved)
+        return [(c0, min(ncol, c0 + self.width)) for c0 in range(0, ncol, self.width)]
+
+    def tap_block(self, xbuf: blas.Buffer, t: int, g: int, nb: int, c0: int, c1: int) -> blas.Block:
+        """Columns ``[c0, c1)`` of what tap ``t`` reads for group ``g``: ``(C_g, c1-c0)``."""
+        cg = self.spec.in_per_group
+        r0 = self.lay.tap_phase[t] * self.spec.in_channels + g * cg
+        off = self.lay.tap_offset[t] * (nb if self.interleaved else 1)
+        return xbuf.block(r0, r0 + cg, off + c0, off + c1)
+
+    def tap_view(self, a: np.ndarray, t: int, g: int, nb: int, c0: int, c1: int) -> np.ndarray:
+        """:meth:`tap_block` as a NumPy view of the input side ``a``."""
+        cg = self.spec.in_per_group
+        r0 = self.lay.tap_phase[t] * self.spec.in_channels + g * cg
+        off = self.lay.tap_offset[t] * (nb if self.interleaved else 1)
+        return a[r0 : r0 + cg, off + c0 : off + c1]
+
+    def stacked(self, a, xbuf, stack, g, nb, c0, c1, sa, sbuf) -> blas.Block:
+        """The stack's slices one above the other, ``(len(stack)*C_g, c1-c0)``: the slice itself
+        for a single tap, else a copy into the stack buffer ``sa``."""
+        if len(stack) == 1:
+            return self.tap_block(xbuf, stack[0], g, nb, c0, c1)
+        cg = self.spec.in_per_group
+        for i, t in enumerate(stack):
+            sa[i * cg : (i + 1) * cg, : c1 - c0] = self.tap_view(a, t, g, nb, c0, c1)
+        return sbuf.block(0, len(stack) * cg, 0, c1 - c0)
 
 
 class TapGemm(Algorithm):
@@ -146,36 +192,32 @@ class TapGemm(Algorithm):
         return op != "forward"
 
     def forward(self, x, w, spec):
-        # Computed transposed, y_ext.T = sum_s xs_s.T @ w_s[g].T: the positions are the product's
-        # rows, which OpenBLAS runs 20-40 % faster for these thin matrices (64x64 taps: 77 -> 93
-        # GFLOP/s on one core; 16 -> 32: 53 -> 74); the output buffer is then channels last.
         y = np.empty(spec.output_shape, dtype=x.dtype)
         if spec.batch == 0:
             return y
-        pl = _Plan(spec, x.itemsize)
-        lay, P, og, cg = pl.lay, pl.P, spec.out_per_group, spec.in_per_group
-        ws = pl.stacked_weight(w)  # (stacks, G, O_g, S*C_g)
-        chunk = pl.chunking.chunk
+        pl = _Plan(spec, "forward", x.itemsize)
+        og, rows = spec.out_per_group, pl.rows_out
+        _, wbuf = pl.weights(w)
 
         def scratch():
-            return (
-                np.zeros((pl.nph, spec.in_channels, chunk, P), dtype=x.dtype),  # (phases, C, nb, P)
-                np.empty((chunk, P, spec.out_channels), dtype=x.dtype),  # (nb, P, O)
-                pl.stack_buffer(x.dtype),  # (S*C_g, width)
-            )
+            return (*pl.input_side(x.dtype), *pl.output_side(x.dtype, zero=False), *pl.stack_side(x.dtype), {})
 
         def process(s, n0, n1):
-            xph, yext, buf = s
+            xa, xbuf, ya, ybuf, sa, sbuf, state = s
             nb = n1 - n0
-            lay.scatter_input(x[n0:n1], xph)
-            out = yext[:nb].reshape(nb * P, spec.out_channels)  # (nb*P, O): a view
+            pl.fresh(state, "x", xa, nb)
+            pl.lay.scatter(x[n0:n1], pl.phase_mats(xa, nb), pl.interleaved)
             for g in range(spec.groups):
                 for c0, c1 in pl.blocks(nb):
-                    dest = out[c0:c1, g * og : (g + 1) * og]
                     for j, stack in enumerate(pl.stacks):
-                        src = pl.stacked(xph, stack, g, nb, c0, c1, buf)  # (S*C_g, cols)
-                        blas.gemm(src.T, ws[j, g, :, : len(stack) * cg].T, dest, beta=0.0 if j == 0 else 1.0)
-            y[n0:n1] = lay.output_view(yext, nb, channels_last=True)
+                        src = pl.stacked(xa, xbuf, stack, g, nb, c0, c1, sa, sbuf)  # (S*C_g, cols)
+                        wb = pl.weight_block(wbuf, j, g)  # (O_g, S*C_g)
+                        beta = 0.0 if j == 0 else 1.0
+                        if rows:
+                            blas.gemm_blocks(src.T, wb.T, ybuf.block(c0, c1, g * og, (g + 1) * og), beta=beta)
+                        else:
+                            blas.gemm_blocks(wb, src, ybuf.block(g * og, (g + 1) * og, c0, c1), beta=beta)
+            y[n0:n1] = pl.output_grid(ya, nb, channels_last=rows)
 
         parallel.run(pl.chunking, scratch, process)
         return y
@@ -184,36 +226,31 @@ class TapGemm(Algorithm):
         dx = np.zeros(spec.input_shape, dtype=dy.dtype)
         if spec.batch == 0:
             return dx
-        pl = _Plan(spec, dy.itemsize)
-        lay, P, og, cg = pl.lay, pl.P, spec.out_per_group, spec.in_per_group
-        ws = pl.stacked_weight(w)
-        chunk = pl.chunking.chunk
+        pl = _Plan(spec, "grad_input", dy.itemsize)
+        og, cg = spec.out_per_group, spec.in_per_group
+        _, wbuf = pl.weights(w)
 
         def scratch():
-            return (
-                np.empty((pl.nph, spec.in_channels, chunk, P), dtype=dy.dtype),  # (phases, C, nb, P)
-                np.zeros((spec.out_channels, chunk, P), dtype=dy.dtype),  # (O, nb, P); margins stay 0
-                pl.stack_buffer(dy.dtype),  # (S*C_g, width)
-            )
+            return (*pl.input_side(dy.dtype), *pl.output_side(dy.dtype), *pl.stack_side(dy.dtype), {})
 
         def process(s, n0, n1):
-            dxph, dyext, buf = s
+            dxa, dxbuf, dya, dybuf, sa, sbuf, state = s
             nb = n1 - n0
-            lay.output_view(dyext, nb)[...] = dy[n0:n1]
-            dxph[:, :, :nb] = 0
+            pl.fresh(state, "dy", dya, nb)
+            pl.output_grid(dya, nb)[...] = dy[n0:n1]  # margins stay 0
+            dxa[:, : nb * pl.P] = 0
             for g in range(spec.groups):
-                src = columns_view(dyext[g * og : (g + 1) * og, :nb])
                 for c0, c1 in pl.blocks(nb):
+                    src = dybuf.block(g * og, (g + 1) * og, c0, c1)  # (O_g, cols)
                     for j, stack in enumerate(pl.stacks):
-                        wst = ws[j, g, :, : len(stack) * cg].T  # (S*C_g, O_g)
+                        wt = pl.weight_block(wbuf, j, g).T  # (S*C_g, O_g)
                         if len(stack) == 1:
-                            blas.gemm(wst, src[:, c0:c1], pl.tap_slice(dxph, stack[0], g, nb, c0, c1), beta=1.0)
+                            blas.gemm_blocks(wt, src, pl.tap_block(dxbuf, stack[0], g, nb, c0, c1), beta=1.0)
                             continue
-                        part = buf[: len(stack) * cg, : c1 - c0]
-                        blas.gemm(wst, src[:, c0:c1], part)
+                        blas.gemm_blocks(wt, src, sbuf.block(0, len(stack) * cg, 0, c1 - c0))
                         for i, t in enumerate(stack):
-                            pl.tap_slice(dxph, t, g, nb, c0, c1)[...] += part[i * cg : (i + 1) * cg]
-            lay.gather_input(dxph, dx[n0:n1])
+                            pl.tap_view(dxa, t, g, nb, c0, c1)[...] += sa[i * cg : (i + 1) * cg, : c1 - c0]
+            pl.lay.gather(pl.phase_mats(dxa, nb), dx[n0:n1], pl.interleaved)
 
         parallel.run(pl.chunking, scratch, process)
         return dx
@@ -222,37 +259,35 @@ class TapGemm(Algorithm):
         if spec.batch == 0:
             return np.zeros(spec.weight_shape, dtype=x.dtype)
         cg, og = spec.in_per_group, spec.out_per_group
-        probe = stack_size(spec)
+        probe = stack_size(spec, "grad_weight")
         nstacks = -(-math.prod(spec.kernel_size) // probe)
-        shape = (nstacks, spec.groups, og, probe * cg)
-        pl = _Plan(spec, x.itemsize, fixed_extra=math.prod(shape) * x.itemsize)
-        lay, P = pl.lay, pl.P
-        chunk = pl.chunking.chunk
+        shape = (nstacks * spec.groups * og, probe * cg)
+        pl = _Plan(spec, "grad_weight", x.itemsize, fixed_extra=math.prod(shape) * x.itemsize)
 
         def scratch():
-            return (
-                np.zeros((pl.nph, spec.in_channels, chunk, P), dtype=x.dtype),  # (phases, C, nb, P)
-                np.zeros((spec.out_channels, chunk, P), dtype=x.dtype),  # (O, nb, P); margins stay 0
-                pl.stack_buffer(x.dtype),  # (S*C_g, width)
-                np.zeros(shape, dtype=x.dtype),  # (stacks, G, O_g, S*C_g) partial sum
-            )
+            dws = np.zeros(shape, dtype=x.dtype)  # (stacks*G*O_g, S*C_g) partial sum
+            return (*pl.input_side(x.dtype), *pl.output_side(x.dtype), *pl.stack_side(x.dtype), {}, dws,
+                    blas.Buffer(dws))
 
         def process(s, n0, n1):
-            xph, dyext, buf, dws = s
+            xa, xbuf, dya, dybuf, sa, sbuf, state, _, dwbuf = s
             nb = n1 - n0
-            lay.scatter_input(x[n0:n1], xph)
-            lay.output_view(dyext, nb)[...] = dy[n0:n1]
+            pl.fresh(state, "x", xa, nb)
+            pl.fresh(state, "dy", dya, nb)
+            pl.lay.scatter(x[n0:n1], pl.phase_mats(xa, nb), pl.interleaved)
+            pl.output_grid(dya, nb)[...] = dy[n0:n1]  # margins stay 0
             for g in range(spec.groups):
-                d = columns_view(dyext[g * og : (g + 1) * og, :nb])
                 for c0, c1 in pl.blocks(nb):
+                    d = dybuf.block(g * og, (g + 1) * og, c0, c1)  # (O_g, cols)
                     for j, stack in enumerate(pl.stacks):
-                        src = pl.stacked(xph, stack, g, nb, c0, c1, buf)
-                        blas.gemm(d[:, c0:c1], src.T, dws[j, g, :, : len(stack) * cg], beta=1.0)
+                        src = pl.stacked(xa, xbuf, stack, g, nb, c0, c1, sa, sbuf)  # (S*C_g, cols)
+                        blas.gemm_blocks(d, src.T, pl.weight_block(dwbuf, j, g), beta=1.0)
 
         partials = parallel.run(pl.chunking, scratch, process)
-        total = partials[0][3]
+        total = partials[0][7]
         for p in partials[1:]:
-            total += p[3]
+            total += p[7]
+        total = total.reshape(nstacks, spec.groups, og, probe * cg)
         wt = np.empty((len(pl.lay.taps), spec.groups, og, cg), dtype=x.dtype)  # (T, G, O_g, C_g)
         for j, stack in enumerate(pl.stacks):
             for i, t in enumerate(stack):
