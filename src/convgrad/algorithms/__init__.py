@@ -175,7 +175,7 @@ def run(
             alg = resolve(algorithm, spec, op, a.itemsize, func)
         if result is None:
             if runtime.get_num_threads() > 1 and _small(alg, spec, op):
-                with runtime.settings(num_threads=1), blas.single_threaded():
+                with runtime.settings(num_threads=1):
                     result = _compute(alg, op, spec, a, b)
             else:
                 result = _compute(alg, op, spec, a, b)
