@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .. import blas, runtime
+from .. import runtime
 from .. import padding as _padding
 from . import costmodel
 from ..spec import ConvSpec

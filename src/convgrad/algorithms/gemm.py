@@ -64,7 +64,7 @@ def padded_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
 def columns(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """The im2col matrix per group: ``(G, C_g*K, P*N)``, a fresh contiguous array."""
     xp = padded_input(x, spec)  # (C, *span, N)
-    nd, G, cg = spec.ndim, spec.groups, spec.in_per_group
+    G, cg = spec.groups, spec.in_per_group
     sc, *ss, sn = xp.strides
     shape = (G, cg, *spec.kernel_size, *spec.output_size, spec.batch)  # (G, C_g, *K, *Hout, N)
     strides = (cg * sc, sc, *(d * s for d, s in zip(spec.dilation, ss)), *(st * s for st, s in zip(spec.stride, ss)), sn)
@@ -110,7 +110,6 @@ class Gemm(Algorithm):
         return np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(spec.weight_shape)
 
     def grad_input(self, dy, w, spec):
-        nd = spec.ndim
         wg = w.reshape(spec.groups, spec.out_per_group, -1)  # (G, O_g, C_g*K)
         dcol = _matmul(wg.transpose(0, 2, 1), _batch_last(dy, spec.groups))  # (G, C_g*K, P*N)
         dcol = dcol.reshape((spec.in_channels, *spec.kernel_size, *spec.output_size, spec.batch))  # (C, *K, *Hout, N)
