@@ -10,12 +10,13 @@ a non-finite result of an algorithm that could have moved a NaN/inf (``spreads_n
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
 import numpy as np
 
-from .. import runtime
+from .. import blas, runtime
 from .. import padding as _padding
 from . import costmodel
 from ..spec import ConvSpec
@@ -175,7 +176,8 @@ def run(
             alg = resolve(algorithm, spec, op, a.itemsize, func)
         if result is None:
             if runtime.get_num_threads() > 1 and _small(alg, spec, op):
-                with runtime.settings(num_threads=1):
+                with runtime.settings(num_threads=1), contextlib.nullcontext() if alg.threads_inside_blas \
+                        else blas.single_threaded():
                     result = _compute(alg, op, spec, a, b)
             else:
                 result = _compute(alg, op, spec, a, b)
@@ -186,9 +188,11 @@ def run(
     return result
 
 
-#: Estimated single-core seconds below which an operation runs on one thread, BLAS included:
-#: waking and synchronising threads costs more than they save. Layer g1 (1 -> 6 channels, 28x28,
-#: N=64) forward took 1.6-8 ms on two threads, 1.3 ms on one.
+#: Estimated single-core seconds below which an operation runs on one worker thread: waking and
+#: synchronising threads (and handing the GIL between them around calls of tens of microseconds)
+#: costs more than they save. Layer g1 (1 -> 6 channels, 28x28, N=64) forward took 1.6-8 ms on two
+#: threads, 1.3 ms on one. BLAS keeps its threads only for algorithms whose work is a few large
+#: products (``Algorithm.threads_inside_blas``).
 SMALL_WORK = 4e-3
 
 
