@@ -115,7 +115,7 @@ class FlatLayout:
         input_ix = tuple(slice(start, start + (m1 - m0 - 1) * s + 1, s) for (m0, m1, start), s in zip(real, self.spec.stride))
         return (slice(None), slice(None), *grid_ix), (slice(None), slice(None), *input_ix)
 
-    def scatter(self, x: np.ndarray, mats, interleaved: bool = False) -> None:
+    def scatter(self, x: np.ndarray, mats, interleaved: bool = False, channels_last: bool = False) -> None:
         """Copy the chunk ``x`` ``(nb, C, *H)`` into the real positions of the phase matrices ``mats``.
 
         The rest of each matrix (padding, margins) is not written and must already be zero.
@@ -123,9 +123,9 @@ class FlatLayout:
         nb = x.shape[0]
         for mat, pairs in zip(mats, self.pairs):
             if pairs is not None:
-                self.chunk_grid(mat, nb, interleaved)[pairs[0]] = x[pairs[1]]
+                self.chunk_grid(mat, nb, interleaved, channels_last)[pairs[0]] = x[pairs[1]]
 
-    def gather(self, mats, dx: np.ndarray, interleaved: bool = False) -> None:
+    def gather(self, mats, dx: np.ndarray, interleaved: bool = False, channels_last: bool = False) -> None:
         """Write the real positions of the phase matrices ``mats`` into ``dx`` ``(nb, C, *H)``.
 
         Positions of ``dx`` in no built phase are left as they are (zero in a fresh array).
@@ -133,7 +133,7 @@ class FlatLayout:
         nb = dx.shape[0]
         for mat, pairs in zip(mats, self.pairs):
             if pairs is not None:
-                dx[pairs[1]] = self.chunk_grid(mat, nb, interleaved)[pairs[0]]
+                dx[pairs[1]] = self.chunk_grid(mat, nb, interleaved, channels_last)[pairs[0]]
 
     # the (phases, C, nb, P) and (O, nb, P) buffers of :mod:`.depthwise`
 

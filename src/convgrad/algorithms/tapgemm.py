@@ -68,13 +68,24 @@ def weight_from_taps(wt: np.ndarray, spec: ConvSpec) -> np.ndarray:
     return np.ascontiguousarray(w).reshape(spec.weight_shape)
 
 
+#: Which side of each operation is laid out channels last (positions as rows): ``(input, output)``.
+#: Measured with two threads (ms, layers a / f / h / i): the weight gradient with the input
+#: channels last, ``dy (O_g, P) @ x_k (P, C_g)``, 62/41/143/45 -> 53/39/121/33 (BLAS reads the
+#: long dimension of both operands in order); the forward channels first on both sides,
+#: ``w_k (O_g, C_g) @ x_k (C_g, P)``, 53/36/136/30 -> 48/32/114/27 against the transposed product
+#: (whose channels-last output also costs a transposing copy); the input gradient channels first.
+CHANNELS_LAST = {"forward": (False, False), "grad_input": (False, False), "grad_weight": (True, False)}
+
+
 class _Plan:
     """Everything an operation needs: layout, stacks, chunking, buffers and the products' operands.
 
-    Buffers are 2-D: the input side ``(phases*C, chunk*P)`` (rows ``q*C + c``: channel ``c`` of
-    phase ``q``), the output side ``(O, chunk*P)`` -- or ``(chunk*P, O)`` for a forward computed
-    transposed -- and the stack ``(S*C_g, width)``. A chunk of ``nb`` elements uses their first
-    ``nb*P`` columns, laid out as :meth:`FlatLayout.chunk_grid` says (interleaved or not).
+    Buffers are 2-D. The input side holds one ``(C, chunk*P)`` matrix per phase (rows ``q*C + c``),
+    or ``(chunk*P, C)`` channels last (rows ``q*chunk*P + column``); the output side is
+    ``(O, chunk*P)`` or ``(chunk*P, O)``; the stack ``(S*C_g, width)``. A chunk of ``nb`` elements
+    uses the first ``nb*P`` columns (rows), laid out as :meth:`FlatLayout.chunk_grid` says
+    (interleaved or not). Tap and output blocks are handed out as logical ``(C_g, cols)`` and
+    ``(O_g, cols)`` matrices whatever the layout (:class:`convgrad.blas.Block` transposes are free).
     """
 
     def __init__(self, spec: ConvSpec, op: str, itemsize: int, fixed_extra: int = 0):
@@ -86,10 +97,9 @@ class _Plan:
         self.S = stack_size(spec, op)
         self.stacks = [list(range(t, min(t + self.S, ntaps))) for t in range(0, ntaps, self.S)]
         cg, og = spec.in_per_group, spec.out_per_group
-        # The forward is computed transposed, y_ext.T = sum_s xs_s.T @ w_s[g].T, when the inner
-        # dimension allows: the positions are then the product's rows, which OpenBLAS runs 20-40 %
-        # faster for thin matrices (64x64 taps: 77 -> 93 GFLOP/s on one core; 16 -> 32: 53 -> 74).
-        self.rows_out = op == "forward" and self.S * cg >= MIN_INNER
+        x_cl, y_cl = CHANNELS_LAST[op]
+        self.x_cl = x_cl and self.S == 1  # a stack is copied row by row from a channels-first input
+        self.y_cl = y_cl
         threads = runtime.get_num_threads()
         block_bytes = min(BLOCK_BYTES, max(runtime.get_workspace_limit() // (4 * threads), 1))
         self.width = max(64, block_bytes // ((self.S * cg + og) * itemsize))
@@ -101,13 +111,15 @@ class _Plan:
 
     # -- buffers ------------------------------------------------------------------------------------
 
-    def input_side(self, dtype) -> tuple[np.ndarray, blas.Buffer]:
-        a = np.zeros((self.nph * self.spec.in_channels, self.chunking.chunk * self.P), dtype=dtype)
+    def input_side(self, dtype, zero: bool = True) -> tuple[np.ndarray, blas.Buffer]:
+        c, cols = self.spec.in_channels, self.chunking.chunk * self.P
+        shape = (self.nph * cols, c) if self.x_cl else (self.nph * c, cols)
+        a = (np.zeros if zero else np.empty)(shape, dtype=dtype)
         return a, blas.Buffer(a)
 
     def output_side(self, dtype, zero: bool = True) -> tuple[np.ndarray, blas.Buffer]:
-        shape = (self.spec.out_channels, self.chunking.chunk * self.P)
-        a = (np.zeros if zero else np.empty)(shape[::-1] if self.rows_out else shape, dtype=dtype)
+        o, cols = self.spec.out_channels, self.chunking.chunk * self.P
+        a = (np.zeros if zero else np.empty)((cols, o) if self.y_cl else (o, cols), dtype=dtype)
         return a, blas.Buffer(a)
 
     def stack_side(self, dtype) -> tuple[np.ndarray | None, blas.Buffer | None]:
@@ -137,14 +149,24 @@ class _Plan:
     # -- a chunk ------------------------------------------------------------------------------------
 
     def phase_mats(self, a: np.ndarray, nb: int) -> list[np.ndarray]:
-        """The input side of a chunk of ``nb`` elements: one ``(C, nb*P)`` view per phase."""
-        c = self.spec.in_channels
-        return [a[q * c : (q + 1) * c, : nb * self.P] for q in range(self.nph)]
+        """The input side of a chunk of ``nb`` elements: one ``(C, nb*P)`` (or ``(nb*P, C)``) view per phase."""
+        c, n, cols = self.spec.in_channels, nb * self.P, self.chunking.chunk * self.P
+        if self.x_cl:
+            return [a[q * cols : q * cols + n] for q in range(self.nph)]
+        return [a[q * c : (q + 1) * c, :n] for q in range(self.nph)]
 
-    def output_grid(self, a: np.ndarray, nb: int, channels_last: bool = False) -> np.ndarray:
+    def scatter(self, x: np.ndarray, a: np.ndarray) -> None:
+        """The chunk ``x`` into the real positions of the input side ``a`` (whose other entries are zero)."""
+        nb = x.shape[0]
+        self.lay.scatter(x, self.phase_mats(a, nb), self.interleaved, self.x_cl)
+
+    def gather(self, a: np.ndarray, dx: np.ndarray) -> None:
+        self.lay.gather(self.phase_mats(a, dx.shape[0]), dx, self.interleaved, self.x_cl)
+
+    def output_grid(self, a: np.ndarray, nb: int) -> np.ndarray:
         """The output positions of the output side, ``(nb, O, *H_out)`` (a view)."""
-        mat = a[: nb * self.P] if channels_last else a[:, : nb * self.P]
-        return self.lay.outputs(self.lay.chunk_grid(mat, nb, self.interleaved, channels_last))
+        mat = a[: nb * self.P] if self.y_cl else a[:, : nb * self.P]
+        return self.lay.outputs(self.lay.chunk_grid(mat, nb, self.interleaved, self.y_cl))
 
     def fresh(self, state: dict, key: str, a: np.ndarray, nb: int) -> None:
         """Zero ``a`` when an interleaved chunk changes size (its real positions move in memory)."""
@@ -157,19 +179,33 @@ class _Plan:
         ncol = self.lay.columns(nb, self.interleaved)
         return [(c0, min(ncol, c0 + self.width)) for c0 in range(0, ncol, self.width)]
 
-    def tap_block(self, xbuf: blas.Buffer, t: int, g: int, nb: int, c0: int, c1: int) -> blas.Block:
-        """Columns ``[c0, c1)`` of what tap ``t`` reads for group ``g``: ``(C_g, c1-c0)``."""
+    def _tap_range(self, t: int, g: int, nb: int, c0: int, c1: int):
         cg = self.spec.in_per_group
-        r0 = self.lay.tap_phase[t] * self.spec.in_channels + g * cg
+        q = self.lay.tap_phase[t]
         off = self.lay.tap_offset[t] * (nb if self.interleaved else 1)
-        return xbuf.block(r0, r0 + cg, off + c0, off + c1)
+        if self.x_cl:
+            base = q * self.chunking.chunk * self.P + off
+            return base + c0, base + c1, g * cg, (g + 1) * cg
+        r0 = q * self.spec.in_channels + g * cg
+        return r0, r0 + cg, off + c0, off + c1
+
+    def tap_block(self, xbuf: blas.Buffer, t: int, g: int, nb: int, c0: int, c1: int) -> blas.Block:
+        """Columns ``[c0, c1)`` of what tap ``t`` reads for group ``g``: a ``(C_g, c1-c0)`` matrix."""
+        b = xbuf.block(*self._tap_range(t, g, nb, c0, c1))
+        return b.T if self.x_cl else b
 
     def tap_view(self, a: np.ndarray, t: int, g: int, nb: int, c0: int, c1: int) -> np.ndarray:
         """:meth:`tap_block` as a NumPy view of the input side ``a``."""
-        cg = self.spec.in_per_group
-        r0 = self.lay.tap_phase[t] * self.spec.in_channels + g * cg
-        off = self.lay.tap_offset[t] * (nb if self.interleaved else 1)
-        return a[r0 : r0 + cg, off + c0 : off + c1]
+        r0, r1, k0, k1 = self._tap_range(t, g, nb, c0, c1)
+        v = a[r0:r1, k0:k1]
+        return v.T if self.x_cl else v
+
+    def out_block(self, ybuf: blas.Buffer, g: int, c0: int, c1: int) -> blas.Block:
+        """Columns ``[c0, c1)`` of group ``g`` of the output side: an ``(O_g, c1-c0)`` matrix."""
+        og = self.spec.out_per_group
+        if self.y_cl:
+            return ybuf.block(c0, c1, g * og, (g + 1) * og).T
+        return ybuf.block(g * og, (g + 1) * og, c0, c1)
 
     def stacked(self, a, xbuf, stack, g, nb, c0, c1, sa, sbuf) -> blas.Block:
         """The stack's slices one above the other, ``(len(stack)*C_g, c1-c0)``: the slice itself
@@ -180,6 +216,14 @@ class _Plan:
         for i, t in enumerate(stack):
             sa[i * cg : (i + 1) * cg, : c1 - c0] = self.tap_view(a, t, g, nb, c0, c1)
         return sbuf.block(0, len(stack) * cg, 0, c1 - c0)
+
+
+def _product(a: blas.Block, b: blas.Block, c: blas.Block, beta: float) -> None:
+    """``c = a @ b + beta * c`` for logical blocks, ``c`` possibly a transposed view (then ``c.T = b.T @ a.T``)."""
+    if c.trans:
+        blas.gemm_blocks(b.T, a.T, c.T, beta=beta)
+    else:
+        blas.gemm_blocks(a, b, c, beta=beta)
 
 
 class TapGemm(Algorithm):
@@ -196,7 +240,6 @@ class TapGemm(Algorithm):
         if spec.batch == 0:
             return y
         pl = _Plan(spec, "forward", x.itemsize)
-        og, rows = spec.out_per_group, pl.rows_out
         _, wbuf = pl.weights(w)
 
         def scratch():
@@ -206,18 +249,14 @@ class TapGemm(Algorithm):
             xa, xbuf, ya, ybuf, sa, sbuf, state = s
             nb = n1 - n0
             pl.fresh(state, "x", xa, nb)
-            pl.lay.scatter(x[n0:n1], pl.phase_mats(xa, nb), pl.interleaved)
+            pl.scatter(x[n0:n1], xa)
             for g in range(spec.groups):
                 for c0, c1 in pl.blocks(nb):
+                    out = pl.out_block(ybuf, g, c0, c1)  # (O_g, cols)
                     for j, stack in enumerate(pl.stacks):
                         src = pl.stacked(xa, xbuf, stack, g, nb, c0, c1, sa, sbuf)  # (S*C_g, cols)
-                        wb = pl.weight_block(wbuf, j, g)  # (O_g, S*C_g)
-                        beta = 0.0 if j == 0 else 1.0
-                        if rows:
-                            blas.gemm_blocks(src.T, wb.T, ybuf.block(c0, c1, g * og, (g + 1) * og), beta=beta)
-                        else:
-                            blas.gemm_blocks(wb, src, ybuf.block(g * og, (g + 1) * og, c0, c1), beta=beta)
-            y[n0:n1] = pl.output_grid(ya, nb, channels_last=rows)
+                        _product(pl.weight_block(wbuf, j, g), src, out, 0.0 if j == 0 else 1.0)
+            y[n0:n1] = pl.output_grid(ya, nb)
 
         parallel.run(pl.chunking, scratch, process)
         return y
@@ -227,30 +266,31 @@ class TapGemm(Algorithm):
         if spec.batch == 0:
             return dx
         pl = _Plan(spec, "grad_input", dy.itemsize)
-        og, cg = spec.out_per_group, spec.in_per_group
+        cg = spec.in_per_group
         _, wbuf = pl.weights(w)
 
         def scratch():
-            return (*pl.input_side(dy.dtype), *pl.output_side(dy.dtype), *pl.stack_side(dy.dtype), {})
+            return (*pl.input_side(dy.dtype, zero=False), *pl.output_side(dy.dtype), *pl.stack_side(dy.dtype), {})
 
         def process(s, n0, n1):
             dxa, dxbuf, dya, dybuf, sa, sbuf, state = s
             nb = n1 - n0
             pl.fresh(state, "dy", dya, nb)
             pl.output_grid(dya, nb)[...] = dy[n0:n1]  # margins stay 0
-            dxa[:, : nb * pl.P] = 0
+            for mat in pl.phase_mats(dxa, nb):
+                mat[...] = 0
             for g in range(spec.groups):
                 for c0, c1 in pl.blocks(nb):
-                    src = dybuf.block(g * og, (g + 1) * og, c0, c1)  # (O_g, cols)
+                    src = pl.out_block(dybuf, g, c0, c1)  # (O_g, cols)
                     for j, stack in enumerate(pl.stacks):
                         wt = pl.weight_block(wbuf, j, g).T  # (S*C_g, O_g)
                         if len(stack) == 1:
-                            blas.gemm_blocks(wt, src, pl.tap_block(dxbuf, stack[0], g, nb, c0, c1), beta=1.0)
+                            _product(wt, src, pl.tap_block(dxbuf, stack[0], g, nb, c0, c1), 1.0)
                             continue
-                        blas.gemm_blocks(wt, src, sbuf.block(0, len(stack) * cg, 0, c1 - c0))
+                        _product(wt, src, sbuf.block(0, len(stack) * cg, 0, c1 - c0), 0.0)
                         for i, t in enumerate(stack):
                             pl.tap_view(dxa, t, g, nb, c0, c1)[...] += sa[i * cg : (i + 1) * cg, : c1 - c0]
-            pl.lay.gather(pl.phase_mats(dxa, nb), dx[n0:n1], pl.interleaved)
+            pl.gather(dxa, dx[n0:n1])
 
         parallel.run(pl.chunking, scratch, process)
         return dx
@@ -274,14 +314,14 @@ class TapGemm(Algorithm):
             nb = n1 - n0
             pl.fresh(state, "x", xa, nb)
             pl.fresh(state, "dy", dya, nb)
-            pl.lay.scatter(x[n0:n1], pl.phase_mats(xa, nb), pl.interleaved)
+            pl.scatter(x[n0:n1], xa)
             pl.output_grid(dya, nb)[...] = dy[n0:n1]  # margins stay 0
             for g in range(spec.groups):
                 for c0, c1 in pl.blocks(nb):
-                    d = dybuf.block(g * og, (g + 1) * og, c0, c1)  # (O_g, cols)
+                    d = pl.out_block(dybuf, g, c0, c1)  # (O_g, cols)
                     for j, stack in enumerate(pl.stacks):
                         src = pl.stacked(xa, xbuf, stack, g, nb, c0, c1, sa, sbuf)  # (S*C_g, cols)
-                        blas.gemm_blocks(d, src.T, pl.weight_block(dwbuf, j, g), beta=1.0)
+                        _product(d, src.T, pl.weight_block(dwbuf, j, g), 1.0)
 
         partials = parallel.run(pl.chunking, scratch, process)
         total = partials[0][7]
