@@ -14,6 +14,7 @@ While more than one worker runs, NumPy's BLAS is set to one thread (:func:`convg
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -132,7 +133,9 @@ def run(the_plan: Plan, make_scratch: Callable[[], object], process: Callable[[o
         return scratch
 
     with blas.single_threaded():
-        futures = [_executor(the_plan.workers - 1).submit(worker) for _ in range(the_plan.workers - 1)]
+        # each worker runs in a copy of the caller's context: it sees its settings and workspace scope
+        futures = [_executor(the_plan.workers - 1).submit(contextvars.copy_context().run, worker)
+                   for _ in range(the_plan.workers - 1)]
         error = None
         try:
             mine = worker()

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from .. import blas, runtime
+from .. import blas, runtime, workspace
 from .. import padding as _padding
 from . import costmodel
 from ..spec import ConvSpec
@@ -168,7 +168,7 @@ def run(
     """
     if op not in OPERATIONS:
         raise ValueError(f"op must be one of {OPERATIONS}, got {op!r}")
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # IEEE semantics, silently
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"), workspace.scope():  # IEEE semantics, silently
         result = None
         if algorithm == "measure":
             alg, result = _measure(op, spec, a, b)

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .. import parallel
+from .. import parallel, workspace
 from ..spec import ConvSpec
 from ._flat import flat_layout, reshaped
 from .base import Algorithm
@@ -83,9 +83,9 @@ class Depthwise(Algorithm):
 
         def scratch():
             width = pl.cb * m * lay.columns(chunk)
-            return (np.zeros((pl.nph, spec.in_channels, chunk, P), dtype=x.dtype),  # (phases, C, nb, P)
-                    np.empty((spec.out_channels, chunk, P), dtype=x.dtype),  # (O, nb, P)
-                    np.empty(width, dtype=x.dtype))  # one product
+            return (workspace.zeros((pl.nph, spec.in_channels, chunk, P), x.dtype),  # (phases, C, nb, P)
+                    workspace.empty((spec.out_channels, chunk, P), x.dtype),  # (O, nb, P)
+                    workspace.empty(width, x.dtype))  # one product
 
         def process(s, n0, n1):
             xph, yext, tmp = s
@@ -120,9 +120,9 @@ class Depthwise(Algorithm):
 
         def scratch():
             width = pl.cb * m * lay.columns(chunk)
-            return (np.empty((pl.nph, spec.in_channels, chunk, P), dtype=dy.dtype),  # (phases, C, nb, P)
-                    np.zeros((spec.out_channels, chunk, P), dtype=dy.dtype),  # (O, nb, P); margins stay 0
-                    np.empty(width, dtype=dy.dtype))
+            return (workspace.empty((pl.nph, spec.in_channels, chunk, P), dy.dtype),  # (phases, C, nb, P)
+                    workspace.zeros((spec.out_channels, chunk, P), dy.dtype),  # (O, nb, P); margins stay 0
+                    workspace.empty(width, dy.dtype))
 
         def process(s, n0, n1):
             dxph, dyext, tmp = s
@@ -157,8 +157,8 @@ class Depthwise(Algorithm):
         chunk = pl.chunking.chunk
 
         def scratch():
-            return (np.zeros((pl.nph, spec.in_channels, chunk, P), dtype=x.dtype),  # (phases, C, nb, P)
-                    np.zeros((spec.out_channels, chunk, P), dtype=x.dtype),  # (O, nb, P); margins stay 0
+            return (workspace.zeros((pl.nph, spec.in_channels, chunk, P), x.dtype),  # (phases, C, nb, P)
+                    workspace.zeros((spec.out_channels, chunk, P), x.dtype),  # (O, nb, P); margins stay 0
                     np.zeros((ntaps, G, m, 1), dtype=x.dtype))  # partial sum
 
         def process(s, n0, n1):

@@ -36,6 +36,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .. import workspace
 from ..spec import ConvSpec
 from .base import Algorithm
 
@@ -51,47 +52,53 @@ def _inner(spec: ConvSpec) -> tuple:
 
 
 def padded_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """``x`` zero-padded to the span the windows read, batch last: ``(C, *read_span, N)``, a fresh array.
+    """``x`` zero-padded to the span the windows read, batch last: ``(C, *read_span, N)`` (scratch).
 
     Padded position ``j`` holds input position ``j - P_lo``.
     """
-    xp = np.zeros((spec.in_channels, *spec.read_span, spec.batch), dtype=x.dtype)
+    xp = workspace.zeros((spec.in_channels, *spec.read_span, spec.batch), x.dtype)
     src = np.moveaxis(x, 0, -1)  # (C, *H, N), a view
     xp[(slice(None), *_inner(spec), slice(None))] = src[(slice(None), *_kept(spec), slice(None))]
     return xp
 
 
 def columns(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """The im2col matrix per group: ``(G, C_g*K, P*N)``, a fresh contiguous array."""
+    """The im2col matrix per group: ``(G, C_g*K, P*N)``, contiguous (scratch)."""
     xp = padded_input(x, spec)  # (C, *span, N)
     G, cg = spec.groups, spec.in_per_group
     sc, *ss, sn = xp.strides
     shape = (G, cg, *spec.kernel_size, *spec.output_size, spec.batch)  # (G, C_g, *K, *Hout, N)
     strides = (cg * sc, sc, *(d * s for d, s in zip(spec.dilation, ss)), *(st * s for st, s in zip(spec.stride, ss)), sn)
     win = as_strided(xp, shape, strides, writeable=False)
-    cols = np.ascontiguousarray(win)
+    cols = workspace.empty(shape, x.dtype)
+    np.copyto(cols, win)
     return cols.reshape(G, cg * math.prod(spec.kernel_size), math.prod(spec.output_size) * spec.batch)
 
 
 def _batch_last(a: np.ndarray, groups: int) -> np.ndarray:
-    """``a`` ``(N, G*R, *S)`` as ``(G, R, prod(S)*N)`` (a copy): ``[g, r, (s, n)] = a[n, g*R + r, s]``."""
+    """``a`` ``(N, G*R, *S)`` as ``(G, R, prod(S)*N)`` (scratch): ``[g, r, (s, n)] = a[n, g*R + r, s]``."""
     n, ch = a.shape[:2]
-    out = np.empty((ch, *a.shape[2:], n), dtype=a.dtype)
+    out = workspace.empty((ch, *a.shape[2:], n), a.dtype)
     np.copyto(out, np.moveaxis(a, 0, -1))
     return out.reshape(groups, ch // groups, -1)
 
 
 def _batch_first(a: np.ndarray, shape) -> np.ndarray:
-    """Inverse of :func:`_batch_last`: ``(G, R, prod(S)*N)`` -> ``shape = (N, G*R, *S)`` (a copy)."""
+    """Inverse of :func:`_batch_last`: ``(G, R, prod(S)*N)`` -> ``shape = (N, G*R, *S)`` (a fresh array)."""
     n, ch = shape[:2]
-    return np.ascontiguousarray(np.moveaxis(a.reshape(ch, *shape[2:], n), -1, 0))
+    out = np.empty(shape, dtype=a.dtype)
+    np.copyto(out, np.moveaxis(a.reshape(ch, *shape[2:], n), -1, 0))
+    return out
 
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for stacks of one or more groups (one plain 2-D BLAS call for a single group)."""
+    """``a @ b`` for stacks of one or more groups (one plain 2-D BLAS call for a single group), into scratch."""
+    out = workspace.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
     if a.shape[0] == 1:
-        return (a[0] @ b[0])[None]
-    return a @ b
+        np.matmul(a[0], b[0], out=out[0])
+    else:
+        np.matmul(a, b, out=out)
+    return out
 
 
 class Gemm(Algorithm):
@@ -106,15 +113,18 @@ class Gemm(Algorithm):
 
     def grad_weight(self, x, dy, spec):
         rows = _batch_last(dy, spec.groups).transpose(0, 2, 1)  # (G, P*N, O_g), a view
-        rows = np.ascontiguousarray(rows)  # BLAS runs the product faster from a row-major copy
-        dwt = _matmul(columns(x, spec), rows)  # (G, C_g*K, O_g)
-        return np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(spec.weight_shape)
+        rows_c = workspace.empty(rows.shape, dy.dtype)  # BLAS runs the product faster from a row-major copy
+        np.copyto(rows_c, rows)
+        dwt = _matmul(columns(x, spec), rows_c)  # (G, C_g*K, O_g)
+        dw = np.empty((spec.groups, spec.out_per_group, dwt.shape[1]), dtype=dy.dtype)
+        np.copyto(dw, dwt.transpose(0, 2, 1))
+        return dw.reshape(spec.weight_shape)
 
     def grad_input(self, dy, w, spec):
         wg = w.reshape(spec.groups, spec.out_per_group, -1)  # (G, O_g, C_g*K)
         dcol = _matmul(wg.transpose(0, 2, 1), _batch_last(dy, spec.groups))  # (G, C_g*K, P*N)
         dcol = dcol.reshape((spec.in_channels, *spec.kernel_size, *spec.output_size, spec.batch))  # (C, *K, *Hout, N)
-        dxp = np.zeros((spec.in_channels, *spec.read_span, spec.batch), dtype=dy.dtype)  # (C, *span, N)
+        dxp = workspace.zeros((spec.in_channels, *spec.read_span, spec.batch), dy.dtype)  # (C, *span, N)
         for k in np.ndindex(*spec.kernel_size):
             # The positions tap k reads: k*D, k*D + S, ..., k*D + (H_out-1)*S  (per dim)
             target = (

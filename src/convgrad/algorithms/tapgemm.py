@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from .. import blas, parallel, runtime
+from .. import blas, parallel, runtime, workspace
 from ..spec import ConvSpec
 from ._flat import FlatLayout, flat_layout
 from .base import Algorithm
@@ -114,18 +114,18 @@ class _Plan:
     def input_side(self, dtype, zero: bool = True) -> tuple[np.ndarray, blas.Buffer]:
         c, cols = self.spec.in_channels, self.chunking.chunk * self.P
         shape = (self.nph * cols, c) if self.x_cl else (self.nph * c, cols)
-        a = (np.zeros if zero else np.empty)(shape, dtype=dtype)
+        a = (workspace.zeros if zero else workspace.empty)(shape, dtype)
         return a, blas.Buffer(a)
 
     def output_side(self, dtype, zero: bool = True) -> tuple[np.ndarray, blas.Buffer]:
         o, cols = self.spec.out_channels, self.chunking.chunk * self.P
-        a = (np.zeros if zero else np.empty)((cols, o) if self.y_cl else (o, cols), dtype=dtype)
+        a = (workspace.zeros if zero else workspace.empty)((cols, o) if self.y_cl else (o, cols), dtype)
         return a, blas.Buffer(a)
 
     def stack_side(self, dtype) -> tuple[np.ndarray | None, blas.Buffer | None]:
         if self.S == 1:
             return None, None
-        a = np.empty((self.S * self.spec.in_per_group, self.width), dtype=dtype)
+        a = workspace.empty((self.S * self.spec.in_per_group, self.width), dtype)
         return a, blas.Buffer(a)
 
     def weights(self, w: np.ndarray) -> tuple[np.ndarray, blas.Buffer]:
@@ -133,7 +133,7 @@ class _Plan:
         spec = self.spec
         wt = taps_first(w, spec)  # (T, G, O_g, C_g)
         cg = spec.in_per_group
-        ws = np.zeros((len(self.stacks), spec.groups, spec.out_per_group, self.S * cg), dtype=w.dtype)
+        ws = workspace.zeros((len(self.stacks), spec.groups, spec.out_per_group, self.S * cg), w.dtype)
         for j, stack in enumerate(self.stacks):
             for i, t in enumerate(stack):
                 ws[j, :, :, i * cg : (i + 1) * cg] = wt[t]
@@ -305,7 +305,7 @@ class TapGemm(Algorithm):
         pl = _Plan(spec, "grad_weight", x.itemsize, fixed_extra=math.prod(shape) * x.itemsize)
 
         def scratch():
-            dws = np.zeros(shape, dtype=x.dtype)  # (stacks*G*O_g, S*C_g) partial sum
+            dws = workspace.zeros(shape, x.dtype)  # (stacks*G*O_g, S*C_g) partial sum
             return (*pl.input_side(x.dtype), *pl.output_side(x.dtype), *pl.stack_side(x.dtype), {}, dws,
                     blas.Buffer(dws))
 

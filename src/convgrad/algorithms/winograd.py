@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from .. import blas, parallel
+from .. import blas, parallel, workspace
 from ..spec import ConvSpec
 from .base import Algorithm
 
@@ -146,7 +146,7 @@ class _Buffers:
         self.nb = {}
 
     def add(self, name: str, count: int, size: int, dtype, zero: bool = False) -> None:
-        self.arrays[name] = (np.zeros if zero else np.empty)((count, size), dtype=dtype)
+        self.arrays[name] = (workspace.zeros if zero else workspace.empty)((count, size), dtype)
 
     def view(self, name: str, i: int, shape) -> np.ndarray:
         return self.arrays[name][i, : math.prod(shape)].reshape(shape)

@@ -34,7 +34,7 @@ def _status() -> dict[str, int]:
 
 def measure_in_this_process(layer_name: str, library: str, threads: int, algorithm: str, workspace_limit: int | None,
                             custom: dict | None = None) -> dict:
-    from .. import runtime
+    from .. import runtime, workspace
     from .layers import Layer, layer
     from .timing import blas_threads, convgrad_functions, operands, torch_functions
 
@@ -51,6 +51,9 @@ def measure_in_this_process(layer_name: str, library: str, threads: int, algorit
     with runtime.settings(num_threads=threads, **limit), blas_threads(threads):
         result = both()
         del result
+        # convgrad keeps the scratch blocks of the warm-up run for the next call: give them back to
+        # the system, so that the measured run's scratch counts as the first call's would
+        workspace.clear()
         before = _status()["VmRSS"]
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

@@ -1,0 +1,107 @@
+"""convgrad.workspace: scratch blocks kept between operations, never handed out twice at once,
+never part of a result."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import convgrad
+from convgrad import algorithms, workspace
+from convgrad.spec import conv_spec
+
+BIG = (256, 256)  # 256 KiB of float32: above MIN_BYTES
+
+
+def test_blocks_are_reused_after_their_scope_and_distinct_within_one():
+    workspace.clear()
+    with workspace.scope():
+        a = workspace.empty(BIG, np.float32)
+        b = workspace.zeros(BIG, np.float32)
+        assert not np.shares_memory(a, b) and (b == 0).all()
+        a_ptr = a.__array_interface__["data"][0]
+    assert workspace.cached_bytes() == 2 * a.nbytes
+    with workspace.scope():
+        c = workspace.empty(BIG, np.float32)
+        d = workspace.zeros(BIG, np.float32)
+        assert {c.__array_interface__["data"][0], d.__array_interface__["data"][0]} >= {a_ptr}
+        assert (d == 0).all() and workspace.cached_bytes() == 0
+    workspace.clear()
+    assert workspace.cached_bytes() == 0
+
+
+def test_small_requests_and_requests_outside_a_scope_are_plain_numpy():
+    workspace.clear()
+    small = workspace.empty((4, 4), np.float64)
+    outside = workspace.zeros(BIG, np.float32)
+    with workspace.scope():
+        tiny = workspace.zeros((10,), np.float32)
+    assert small.base is None and outside.base is None and tiny.base is None and (outside == 0).all()
+    assert workspace.cached_bytes() == 0
+
+
+def test_the_cache_keeps_at_most_twice_the_workspace_limit():
+    workspace.clear()
+    with convgrad.settings(workspace_limit=600 * 2**10):  # room for 4 blocks of 256 KiB
+        with workspace.scope():
+            blocks = [workspace.empty(BIG, np.float32) for _ in range(6)]
+        assert workspace.cached_bytes() == 4 * blocks[0].nbytes
+    workspace.clear()
+
+
+def test_worker_threads_of_an_operation_take_from_its_scope():
+    from convgrad import parallel
+
+    workspace.clear()
+    seen = []
+    with convgrad.settings(num_threads=2), workspace.scope():
+        plan = parallel.Plan(batch=4, chunk=1, workers=2)
+        parallel.run(plan, lambda: workspace.empty(BIG, np.float32), lambda s, a, b: seen.append(s.base is not None))
+    assert seen == [True] * 4
+    assert workspace.cached_bytes() > 0  # given back when the scope ended
+    workspace.clear()
+
+
+@pytest.mark.parametrize("algorithm", ["gemm", "tapgemm", "winograd", "depthwise", "im2row"])
+@pytest.mark.parametrize("shape", [((1, 4, 30, 30), (1, 4, 3, 3)), ((3, 4, 40, 40), (4, 1, 3, 3)),
+                                   ((2, 64, 16, 16), (8, 16, 1, 1))], ids=["N1-O1", "depthwise", "1x1-groups"])
+def test_results_never_share_memory_with_the_workspace(algorithm, shape, monkeypatch):
+    """A result that were a view of a scratch block would change when the block is reused."""
+    monkeypatch.setattr(workspace, "MIN_BYTES", 0)  # every scratch array from the cache
+    xs, ws = shape
+    groups = xs[1] // ws[1]
+    spec = conv_spec(xs, ws, padding=ws[-1] // 2, groups=groups)
+    alg = algorithms.get_algorithm(algorithm)
+    if any(alg.unsupported(spec, op) for op in ("forward", "grad_input", "grad_weight")):
+        pytest.skip(f"{algorithm} does not do this configuration")
+    rng = np.random.default_rng(0)
+    x, w, dy = (rng.standard_normal(s).astype(np.float32) for s in (spec.input_shape, spec.weight_shape, spec.output_shape))
+    results = [algorithms.run("forward", spec, x, w, algorithm), algorithms.run("grad_input", spec, dy, w, algorithm),
+               algorithms.run("grad_weight", spec, x, dy, algorithm)]
+    saved = [r.copy() for r in results]
+    for _ in range(2):  # reuse every cached block, with other values
+        algorithms.run("forward", spec, -x, 2 * w, algorithm)
+        algorithms.run("grad_input", spec, -dy, 3 * w, algorithm)
+        algorithms.run("grad_weight", spec, 2 * x, -dy, algorithm)
+    for r, s in zip(results, saved):
+        np.testing.assert_array_equal(r, s)
+
+
+def test_concurrent_operations_from_user_threads_agree():
+    spec = conv_spec((4, 16, 24, 24), (16, 16, 3, 3), padding=1)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+    expect = algorithms.run("forward", spec, x, w, "tapgemm")
+    out = [None] * 4
+
+    def work(i):
+        out[i] = algorithms.run("forward", spec, x, w, "tapgemm" if i % 2 else "gemm")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in out:
+        np.testing.assert_allclose(r, expect, rtol=1e-4, atol=1e-4)
