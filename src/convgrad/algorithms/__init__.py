@@ -10,7 +10,6 @@ a non-finite result of an algorithm that could have moved a NaN/inf (``spreads_n
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 
@@ -176,8 +175,7 @@ def run(
             alg = resolve(algorithm, spec, op, a.itemsize, func)
         if result is None:
             if runtime.get_num_threads() > 1 and _small(alg, spec, op):
-                with runtime.settings(num_threads=1), contextlib.nullcontext() if alg.threads_inside_blas \
-                        else blas.single_threaded():
+                with runtime.settings(num_threads=1), blas.single_threaded():
                     result = _compute(alg, op, spec, a, b)
             else:
                 result = _compute(alg, op, spec, a, b)
@@ -188,11 +186,12 @@ def run(
     return result
 
 
-#: Estimated single-core seconds below which an operation runs on one worker thread: waking and
-#: synchronising threads (and handing the GIL between them around calls of tens of microseconds)
-#: costs more than they save. Layer g1 (1 -> 6 channels, 28x28, N=64) forward took 1.6-8 ms on two
-#: threads, 1.3 ms on one. BLAS keeps its threads only for algorithms whose work is a few large
-#: products (``Algorithm.threads_inside_blas``).
+#: Estimated single-core seconds below which an operation runs on one thread, BLAS included:
+#: waking and synchronising threads (and handing the GIL between them around calls of tens of
+#: microseconds) costs more than they save, and a second core busy elsewhere turns it into a
+#: wait. Layer g1 (1 -> 6 channels, 28x28, N=64) forward took 1.6-8 ms on two threads, 1.3 ms on
+#: one; g2's forward with gemm, right after PyTorch's calls (whose OpenMP threads spin on for
+#: milliseconds): 0.6 ms on two BLAS threads but 2.4-4.7 ms in some of the calls, 0.7-0.8 ms on one.
 SMALL_WORK = 4e-3
 
 

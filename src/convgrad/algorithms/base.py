@@ -39,11 +39,6 @@ class Algorithm:
     summary: ClassVar[str] = ""
     #: Whether the algorithm implements reflect/replicate/circular padding itself.
     handles_padding_modes: ClassVar[bool] = False
-    #: Whether its parallelism is BLAS's own: a few large products, no worker threads. A small
-    #: operation then still lets BLAS use its threads; the others run BLAS on one thread, since
-    #: OpenBLAS's threads slow their many small products down (g1's forward with tapgemm:
-    #: 1.1 ms on one BLAS thread, 3.9 ms on two).
-    threads_inside_blas: ClassVar[bool] = False
 
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         """Why this algorithm cannot compute ``op`` for ``spec``, or ``None`` if it can."""

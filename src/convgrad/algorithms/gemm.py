@@ -103,7 +103,6 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class Gemm(Algorithm):
     name = "gemm"
-    threads_inside_blas = True
     summary = "im2col with the batch innermost (long runs to copy) + one BLAS product per group; col2im tap by tap"
 
     def forward(self, x, w, spec):

@@ -86,7 +86,6 @@ def output_rows(dy: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
 class Im2Row(Algorithm):
     name = "im2row"
-    threads_inside_blas = True
     summary = "channels-last im2col (whole channel runs per copy) + one batched BLAS product; col2im tap by tap"
 
     def forward(self, x, w, spec):
