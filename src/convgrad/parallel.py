@@ -35,8 +35,21 @@ class Plan:
     workers: int
 
     def chunks(self) -> list[tuple[int, int]]:
-        """``(start, stop)`` of every chunk, in order."""
-        return [(s, min(s + self.chunk, self.batch)) for s in range(0, self.batch, self.chunk)]
+        """``(start, stop)`` of every chunk, in order: at most ``chunk`` elements each, as even as can be.
+
+        The count is rounded up to a multiple of the workers, so that each can take as many
+        elements as the others (32 elements in chunks of at most 3 on 2 workers: 8 chunks of 3 and
+        4 of 2, 16 elements each, rather than 10 of 3 and 1 of 2: 17 against 15).
+        """
+        if self.batch == 0:
+            return []
+        n = -(-self.batch // self.chunk)
+        n = min(self.batch, -(-n // self.workers) * self.workers)
+        base, extra = divmod(self.batch, n)
+        bounds = [0]
+        for i in range(n):
+            bounds.append(bounds[-1] + base + (i < extra))
+        return list(zip(bounds[:-1], bounds[1:]))
 
 
 def plan(batch: int, per_item: int, fixed: int = 0, *, uses_blas: bool = True, min_chunks_per_worker: int = 2,
