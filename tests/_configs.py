@@ -205,6 +205,9 @@ def _grid() -> list[Case]:
         Case(2, 4, 4, 4, (9, 8), (3, 3), padding=2, dilation=2),
         Case(2, 3, 4, 1, (40,), (17,), padding=8),  # a long kernel (fft)
         Case(1, 4, 2, 2, (30,), (9,), padding=(3,), dilation=3),
+        # 3 taps along the last dim only (winograd's tiles there, shifted slices along the others)
+        Case(2, 4, 6, 2, (7, 9), (5, 3), padding=(2, 1), dilation=(2, 1)),
+        Case(1, 3, 2, 1, (4, 5, 6), (2, 1, 3), padding=((1, 0), 0, (2, 1)), dilation=(1, 1, 2)),
     ]
     return cases
 

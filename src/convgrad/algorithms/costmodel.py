@@ -102,45 +102,35 @@ def _tapgemm(spec: ConvSpec, op: str) -> Work:
     return Work(flops / efficiency(k, m), elem, calls)
 
 
-#: Winograd's products are small (one per transformed position, a chunk of 1-2 elements) and
-#: their operands laid out plane after plane: measured in place at 61 GFLOP/s on one core where
-#: the thin-matrix efficiency alone predicts 78 (layer f).
-WINOGRAD_PRODUCTS = 0.78
-
-
 def _winograd(spec: ConvSpec, op: str) -> Work:
-    from .winograd import _pieces
+    from .winograd import BLOCK_BYTES, _pieces, _Problem
 
-    if spec.ndim > 2:
-        # 64 transformed positions per 3-D tile: the transforms cost more than the products save
-        # (layer i, two threads: 77/94/115 ms fwd/dx/dw against tapgemm's 33/32/46). Never chosen.
-        return Work(math.inf, 0.0, 0.0)
     n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
     c_in, c_out = spec.in_channels, spec.out_channels
+    kernel, dilation, lo = spec.kernel_size, spec.dilation, spec.pad_lo
+    sizes = (spec.input_size, spec.output_size)
     if op == "grad_input":  # the forward of the transposed problem
-        lo = tuple(2 * d - p for d, p in zip(spec.dilation, spec.pad_lo))
-        pieces = _pieces(spec.output_size, spec.input_size, lo, spec.dilation)
+        lo = tuple((k - 1) * d - p for k, d, p in zip(kernel, dilation, lo))
+        sizes = sizes[::-1]
         c_in, c_out, og, cg = c_out, c_in, cg, og
-    else:
-        pieces = _pieces(spec.input_size, spec.output_size, spec.pad_lo, spec.dilation)
     total = Work(0.0, 0.0, 0.0)
-    for _, _, prob in pieces:
-        if prob is None:
+    for _, _, lo_w, in_len, out_len in _pieces(sizes[0], sizes[1], lo, dilation):
+        if in_len == 0:
             continue
-        nd, T, t = prob.ndim, prob.tiles, prob.ntiles
-        flops = 2.0 * G * og * cg * prob.planes * n * t
-        k, m = (og, cg) if op == "grad_weight" else (cg, og)
-        # loading the chunk (a transposing, parity-splitting copy) and storing the result back
-        # (another) cost several times a plain pass: counted 4x
-        moves = 4 * (c_in * math.prod(prob.size) + c_out * math.prod(prob.out))
-        elem = moves + c_in * sum(4 ** (j + 1) * math.prod(T[: j + 1]) * math.prod(prob.padded[j + 1 :]) for j in range(nd))
-        if op == "grad_weight":
-            elem += c_out * 2**nd * t * (1 + sum(4 ** (j + 1) / 2 ** (j + 1) for j in range(nd)))
-        else:
-            elem += c_out * t * (2 * sum(2 ** (j + 1) * 4 ** (nd - j - 1) for j in range(nd)) + 2 * 2**nd)
-        calls = prob.planes * G + 4 * sum(4**j for j in range(nd + 1)) + 2**nd
-        chunks = max(1, n // 2)
-        total = total + Work(flops / (efficiency(k, m) * WINOGRAD_PRODUCTS), n * elem, chunks * calls)
+        prob = _Problem(lo[:-1] + (lo_w,), sizes[0][:-1] + (in_len,), sizes[1][:-1] + (out_len,), kernel[:-1],
+                        dilation[:-1])
+        cols = n * prob.P
+        taps = len(prob.taps)
+        flops = 2.0 * G * og * cg * 4 * taps * cols
+        k, m = {"forward": (cg, og), "grad_input": (cg, og), "grad_weight": (cols, min(og, cg))}[op]
+        inputs = n * c_in * math.prod(prob.size)
+        outputs = n * c_out * math.prod(prob.out)
+        # scatter into parity planes, four transform passes over the input side, four over the
+        # output side (and its two strided halves)
+        elem = inputs + 4 * c_in * cols + 4 * c_out * cols + 2 * outputs
+        width = max(64, BLOCK_BYTES // ((cg + 4 * og) * 4))
+        calls = 4 * G * taps * max(1, cols // width) + 20 * max(1, n // 2)
+        total = total + Work(flops / efficiency(k, m), elem, calls)
     return total
 
 
