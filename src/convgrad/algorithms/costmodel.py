@@ -166,10 +166,14 @@ def _gemm(spec: ConvSpec, op: str) -> Work:
     k, m = {"forward": (cg * T, og), "grad_input": (og, cg * T), "grad_weight": (n * p, min(og, cg * T))}[op]
     cols = spec.in_channels * T * n * p
     outputs = n * spec.out_channels * p
-    elem = cols + outputs + n * spec.in_channels * math.prod(spec.read_span)
+    # the padded input and the output side are transposed to and from batch-last order (each
+    # value moved alone: counted twice), the columns copied and, for dx, added back tap by tap
+    elem = cols + 2 * outputs + 2 * n * spec.in_channels * math.prod(spec.read_span)
     if op == "grad_input":
         elem += cols  # col2im, tap by tap
-    runs = cols / spec.output_size[-1] * (2 if op == "grad_input" else 1)  # im2col copies rows of W_out
+    # with the batch innermost, a window row of all N elements is one run at stride 1
+    run = max(1, n * (spec.output_size[-1] if spec.stride[-1] == 1 else 1))
+    runs = cols / run * (2 if op == "grad_input" else 1)
     return Work(flops / efficiency(k, m), elem, 12 + (T if op == "grad_input" else 0), runs=runs)
 
 
@@ -194,10 +198,9 @@ def _im2row(spec: ConvSpec, op: str) -> Work:
     # gemm's arithmetic in channels-last order: the same products, copies in runs of channels
     # plus a transposing copy of the input and of the output side
     base = _gemm(spec, op)
-    n = spec.batch
-    extra = n * (spec.in_channels * math.prod(spec.input_size) + spec.out_channels * math.prod(spec.output_size))
-    runs = base.runs * spec.output_size[-1] / spec.in_per_group  # runs of C_g channels instead of W_out values
-    return Work(base.gemm, base.elem + extra, base.calls, runs=runs)
+    runs = spec.in_channels * math.prod(spec.kernel_size) * spec.batch * math.prod(spec.output_size) / spec.in_per_group
+    runs *= 2 if op == "grad_input" else 1  # the copies move runs of C_g channels
+    return Work(base.gemm, base.elem, base.calls, runs=runs)
 
 
 _WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,

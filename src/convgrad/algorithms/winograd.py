@@ -146,34 +146,66 @@ def _weight_transform(w: np.ndarray, ntaps: int, groups: int) -> np.ndarray:
 
 
 class _Plan:
+    """Chunks, column blocks and the input transform of one piece.
+
+    Per chunk of ``nb`` elements the scratch holds the parity planes ``E, Od`` of the input and
+    the two outputs of each tile (or, for the weight gradient, ``dy`` in tile layout). The
+    transformed planes ``V_p`` and the products ``M_p`` are made one column block at a time,
+    so they stay in cache between the transform and the products that read them: a block of
+    ``width`` output columns reads ``V`` over ``width + span`` columns (``span`` = the largest
+    leading-dim tap offset).
+    """
+
     def __init__(self, prob: _Problem, c: int, o: int, groups: int, batch: int, itemsize: int, fixed: int = 0):
         self.prob, self.c, self.o, self.groups = prob, c, o, groups
         self.cg, self.og = c // groups, o // groups
+        self.span = max(prob.taps)
         threads = runtime.get_num_threads()
         block_bytes = min(BLOCK_BYTES, max(runtime.get_workspace_limit() // (4 * threads), 1))
         self.width = max(64, block_bytes // ((self.cg + 4 * self.og) * itemsize))
-        # per element: parity planes, V and the two outputs (or dM); per worker: a block of the products
-        per_item = (6 * c + 6 * o) * prob.P * itemsize
-        self.chunking = parallel.plan(batch, per_item, fixed + 4 * o * self.width * itemsize)
+        # per element: parity planes and the two outputs of each tile; per worker: a block of V and M
+        per_item = 2 * (c + o) * prob.P * itemsize
+        block = (4 * c * (self.width + self.span) + 4 * o * self.width) * itemsize
+        self.chunking = parallel.plan(batch, per_item, fixed + block)
 
     def blocks(self, nb: int):
         ncol = self.prob.columns(nb)
         return [(c0, min(ncol, c0 + self.width)) for c0 in range(0, ncol, self.width)]
 
-    def transform_input(self, x: np.ndarray, eo: np.ndarray, v: np.ndarray, channels_last: bool = False) -> None:
-        """``V_p`` of the chunk ``x`` into ``v`` ``(4, C, nb*P)`` (or ``(4, nb*P, C)``): ``BT`` on each tile, four passes."""
-        nb = x.shape[0]
-        self.prob.scatter(x, eo, channels_last)  # the rest stays zero: an element's slot is the same in every chunk
-        n = nb * self.prob.P - 1
+    def v_shape(self, channels_last: bool) -> tuple[int, int]:
+        n = self.width + self.span
+        return (4 * n, self.c) if channels_last else (4 * self.c, n)
+
+    def transform_block(self, eo: np.ndarray, v: np.ndarray, nb: int, c0: int, c1: int, channels_last: bool) -> int:
+        """``V_p`` of columns ``[c0, c1 + span)`` of the chunk into ``v``: ``BT`` on each tile, four passes.
+
+        ``eo`` is ``(2, C, chunk*P)`` (or ``(2, chunk*P, C)``); ``v`` the block buffer from
+        :meth:`v_shape`, plane ``p`` at rows ``[p*C, (p+1)*C)`` (or ``[p*n, (p+1)*n)`` channels last).
+        Returns the number of columns made.
+        """
+        end = min(c1 + self.span, nb * self.prob.P)
+        n = end - c0
+        m = min(n, nb * self.prob.P - 1 - c0)  # the chunk's last column has no right neighbour
         if channels_last:  # the positions are rows: shift by rows
-            e, od, vv = eo[0], eo[1], v
-        else:  # shift by columns: work on the transposed views
-            e, od, vv = eo[0].T, eo[1].T, v.transpose(0, 2, 1)
-        np.subtract(e[:n], e[1 : n + 1], out=vv[0, :n])  # BT = [[1, 0,-1, 0],
-        np.add(od[:n], e[1 : n + 1], out=vv[1, :n])  #       [0, 1, 1, 0],
-        np.subtract(e[1 : n + 1], od[:n], out=vv[2, :n])  #       [0,-1, 1, 0],
-        np.subtract(od[:n], od[1 : n + 1], out=vv[3, :n])  #       [0, 1, 0,-1]]
-        vv[:, n] = 0  # the last margin tile has no right neighbour
+            rows = self.width + self.span
+            e0, e1 = eo[0, c0 : c0 + m], eo[0, c0 + 1 : c0 + m + 1]
+            o0, o1 = eo[1, c0 : c0 + m], eo[1, c0 + 1 : c0 + m + 1]
+            planes = [v[p * rows : p * rows + m] for p in range(4)]
+        else:  # shift by columns
+            e0, e1 = eo[0, :, c0 : c0 + m], eo[0, :, c0 + 1 : c0 + m + 1]
+            o0, o1 = eo[1, :, c0 : c0 + m], eo[1, :, c0 + 1 : c0 + m + 1]
+            planes = [v[p * self.c : (p + 1) * self.c, :m] for p in range(4)]
+        np.subtract(e0, e1, out=planes[0])  # BT = [[1, 0,-1, 0],
+        np.add(o0, e1, out=planes[1])  #       [0, 1, 1, 0],
+        np.subtract(e1, o0, out=planes[2])  #  [0,-1, 1, 0],
+        np.subtract(o0, o1, out=planes[3])  #  [0, 1, 0,-1]]
+        if m < n:
+            for p in range(4):
+                if channels_last:
+                    v[p * rows + m : p * rows + n] = 0
+                else:
+                    v[p * self.c : (p + 1) * self.c, m:n] = 0
+        return n
 
 
 class Winograd(Algorithm):
@@ -255,31 +287,30 @@ def _correlate(x: np.ndarray, w: np.ndarray, y: np.ndarray, pad_lo, dilation, gr
 def _forward_piece(x, u, y, prob: _Problem, groups: int) -> None:
     c, o = x.shape[1], y.shape[1]
     pl = _Plan(prob, c, o, groups, x.shape[0], x.itemsize, u.nbytes)
-    cg, og, P = pl.cg, pl.og, prob.P
+    cg, og, P, width = pl.cg, pl.og, prob.P, pl.width
     ubuf = blas.Buffer(u)
-    ntaps = len(prob.taps)
 
     def scratch():
         chunk = pl.chunking.chunk
-        eo = workspace.zeros((2, c, chunk * P), x.dtype)
-        v = workspace.empty((4, c, chunk * P), x.dtype)
-        m = workspace.empty((4 * o, pl.width), x.dtype)  # the four planes' products of one column block
+        eo = workspace.zeros((2, c, chunk * P), x.dtype)  # an element's real positions are the same in every chunk
+        v = workspace.empty(pl.v_shape(False), x.dtype)
+        m = workspace.empty((4 * o, width), x.dtype)  # the four planes' products of one column block
         ya = workspace.empty((2, o, chunk * P), x.dtype)
-        vbuf = blas.Buffer(v.reshape(4 * c, chunk * P))
-        return eo, v, vbuf, m, blas.Buffer(m), ya
+        return eo, v, blas.Buffer(v), m, blas.Buffer(m), ya
 
     def process(s, n0, n1):
         eo, v, vbuf, m, mbuf, ya = s
         nb = n1 - n0
-        pl.transform_input(x[n0:n1], eo, v)
+        prob.scatter(x[n0:n1], eo)
         for c0, c1 in pl.blocks(nb):
             n = c1 - c0
+            pl.transform_block(eo, v, nb, c0, c1, channels_last=False)
             for p in range(4):
                 for g in range(groups):
                     dest = mbuf.block((p * groups + g) * og, (p * groups + g + 1) * og, 0, n)
                     for t, off in enumerate(prob.taps):
                         r0 = ((t * 4 + p) * groups + g) * og
-                        src = vbuf.block(p * c + g * cg, p * c + (g + 1) * cg, off + c0, off + c1)
+                        src = vbuf.block(p * c + g * cg, p * c + (g + 1) * cg, off, off + n)
                         blas.gemm_blocks(ubuf.block(r0, r0 + og, 0, cg), src, dest, beta=0.0 if t == 0 else 1.0)
             m0, m1, m2, m3 = (m[p * o : (p + 1) * o, :n] for p in range(4))
             y0, y1 = ya[0, :, c0:c1], ya[1, :, c0:c1]
@@ -298,43 +329,43 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int) -> None:
 def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
     """``dU`` ``(taps*4*G*O_g, C_g)`` of one piece: ``dU[k, p] = sum dM_p @ V_p[shifted by k].T``."""
     c, o = x.shape[1], dy.shape[1]
-    ntaps = len(prob.taps)
-    shape = (ntaps * 4 * o, c // groups)
+    shape = (len(prob.taps) * 4 * o, c // groups)
     pl = _Plan(prob, c, o, groups, x.shape[0], x.itemsize, math.prod(shape) * x.itemsize)
-    cg, og, P = pl.cg, pl.og, prob.P
+    cg, og, P, width = pl.cg, pl.og, prob.P, pl.width
+    vrows = width + pl.span  # rows of one plane of the (channels-last) V block
 
     def scratch():
         chunk = pl.chunking.chunk
         eo = workspace.zeros((2, chunk * P, c), x.dtype)  # channels last: the products read V row-major
-        v = workspace.empty((4, chunk * P, c), x.dtype)
-        dm = workspace.empty((4, o, chunk * P), x.dtype)
+        v = workspace.empty(pl.v_shape(True), x.dtype)
+        dm = workspace.empty((4 * o, width), x.dtype)
         dya = workspace.zeros((2, o, chunk * P), x.dtype)  # margins stay 0
         du = workspace.zeros(shape, x.dtype)
-        return (eo, v, blas.Buffer(v.reshape(4 * chunk * P, c)), dm, blas.Buffer(dm.reshape(4 * o, chunk * P)), dya,
-                du, blas.Buffer(du))
+        return eo, v, blas.Buffer(v), dm, blas.Buffer(dm), dya, du, blas.Buffer(du)
 
     def process(s, n0, n1):
         eo, v, vbuf, dm, dmbuf, dya, du, dubuf = s
         nb = n1 - n0
-        pl.transform_input(x[n0:n1], eo, v, channels_last=True)
+        prob.scatter(x[n0:n1], eo, channels_last=True)
         even, odd = prob.output_views(dya, nb, o)  # (nb, O, *out_lead, T)
         d = dy[n0:n1]
         even[..., : (prob.out[-1] + 1) // 2] = d[..., 0::2]
         odd[..., : prob.out[-1] // 2] = d[..., 1::2]
-        n = nb * P
-        d0, d1 = dya[0, :, :n], dya[1, :, :n]
-        np.copyto(dm[0, :, :n], d0)  # AT^T = [[1, 0],
-        np.add(d0, d1, out=dm[1, :, :n])  #       [1, 1],
-        np.subtract(d0, d1, out=dm[2, :, :n])  #  [1,-1],
-        np.negative(d1, out=dm[3, :, :n])  #      [0,-1]]
         for c0, c1 in pl.blocks(nb):
+            n = c1 - c0
+            pl.transform_block(eo, v, nb, c0, c1, channels_last=True)
+            d0, d1 = dya[0, :, c0:c1], dya[1, :, c0:c1]
+            np.copyto(dm[:o, :n], d0)  # AT^T = [[1, 0],
+            np.add(d0, d1, out=dm[o : 2 * o, :n])  #       [1, 1],
+            np.subtract(d0, d1, out=dm[2 * o : 3 * o, :n])  #  [1,-1],
+            np.negative(d1, out=dm[3 * o :, :n])  #      [0,-1]]
             for p in range(4):
                 for g in range(groups):
-                    src = dmbuf.block(p * o + g * og, p * o + (g + 1) * og, c0, c1)  # (O_g, cols)
+                    src = dmbuf.block(p * o + g * og, p * o + (g + 1) * og, 0, n)  # (O_g, cols)
                     for t, off in enumerate(prob.taps):
                         r0 = ((t * 4 + p) * groups + g) * og
-                        r = p * pl.chunking.chunk * P + off
-                        vb = vbuf.block(r + c0, r + c1, g * cg, (g + 1) * cg)  # (cols, C_g)
+                        r = p * vrows + off
+                        vb = vbuf.block(r, r + n, g * cg, (g + 1) * cg)  # (cols, C_g)
                         blas.gemm_blocks(src, vb, dubuf.block(r0, r0 + og, 0, cg), beta=1.0)
 
     parts = parallel.run(pl.chunking, scratch, process)
