@@ -322,10 +322,12 @@ def test_narrow_algorithms_keep_the_array_contract(algorithm):
     assert g.input.shape == empty.shape and np.all(g.weight == 0) and np.all(g.bias == 0)
 
 
-def test_auto_keeps_im2row_for_many_channels_on_a_small_map():
+def test_auto_keeps_an_im2col_for_many_channels_on_a_small_map():
     """convgrad train's second convolution (16 -> 32 channels on 4x4, N=32): im2row measured 2x
-    faster than gemm there (the training epoch is level with PyTorch only with it)."""
-    assert set(convgrad.choose_algorithm((32, 16, 4, 4), (32, 16, 3, 3), padding=1).values()) == {"im2row"}
+    faster than the first gemm there (the training epoch is level with PyTorch only with one of
+    them); since gemm builds its columns batch-innermost the two are level (0.13/0.20/0.16 ms
+    against 0.13/0.23/0.13 fwd/dx/dw), both about 2x faster than tapgemm and winograd."""
+    assert set(convgrad.choose_algorithm((32, 16, 4, 4), (32, 16, 3, 3), padding=1).values()) <= {"im2row", "gemm"}
 
 
 def test_transposed_1x1_with_output_padding_is_not_pointwise():
