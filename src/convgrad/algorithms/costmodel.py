@@ -45,17 +45,17 @@ class Work:
 #: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
 #: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
 COEFFICIENTS = {
-    "gemm": 9.258e-12,
+    "gemm": 8.67e-12,
     "call": 2e-06,
-    "small": 1.307e-10,
-    "run": 1.096e-09,
-    "tapgemm": 9.973e-11,
-    "winograd": 1.079e-10,
-    "depthwise": 7.182e-11,
+    "small": 1.339e-10,
+    "run": 1.035e-09,
+    "tapgemm": 1.172e-10,
+    "winograd": 1.86e-10,
+    "depthwise": 7.375e-11,
     "pointwise": 0,
     "fft": 0,
-    "gemm_im2col": 3.477e-10,
-    "im2row": 3.237e-10,
+    "gemm_im2col": 4.038e-10,
+    "im2row": 3.9e-10,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.

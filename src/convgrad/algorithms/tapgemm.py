@@ -39,9 +39,13 @@ from .base import Algorithm
 
 #: Inner dimension (taps x channels) a stack aims at, when the channels alone are fewer than
 #: ``MIN_INNER``: BLAS runs near its peak from about here. From ``MIN_INNER`` channels on, the
-#: copy a stack costs is more than it gains (measured: 16 channels x 27 taps, 64 x 9).
+#: copy a stack costs is more than it gains. Measured (ms fwd/dx/dw, one tap per product against
+#: stacks): 6 -> 16 channels on 14x14 (g2) 0.90/0.85/1.02 against 1.08/1.07/1.62; 8 -> 8 on 8x8
+#: 0.30/0.39/0.37 against 0.36/0.38/0.56; but 3 -> 16 on 64x64 1.2/1.8/2.6 against 0.76/0.94/1.4,
+#: 4 -> 32 on 32x32 1.3/1.8/2.6 against 1.1/1.3/1.6 and the 3-channel stem (d) 52/84/118 against
+#: 38/37/39. (Earlier, with a product costing ~7 us of Python, the threshold was 16.)
 TARGET_INNER = 160
-MIN_INNER = 16
+MIN_INNER = 6
 #: Bytes of the operands of one product (column block of the stack and of the output).
 BLOCK_BYTES = 4 * 2**20
 #: A chunk is interleaved (batch innermost) when that saves at least this factor of columns.
