@@ -51,12 +51,18 @@ def _inner(spec: ConvSpec) -> tuple:
     return tuple(slice(lo, lo + min(h, s - lo)) for h, s, lo in zip(spec.input_size, spec.read_span, spec.pad_lo))
 
 
+def _covers(spec: ConvSpec) -> bool:
+    """Whether the read span is exactly the input: no padding, every input read (no zero fill needed)."""
+    return all(lo == 0 for lo in spec.pad_lo) and spec.read_span == spec.input_size
+
+
 def padded_input(x: np.ndarray, spec: ConvSpec) -> np.ndarray:
     """``x`` zero-padded to the span the windows read, batch last: ``(C, *read_span, N)`` (scratch).
 
     Padded position ``j`` holds input position ``j - P_lo``.
     """
-    xp = workspace.zeros((spec.in_channels, *spec.read_span, spec.batch), x.dtype)
+    shape = (spec.in_channels, *spec.read_span, spec.batch)
+    xp = workspace.empty(shape, x.dtype) if _covers(spec) else workspace.zeros(shape, x.dtype)
     src = np.moveaxis(x, 0, -1)  # (C, *H, N), a view
     xp[(slice(None), *_inner(spec), slice(None))] = src[(slice(None), *_kept(spec), slice(None))]
     return xp
@@ -131,6 +137,6 @@ class Gemm(Algorithm):
                 *(slice(kk * d, kk * d + (o - 1) * s + 1, s) for kk, d, o, s in zip(k, spec.dilation, spec.output_size, spec.stride)),
             )
             dxp[target] += dcol[(slice(None), *k)]  # (C, *Hout, N)
-        dx = np.zeros(spec.input_shape, dtype=dy.dtype)
+        dx = (np.empty if _covers(spec) else np.zeros)(spec.input_shape, dtype=dy.dtype)
         np.moveaxis(dx, 0, -1)[(slice(None), *_kept(spec), slice(None))] = dxp[(slice(None), *_inner(spec), slice(None))]
         return dx
