@@ -187,3 +187,35 @@ def test_nan_weight_does_not_reach_holes_or_unread_tail(algorithm):
     g = convgrad.conv_backward(np.ones((1, 1, 3)), np.ones((1, 1, 10)), w, stride=4, algorithm=algorithm)
     assert np.array_equal(np.isnan(g.input[0, 0]), [False, True, False, False, False, True, False, False, False, True])
     assert g.input[0, 0, 2] == g.input[0, 0, 3] == g.input[0, 0, 6] == g.input[0, 0, 7] == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_nan_weight_and_inf_grad_output_meet_zero_padding_as_ieee_says(algorithm):
+    """A term that reads zero padding is 0 * w: nan when w is nan or inf, in every algorithm and in PyTorch."""
+    import torch
+    import torch.nn.functional as F
+
+    x = np.ones((2, 2, 6, 6))
+    w = np.ones((3, 2, 3, 3))
+    w[1, 0, 0, 0] = np.nan  # the top-left tap of output channel 1: reads padding on the first row/column
+    kw = dict(padding=1)
+    from convgrad.spec import conv_spec
+    from convgrad import algorithms as algs
+
+    spec = conv_spec(x.shape, w.shape, padding=1)
+    if any(algs.get_algorithm(algorithm).unsupported(spec, op) for op in ("forward", "grad_weight")):
+        pytest.skip(f"{algorithm} does not do this configuration")
+    y = convgrad.conv2d(x, w, **kw, algorithm=algorithm)
+    ty = F.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
+    assert np.array_equal(np.isnan(y), np.isnan(ty))
+    assert np.isnan(y[:, 1]).all()  # every output of channel 1 reads w[1,0,0,0] (x there or padding)
+    assert not np.isnan(y[:, [0, 2]]).any()
+    dy = np.ones(y.shape)
+    dy[0, 0, 0, 0] = np.inf  # output (0, 0) reads padding at taps of row 0 and column 0
+    g = convgrad.conv_backward(dy, x, np.ones((3, 2, 3, 3)), **kw, needs=("weight",), algorithm=algorithm)
+    tx = torch.tensor(x)
+    tw = torch.tensor(np.ones((3, 2, 3, 3)), requires_grad=True)
+    F.conv2d(tx, tw, padding=1).backward(torch.tensor(dy))
+    assert np.array_equal(np.isnan(g.weight), np.isnan(tw.grad.numpy()))
+    assert np.array_equal(np.isinf(g.weight), np.isinf(tw.grad.numpy()))
+    assert np.isnan(g.weight[0, :, 0, :]).all() and np.isinf(g.weight[0, :, 1:, 1:]).all()

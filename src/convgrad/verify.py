@@ -174,7 +174,15 @@ def verify(
     if algorithm == "auto":
         from . import algorithms
 
-        alg_name = "auto -> " + algorithms.choose(spec, "forward").name
+        # the spec's operations, named as the user sees them (a transposed conv's forward is grad_input)
+        ops = (("output", "grad_input"), ("grad_input", "forward"), ("grad_weight", "grad_weight")) if transposed else (
+            ("output", "forward"), ("grad_input", "grad_input"), ("grad_weight", "grad_weight"))
+        itemsize = np.dtype(np.float32 if dtype == np.float16 else dtype).itemsize
+        picks = [(q, algorithms.choose(spec, op, itemsize).name) for q, op in ops]
+        if len({name for _, name in picks}) == 1:
+            alg_name = f"auto -> {picks[0][1]}"
+        else:
+            alg_name = "auto -> " + ", ".join(f"{name} ({q})" for q, name in picks)
     return Report(description, alg_name, str(dtype), rows, tolerance, fd_entries)
 
 

@@ -68,7 +68,10 @@ class Direct(Algorithm):
                 for k in taps:
                     src = tuple(table[dim][i[dim]][k[dim]] for dim in range(spec.ndim))
                     if None in src:
-                        continue  # this term reads zero padding
+                        # the term reads zero padding: x = 0 there, and 0 * w is still IEEE
+                        # arithmetic (nan when w is nan or inf), as in every other algorithm
+                        acc += np.sum(0.0 * w[(out_ch, slice(None), *k)], axis=1)
+                        continue
                     # (N, C_g) @ (C_g, O_g): the sum over the group's input channels c
                     acc += x[(slice(None), in_ch, *src)] @ w[(out_ch, slice(None), *k)].T
                 y[(slice(None), out_ch, *i)] = acc
@@ -85,6 +88,8 @@ class Direct(Algorithm):
                 for i in positions:
                     src = tuple(table[dim][i[dim]][k[dim]] for dim in range(spec.ndim))
                     if None in src:
+                        # zero padding: dy * 0 (nan when dy is nan or inf), summed over the batch
+                        acc += np.sum(dy[(slice(None), out_ch, *i)] * 0.0, axis=0)[:, None]
                         continue
                     # (O_g, N) @ (N, C_g): the sum over the batch n
                     acc += dy[(slice(None), out_ch, *i)].T @ x[(slice(None), in_ch, *src)]
