@@ -208,6 +208,7 @@ def _grid() -> list[Case]:
         # 3 taps along the last dim only (winograd's tiles there, shifted slices along the others)
         Case(2, 4, 6, 2, (7, 9), (5, 3), padding=(2, 1), dilation=(2, 1)),
         Case(1, 3, 2, 1, (4, 5, 6), (2, 1, 3), padding=((1, 0), 0, (2, 1)), dilation=(1, 1, 2)),
+        Case(2, 2, 3, 1, (3, 1), (3, 3), padding=((1, 1), (0, 5)), dilation=(1, 2)),  # output column 1 reads only padding
     ]
     return cases
 

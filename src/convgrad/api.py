@@ -144,12 +144,6 @@ def _finish(arr: np.ndarray, dtype: np.dtype, unbatched: bool) -> np.ndarray:
     return arr.astype(dtype, copy=False)
 
 
-def _add_bias(y: np.ndarray, b: np.ndarray | None, dtype) -> np.ndarray:
-    if b is not None:
-        y += b.astype(dtype, copy=False).reshape((1, -1) + (1,) * (y.ndim - 2))
-    return y
-
-
 def _bias_grad(dy: np.ndarray) -> np.ndarray:
     return dy.sum(axis=(0, *range(2, dy.ndim)))
 
@@ -212,8 +206,10 @@ def _conv(
     spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=_func)
     b = _bias(bias, spec.out_channels, _func)
     compute, out = result_dtype(x, w, b)
-    y = algorithms.run("forward", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm, func=_func)
-    return _finish(_add_bias(y, b, compute), out, unbatched)
+    bias = None if b is None else b.astype(compute, copy=False)
+    y = algorithms.run("forward", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm,
+                       bias=bias, func=_func)
+    return _finish(y, out, unbatched)
 
 
 def _conv_backward(
@@ -394,8 +390,10 @@ def _conv_transpose(
     spec = conv_transpose_spec(x.shape, w.shape, stride, padding, output_padding, groups, dilation, func=_func)
     b = _bias(bias, spec.in_channels, _func)
     compute, out = result_dtype(x, w, b)
-    y = algorithms.run("grad_input", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm, func=_func)
-    return _finish(_add_bias(y, b, compute), out, unbatched)
+    bias = None if b is None else b.astype(compute, copy=False)
+    y = algorithms.run("grad_input", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm,
+                       bias=bias, func=_func)
+    return _finish(y, out, unbatched)
 
 
 def _conv_transpose_backward(

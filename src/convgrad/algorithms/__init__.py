@@ -119,7 +119,7 @@ def clear_measured_choices() -> None:
     _measured.clear()
 
 
-def _measure(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray) -> tuple[Algorithm, np.ndarray | None]:
+def _measure(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, bias=None) -> tuple[Algorithm, np.ndarray | None]:
     """The algorithm ``measure`` uses, and the result if it had to compute it to find out."""
     key = _measure_key(spec, op, a.dtype)
     if key in _measured:
@@ -131,7 +131,7 @@ def _measure(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray) -> tuple[Alg
     fastest, fastest_time, result = None, float("inf"), None
     for name in tried:
         start = time.perf_counter()
-        out = _compute(_REGISTRY[name], op, spec, a, b)
+        out = _compute(_REGISTRY[name], op, spec, a, b, bias)
         elapsed = time.perf_counter() - start
         if elapsed < fastest_time:
             fastest, fastest_time, result = name, elapsed, out
@@ -155,7 +155,8 @@ def resolve(algorithm: str, spec: ConvSpec, op: str, itemsize: int = 4, func: st
 
 
 def run(
-    op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, algorithm: str = "auto", *, func: str = "convgrad"
+    op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, algorithm: str = "auto", *,
+    bias: np.ndarray | None = None, func: str = "convgrad"
 ) -> np.ndarray:
     """Compute ``op`` (one of ``forward``, ``grad_input``, ``grad_weight``) with the chosen algorithm.
 
@@ -163,26 +164,28 @@ def run(
     ``algorithm`` is ``"auto"`` (the cost model's pick), ``"measure"`` (on the first call for a
     configuration, time the plausible candidates on these operands and remember the fastest for
     later calls with the same spec, dtype, thread count and workspace limit) or a name from
-    :func:`available_algorithms`.
+    :func:`available_algorithms`. ``bias`` (one value per channel of the result, its dtype) is
+    added to the result -- by the algorithm while it writes the result when it can
+    (``Algorithm.bias_ops``).
     """
     if op not in OPERATIONS:
         raise ValueError(f"op must be one of {OPERATIONS}, got {op!r}")
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"), workspace.scope():  # IEEE semantics, silently
         result = None
         if algorithm == "measure":
-            alg, result = _measure(op, spec, a, b)
+            alg, result = _measure(op, spec, a, b, bias)
         else:
             alg = resolve(algorithm, spec, op, a.itemsize, func)
         if result is None:
             if runtime.get_num_threads() > 1 and _small(alg, spec, op):
                 with runtime.settings(num_threads=1), blas.single_threaded():
-                    result = _compute(alg, op, spec, a, b)
+                    result = _compute(alg, op, spec, a, b, bias)
             else:
-                result = _compute(alg, op, spec, a, b)
+                result = _compute(alg, op, spec, a, b, bias)
         if alg.spreads_nonfinite(op) and not all_finite(result):
             # A NaN or inf (in an operand, or from an overflow) went through an algorithm that can move
             # it to results that do not read it: recompute with one that keeps it where it belongs.
-            result = _compute(_REGISTRY[SAFE], op, spec, a, b)
+            result = _compute(_REGISTRY[SAFE], op, spec, a, b, bias)
     return result
 
 
@@ -215,14 +218,20 @@ def all_finite(a: np.ndarray) -> bool:
         return bool(np.isfinite(a.sum(dtype=a.dtype)))
 
 
-def _compute(alg: Algorithm, op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _compute(alg: Algorithm, op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, bias=None) -> np.ndarray:
+    fused = bias is not None and op in alg.bias_ops
+    extra = {"bias": bias} if fused else {}
     if spec.padding_mode == "zeros" or alg.handles_padding_modes:
-        return getattr(alg, op)(a, b, spec)
-    # Non-zero padding mode on an algorithm that only does zero padding: pad explicitly.
-    if op == "forward":
+        result = getattr(alg, op)(a, b, spec, **extra)
+    elif op == "forward":  # non-zero padding mode on an algorithm that only does zero padding: pad explicitly
         xp, inner = _padding.pad(a, spec)
-        return alg.forward(xp, b, inner)
-    if op == "grad_weight":
+        result = alg.forward(xp, b, inner, **extra)
+    elif op == "grad_weight":
         xp, inner = _padding.pad(a, spec)
-        return alg.grad_weight(xp, b, inner)
-    return _padding.fold(alg.grad_input(a, b, _padding.padded_spec(spec)), spec)
+        result = alg.grad_weight(xp, b, inner)
+    else:
+        result = _padding.fold(alg.grad_input(a, b, _padding.padded_spec(spec)), spec)
+        fused = False
+    if bias is not None and not fused:
+        result += bias.reshape((1, -1) + (1,) * spec.ndim)
+    return result

@@ -39,6 +39,9 @@ class Algorithm:
     summary: ClassVar[str] = ""
     #: Whether the algorithm implements reflect/replicate/circular padding itself.
     handles_padding_modes: ClassVar[bool] = False
+    #: Operations that add a per-channel bias themselves while writing their result (``bias=``
+    #: keyword): one pass over the output less than adding it afterwards, 4-17 % of a forward.
+    bias_ops: ClassVar[frozenset] = frozenset()
 
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         """Why this algorithm cannot compute ``op`` for ``spec``, or ``None`` if it can."""
@@ -54,7 +57,7 @@ class Algorithm:
         """
         return False
 
-    def forward(self, x: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    def forward(self, x: np.ndarray, w: np.ndarray, spec: ConvSpec, bias: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def grad_input(self, dy: np.ndarray, w: np.ndarray, spec: ConvSpec) -> np.ndarray:

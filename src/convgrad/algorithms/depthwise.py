@@ -72,10 +72,13 @@ class Depthwise(Algorithm):
         # the padded margin of each row ("garbage columns") multiplies zeros by weights / inputs
         return op != "forward"
 
-    def forward(self, x, w, spec):
+    bias_ops = frozenset({"forward"})
+
+    def forward(self, x, w, spec, bias=None):
         y = np.empty(spec.output_shape, dtype=x.dtype)
         if spec.batch == 0:
             return y
+        bias_b = None if bias is None else bias.reshape((1, -1) + (1,) * spec.ndim)
         pl = _Plan(spec, x.itemsize)
         lay, P, m = pl.lay, pl.P, pl.m
         wt = _taps(w, spec)  # (T, G, m, 1)
@@ -104,7 +107,10 @@ class Depthwise(Algorithm):
                     else:
                         np.multiply(xs, wt[t, c0:c1], out=t_)
                         acc += t_
-            y[n0:n1] = lay.output_view(yext, nb)
+            if bias_b is None:
+                y[n0:n1] = lay.output_view(yext, nb)
+            else:
+                np.add(lay.output_view(yext, nb), bias_b, out=y[n0:n1])
 
         parallel.run(pl.chunking, scratch, process)
         return y

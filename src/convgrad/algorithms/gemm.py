@@ -89,11 +89,15 @@ def _batch_last(a: np.ndarray, groups: int) -> np.ndarray:
     return out.reshape(groups, ch // groups, -1)
 
 
-def _batch_first(a: np.ndarray, shape) -> np.ndarray:
-    """Inverse of :func:`_batch_last`: ``(G, R, prod(S)*N)`` -> ``shape = (N, G*R, *S)`` (a fresh array)."""
+def _batch_first(a: np.ndarray, shape, bias: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`_batch_last`: ``(G, R, prod(S)*N)`` -> ``shape = (N, G*R, *S)`` (a fresh array), plus ``bias``."""
     n, ch = shape[:2]
     out = np.empty(shape, dtype=a.dtype)
-    np.copyto(out, np.moveaxis(a.reshape(ch, *shape[2:], n), -1, 0))
+    src = np.moveaxis(a.reshape(ch, *shape[2:], n), -1, 0)
+    if bias is None:
+        np.copyto(out, src)
+    else:
+        np.add(src, bias.reshape((1, -1) + (1,) * (len(shape) - 2)), out=out)
     return out
 
 
@@ -111,10 +115,12 @@ class Gemm(Algorithm):
     name = "gemm"
     summary = "im2col with the batch innermost (long runs to copy) + one BLAS product per group; col2im tap by tap"
 
-    def forward(self, x, w, spec):
+    bias_ops = frozenset({"forward"})
+
+    def forward(self, x, w, spec, bias=None):
         wg = w.reshape(spec.groups, spec.out_per_group, -1)  # (G, O_g, C_g*K)
         y = _matmul(wg, columns(x, spec))  # (G, O_g, P*N)
-        return _batch_first(y, spec.output_shape)
+        return _batch_first(y, spec.output_shape, bias)
 
     def grad_weight(self, x, dy, spec):
         rows = _batch_last(dy, spec.groups).transpose(0, 2, 1)  # (G, P*N, O_g), a view

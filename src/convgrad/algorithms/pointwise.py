@@ -44,8 +44,9 @@ class Pointwise(Algorithm):
         return None
 
     @staticmethod
-    def _each_element(spec: ConvSpec, a: np.ndarray, w: np.ndarray, out: np.ndarray, transpose: bool) -> np.ndarray:
-        """``out[n, g] = w[g] @ a[n, g]`` (or ``w[g].T @ a[n, g]``) for every element and group."""
+    def _each_element(spec: ConvSpec, a: np.ndarray, w: np.ndarray, out: np.ndarray, transpose: bool,
+                      beta: float = 0.0) -> np.ndarray:
+        """``out[n, g] = w[g] @ a[n, g] + beta * out[n, g]`` (or ``w[g].T @ ...``) for every element and group."""
         G, og, cg = spec.groups, spec.out_per_group, spec.in_per_group
         wg = w.reshape(G, og, cg)
         rows_in, rows_out = (og, cg) if transpose else (cg, og)
@@ -56,13 +57,20 @@ class Pointwise(Algorithm):
                 on = out[n].reshape(out.shape[1], -1)
                 for g in range(G):
                     m = wg[g].T if transpose else wg[g]
-                    blas.gemm(m, an[g * rows_in : (g + 1) * rows_in], on[g * rows_out : (g + 1) * rows_out])
+                    blas.gemm(m, an[g * rows_in : (g + 1) * rows_in], on[g * rows_out : (g + 1) * rows_out], beta=beta)
 
         parallel.run(_chunks(spec), lambda: None, process)
         return out
 
-    def forward(self, x, w, spec):
-        return self._each_element(spec, x, w, np.empty(spec.output_shape, dtype=x.dtype), transpose=False)
+    bias_ops = frozenset({"forward"})
+
+    def forward(self, x, w, spec, bias=None):
+        if bias is None:
+            return self._each_element(spec, x, w, np.empty(spec.output_shape, dtype=x.dtype), transpose=False)
+        # the products accumulate onto the bias (a write-only pass instead of a read-modify-write one)
+        y = np.empty(spec.output_shape, dtype=x.dtype)
+        y[...] = bias.reshape((1, -1) + (1,) * spec.ndim)
+        return self._each_element(spec, x, w, y, transpose=False, beta=1.0)
 
     def grad_input(self, dy, w, spec):
         return self._each_element(spec, dy, w, np.empty(spec.input_shape, dtype=dy.dtype), transpose=True)

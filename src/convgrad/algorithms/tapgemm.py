@@ -239,11 +239,14 @@ class TapGemm(Algorithm):
         # the padded margin of each row ("garbage columns") multiplies zeros by weights / inputs
         return op != "forward"
 
-    def forward(self, x, w, spec):
+    bias_ops = frozenset({"forward"})
+
+    def forward(self, x, w, spec, bias=None):
         y = np.empty(spec.output_shape, dtype=x.dtype)
         if spec.batch == 0:
             return y
         pl = _Plan(spec, "forward", x.itemsize)
+        bias_b = None if bias is None else bias.reshape((1, -1) + (1,) * spec.ndim)
         _, wbuf = pl.weights(w)
 
         def scratch():
@@ -260,7 +263,10 @@ class TapGemm(Algorithm):
                     for j, stack in enumerate(pl.stacks):
                         src = pl.stacked(xa, xbuf, stack, g, nb, c0, c1, sa, sbuf)  # (S*C_g, cols)
                         _product(pl.weight_block(wbuf, j, g), src, out, 0.0 if j == 0 else 1.0)
-            y[n0:n1] = pl.output_grid(ya, nb)
+            if bias_b is None:
+                y[n0:n1] = pl.output_grid(ya, nb)
+            else:
+                np.add(pl.output_grid(ya, nb), bias_b, out=y[n0:n1])
 
         parallel.run(pl.chunking, scratch, process)
         return y

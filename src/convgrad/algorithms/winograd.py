@@ -225,11 +225,13 @@ class Winograd(Algorithm):
 
     # -- forward, for the convolution and (with the flipped kernel) for the input gradient -------------
 
-    def forward(self, x, w, spec):
+    bias_ops = frozenset({"forward"})
+
+    def forward(self, x, w, spec, bias=None):
         y = np.zeros(spec.output_shape, dtype=x.dtype)
         if spec.batch == 0:
             return y
-        _correlate(x, w, y, spec.pad_lo, spec.dilation, spec.groups)
+        _correlate(x, w, y, spec.pad_lo, spec.dilation, spec.groups, bias)
         return y
 
     def grad_input(self, dy, w, spec):
@@ -267,25 +269,29 @@ class Winograd(Algorithm):
         return np.ascontiguousarray(dw).reshape(spec.weight_shape)
 
 
-def _correlate(x: np.ndarray, w: np.ndarray, y: np.ndarray, pad_lo, dilation, groups: int) -> None:
-    """``y = correlate(x, w)`` at stride 1 with the given ``lo`` per dim (may be negative), piece by piece.
+def _correlate(x: np.ndarray, w: np.ndarray, y: np.ndarray, pad_lo, dilation, groups: int, bias=None) -> None:
+    """``y = correlate(x, w) + bias`` at stride 1 with the given ``lo`` per dim (may be negative), piece by piece.
 
     ``y`` must be zero where no piece writes (outputs that read only padding).
     """
+    bias_b = None if bias is None else bias.reshape((1, -1) + (1,) * (y.ndim - 2))
     kernel = w.shape[2:]
     ntaps = math.prod(kernel[:-1])
     input_size, output_size = x.shape[2:], y.shape[2:]
     u = _weight_transform(w, ntaps, groups)
     for in_ix, out_ix, lo_w, in_len, out_len in _pieces(input_size, output_size, pad_lo, dilation):
-        if in_len == 0:
+        if in_len == 0:  # outputs that read only padding
+            if bias_b is not None:
+                y[out_ix] += bias_b
             continue
         prob = _Problem(tuple(pad_lo[:-1]) + (lo_w,), tuple(input_size[:-1]) + (in_len,),
                         tuple(output_size[:-1]) + (out_len,), kernel[:-1], dilation[:-1])
-        _forward_piece(x[in_ix], u, y[out_ix], prob, groups)
+        _forward_piece(x[in_ix], u, y[out_ix], prob, groups, bias_b)
 
 
-def _forward_piece(x, u, y, prob: _Problem, groups: int) -> None:
+def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
     c, o = x.shape[1], y.shape[1]
+    bias_col = None if bias_b is None else bias_b.reshape(o, 1)
     pl = _Plan(prob, c, o, groups, x.shape[0], x.itemsize, u.nbytes)
     cg, og, P, width = pl.cg, pl.og, prob.P, pl.width
     ubuf = blas.Buffer(u)
@@ -318,6 +324,9 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int) -> None:
             y0 += m2
             np.subtract(m1, m2, out=y1)  #   [0, 1,-1,-1]]
             y1 -= m3
+            if bias_col is not None:  # here, on rows in cache, rather than on the strided halves of y
+                y0 += bias_col
+                y1 += bias_col
         even, odd = prob.output_views(ya, nb, o)  # (nb, O, *out_lead, T)
         yc = y[n0:n1]
         yc[..., 0::2] = even[..., : (prob.out[-1] + 1) // 2]
