@@ -51,7 +51,7 @@ COEFFICIENTS = {
     "run": 1.035e-09,
     "tapgemm": 1.172e-10,
     "winograd": 1.86e-10,
-    "depthwise": 7.375e-11,
+    "depthwise": 1.213e-10,
     "pointwise": 0,
     "fft": 0,
     "gemm_im2col": 4.038e-10,
@@ -136,6 +136,7 @@ def _winograd(spec: ConvSpec, op: str) -> Work:
 
 def _depthwise(spec: ConvSpec, op: str) -> Work:
     from ._flat import flat_layout
+    from .depthwise import BLOCK_BYTES
 
     lay = flat_layout(spec)
     n, T = spec.batch, len(lay.taps)
@@ -146,7 +147,10 @@ def _depthwise(spec: ConvSpec, op: str) -> Work:
     elem = passes * T * spec.out_channels * cols + inputs + outputs
     if op == "grad_weight":
         elem += outputs
-    calls = max(1, n // 2) * T * passes + 10
+    # a chunk holds as many elements as fit BLOCK_BYTES of output rows (one or two on large maps)
+    chunk = max(1, min(n, BLOCK_BYTES // max(1, spec.out_per_group * lay.size * 4 * spec.groups)))
+    blocks = max(1, spec.out_channels * lay.size * 4 * chunk // BLOCK_BYTES)  # channel blocks per chunk
+    calls = -(-n // chunk) * blocks * T * passes + 10
     return Work(0.0, elem, calls)
 
 
