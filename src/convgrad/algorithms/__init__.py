@@ -94,6 +94,9 @@ def choose(spec: ConvSpec, op: str, itemsize: int = 4) -> Algorithm:
 def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) -> str:
     # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
     names = candidates(spec, op, itemsize)
+    one = {name: costmodel.estimate(name, spec, op, 1) for name in names}
+    if min(one.values()) < SMALL_WORK:  # it will run on one thread (see _small): compare on one
+        return min(names, key=one.get)
     return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
 
 
