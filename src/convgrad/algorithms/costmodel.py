@@ -45,17 +45,17 @@ class Work:
 #: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
 #: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
 COEFFICIENTS = {
-    "gemm": 1.286e-11,
+    "gemm": 1.387e-11,
     "call": 2e-06,
     "small": 1.339e-10,
-    "run": 1.115e-09,
-    "tapgemm": 1.493e-10,
-    "winograd": 2.184e-10,
+    "run": 1.142e-09,
+    "tapgemm": 1.521e-10,
+    "winograd": 1.745e-10,
     "depthwise": 1.213e-10,
     "pointwise": 0,
     "fft": 0,
-    "gemm_im2col": 3.973e-10,
-    "im2row": 3.674e-10,
+    "gemm_im2col": 3.743e-10,
+    "im2row": 3.401e-10,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.
@@ -89,9 +89,9 @@ def _tapgemm(spec: ConvSpec, op: str) -> Work:
     lay = flat_layout(spec)
     n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
     T = len(lay.taps)
-    S = stack_size(spec)
+    S = stack_size(spec, op)
     stacks = -(-T // S)
-    cols = n * lay.size
+    cols = min(lay.columns(n), lay.columns(n, interleaved=True))  # small maps: chunks interleaved
     flops = 2.0 * G * og * cg * T * cols
     k, m = {"forward": (S * cg, og), "grad_input": (og, S * cg), "grad_weight": (cols, min(og, S * cg))}[op]
     inputs = n * spec.in_channels * math.prod(spec.input_size)
