@@ -153,6 +153,46 @@ def _bias_grad(dy: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 
+def _batched_input(input, w: np.ndarray, func: str) -> tuple[np.ndarray, bool]:
+    """``input`` as a real array with a batch dim, and whether the caller gave it unbatched."""
+    x = as_real_array(input, func, "input")
+    unbatched = _batched_ndim(x.ndim, w.ndim, func, "input", x.shape)
+    return (x[None] if unbatched else x), unbatched
+
+
+def _apply(op: str, spec: ConvSpec, x, w, bias, bias_channels: int, algorithm: str, func: str, unbatched: bool):
+    """One operation of ``spec`` on ``(x, w)`` plus the bias, in the result dtype (forward passes)."""
+    b = _bias(bias, bias_channels, func)
+    compute, out = result_dtype(x, w, b)
+    bias = None if b is None else b.astype(compute, copy=False)
+    y = algorithms.run(op, spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm,
+                       bias=bias, func=func)
+    return _finish(y, out, unbatched)
+
+
+def _gradients(spec: ConvSpec, grad_output, x, w, out_shape, ops, needs, algorithm: str, func: str,
+               unbatched: bool) -> Gradients:
+    """The gradients named in ``needs`` of the pass whose output has shape ``out_shape``.
+
+    ``ops`` names the spec's operations that give them: ``(input_op, weight_operands_swapped)``;
+    for a convolution the input gradient is ``grad_input`` and the weight's is
+    ``grad_weight(x, dy)``; for a transposed one they are ``forward`` and ``grad_weight(dy, x)``.
+    """
+    input_op, swapped = ops
+    dy = as_real_array(grad_output, func, "grad_output")
+    _check_grad_output(dy, out_shape[1:] if unbatched else out_shape, func, "the output")
+    if unbatched:
+        dy = dy[None]
+    compute, out = result_dtype(dy, x, w)
+    dy, x, w = (a.astype(compute, copy=False) for a in (dy, x, w))
+    first, second = (dy, x) if swapped else (x, dy)
+    return Gradients(
+        _finish(algorithms.run(input_op, spec, dy, w, algorithm, func=func), out, unbatched) if "input" in needs else None,
+        _finish(algorithms.run("grad_weight", spec, first, second, algorithm, func=func), out, False) if "weight" in needs else None,
+        _finish(_bias_grad(dy), out, False) if "bias" in needs else None,
+    )
+
+
 def _conv(
     input,
     weight,
@@ -199,17 +239,9 @@ def _conv(
     """
     algorithm = _algorithm(algorithm, _func)
     w = _weight(weight, _func, _rank)
-    x = as_real_array(input, _func, "input")
-    unbatched = _batched_ndim(x.ndim, w.ndim, _func, "input", x.shape)
-    if unbatched:
-        x = x[None]
+    x, unbatched = _batched_input(input, w, _func)
     spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=_func)
-    b = _bias(bias, spec.out_channels, _func)
-    compute, out = result_dtype(x, w, b)
-    bias = None if b is None else b.astype(compute, copy=False)
-    y = algorithms.run("forward", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm,
-                       bias=bias, func=_func)
-    return _finish(y, out, unbatched)
+    return _apply("forward", spec, x, w, bias, spec.out_channels, algorithm, _func, unbatched)
 
 
 def _conv_backward(
@@ -250,22 +282,9 @@ def _conv_backward(
     algorithm = _algorithm(algorithm, _func)
     wanted = _needs(needs, _func)
     w = _weight(weight, _func, _rank)
-    x = as_real_array(input, _func, "input")
-    dy = as_real_array(grad_output, _func, "grad_output")
-    unbatched = _batched_ndim(x.ndim, w.ndim, _func, "input", x.shape)
-    if unbatched:
-        x = x[None]
+    x, unbatched = _batched_input(input, w, _func)
     spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=_func)
-    _check_grad_output(dy, spec.output_shape[1:] if unbatched else spec.output_shape, _func, "the output")
-    if unbatched:
-        dy = dy[None]
-    compute, out = result_dtype(dy, x, w)
-    dy, x, w = (a.astype(compute, copy=False) for a in (dy, x, w))
-    return Gradients(
-        _finish(algorithms.run("grad_input", spec, dy, w, algorithm, func=_func), out, unbatched) if "input" in wanted else None,
-        _finish(algorithms.run("grad_weight", spec, x, dy, algorithm, func=_func), out, False) if "weight" in wanted else None,
-        _finish(_bias_grad(dy), out, False) if "bias" in wanted else None,
-    )
+    return _gradients(spec, grad_output, x, w, spec.output_shape, ("grad_input", False), wanted, algorithm, _func, unbatched)
 
 
 def _conv_input(
@@ -383,17 +402,9 @@ def _conv_transpose(
     """
     algorithm = _algorithm(algorithm, _func)
     w = _weight(weight, _func, _rank)
-    x = as_real_array(input, _func, "input")
-    unbatched = _batched_ndim(x.ndim, w.ndim, _func, "input", x.shape)
-    if unbatched:
-        x = x[None]
+    x, unbatched = _batched_input(input, w, _func)
     spec = conv_transpose_spec(x.shape, w.shape, stride, padding, output_padding, groups, dilation, func=_func)
-    b = _bias(bias, spec.in_channels, _func)
-    compute, out = result_dtype(x, w, b)
-    bias = None if b is None else b.astype(compute, copy=False)
-    y = algorithms.run("grad_input", spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm,
-                       bias=bias, func=_func)
-    return _finish(y, out, unbatched)
+    return _apply("grad_input", spec, x, w, bias, spec.in_channels, algorithm, _func, unbatched)
 
 
 def _conv_transpose_backward(
@@ -420,22 +431,9 @@ def _conv_transpose_backward(
     algorithm = _algorithm(algorithm, _func)
     wanted = _needs(needs, _func)
     w = _weight(weight, _func, _rank)
-    x = as_real_array(input, _func, "input")
-    dy = as_real_array(grad_output, _func, "grad_output")
-    unbatched = _batched_ndim(x.ndim, w.ndim, _func, "input", x.shape)
-    if unbatched:
-        x = x[None]
+    x, unbatched = _batched_input(input, w, _func)
     spec = conv_transpose_spec(x.shape, w.shape, stride, padding, output_padding, groups, dilation, func=_func)
-    _check_grad_output(dy, spec.input_shape[1:] if unbatched else spec.input_shape, _func, "the output")
-    if unbatched:
-        dy = dy[None]
-    compute, out = result_dtype(dy, x, w)
-    dy, x, w = (a.astype(compute, copy=False) for a in (dy, x, w))
-    return Gradients(
-        _finish(algorithms.run("forward", spec, dy, w, algorithm, func=_func), out, unbatched) if "input" in wanted else None,
-        _finish(algorithms.run("grad_weight", spec, dy, x, algorithm, func=_func), out, False) if "weight" in wanted else None,
-        _finish(_bias_grad(dy), out, False) if "bias" in wanted else None,
-    )
+    return _gradients(spec, grad_output, x, w, spec.input_shape, ("forward", True), wanted, algorithm, _func, unbatched)
 
 
 # ------------------------------------------------------------------------------------------------
