@@ -70,7 +70,7 @@ CALIBRATED_THREADS = 1
 ELEM_SCALING = 0.3
 
 #: The algorithms the model can estimate (``direct`` is the slow reference, never chosen).
-MODELED = ("tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm", "im2row")
+MODELED = ("tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm", "im2row", "rowgemm")
 
 
 def efficiency(k: float, m: float) -> float:
@@ -185,6 +185,28 @@ def _gemm(spec: ConvSpec, op: str) -> Work:
     return Work(flops / efficiency(k, m), elem, 12 + (T if op == "grad_input" else 0), runs=runs)
 
 
+def _rowgemm(spec: ConvSpec, op: str) -> Work:
+    from .rowgemm import RowLayout
+
+    lay = RowLayout(spec)
+    n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+    kw = lay.kw
+    # the products run over the output grid (widened outer dims in 3-D and up), inner dimension C_g*K_w
+    flops = 2.0 * G * og * cg * math.prod(spec.kernel_size) * lay.ext
+    k, m = {"forward": (cg * kw, og), "grad_input": (og, cg * kw), "grad_weight": (lay.ext, min(og, cg * kw))}[op]
+    cols = spec.in_channels * kw * lay.columns
+    outputs = spec.out_channels * lay.ext
+    # as gemm: padded input and output side transposed to and from batch-last order, the row
+    # windows copied; for dx the window matrix is zeroed and added back tap by tap
+    elem = cols + 2 * outputs + 2 * n * spec.in_channels * math.prod(spec.read_span)
+    if op == "grad_input":
+        elem += 2 * cols
+    run = max(1, n * (spec.output_size[-1] if spec.stride[-1] == 1 else 1))
+    runs = cols / run * (2 if op == "grad_input" else 1)
+    # ~40 us of Python more than gemm per operation (chunk plan, layout, BLAS operands by address)
+    return Work(flops / efficiency(k, m), elem, 32 + 2 * G * len(lay.offsets), runs=runs)
+
+
 def _fft(spec: ConvSpec, op: str) -> Work:
     from .fft import fast_length
 
@@ -211,9 +233,9 @@ def _im2row(spec: ConvSpec, op: str) -> Work:
     return Work(base.gemm, base.elem, base.calls, runs=runs)
 
 
-_WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
+_WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "rowgemm": _rowgemm, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
          "gemm": _gemm}
-_ELEM_KEY = {"gemm": "gemm_im2col"}
+_ELEM_KEY = {"gemm": "gemm_im2col", "rowgemm": "gemm_im2col"}  # rowgemm's passes are gemm's kind
 
 
 def work(name: str, spec: ConvSpec, op: str) -> Work:
