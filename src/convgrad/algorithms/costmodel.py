@@ -45,17 +45,18 @@ class Work:
 #: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
 #: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
 COEFFICIENTS = {
-    "gemm": 1.387e-11,
+    "gemm": 1.433e-11,
     "call": 2e-06,
-    "small": 1.339e-10,
-    "run": 1.142e-09,
-    "tapgemm": 1.521e-10,
-    "winograd": 1.745e-10,
-    "depthwise": 1.213e-10,
+    "small": 1.37e-10,
+    "run": 1.225e-09,
+    "tapgemm": 1.374e-10,
+    "winograd": 1.487e-10,
+    "depthwise": 1.231e-10,
     "pointwise": 0,
     "fft": 0,
-    "gemm_im2col": 3.743e-10,
-    "im2row": 3.401e-10,
+    "gemm_im2col": 3.623e-10,
+    "im2row": 3.241e-10,
+    "rowgemm": 2.475e-10,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.
@@ -235,7 +236,7 @@ def _im2row(spec: ConvSpec, op: str) -> Work:
 
 _WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "rowgemm": _rowgemm, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
          "gemm": _gemm}
-_ELEM_KEY = {"gemm": "gemm_im2col", "rowgemm": "gemm_im2col"}  # rowgemm's passes are gemm's kind
+_ELEM_KEY = {"gemm": "gemm_im2col"}
 
 
 def work(name: str, spec: ConvSpec, op: str) -> Work:
