@@ -97,7 +97,9 @@ def _tapgemm(spec: ConvSpec, op: str) -> Work:
     k, m = {"forward": (S * cg, og), "grad_input": (og, S * cg), "grad_weight": (cols, min(og, S * cg))}[op]
     inputs = n * spec.in_channels * math.prod(spec.input_size)
     outputs = n * spec.out_channels * math.prod(spec.output_size)
-    elem = inputs + outputs + (T * spec.in_channels * cols if S > 1 else 0)
+    # a stack is copied into a block of BLOCK_BYTES, beyond the core's cache: written out, and
+    # read back by BLAS (for dx: written by BLAS, read back to be added onto the taps)
+    elem = inputs + outputs + (2 * T * spec.in_channels * cols if S > 1 else 0)
     if op == "grad_input":
         elem += len(lay.phases) * spec.in_channels * cols  # zeroing the phase buffer
     if op == "grad_weight":
