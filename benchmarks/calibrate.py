@@ -109,7 +109,8 @@ def _time(f) -> float:
     return time.perf_counter() - t
 
 
-KEYS = ("gemm", "call", "small", "run", "tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm_im2col", "im2row")
+KEYS = ("gemm", "call", "small", "run", "tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm_im2col", "im2row",
+        "rowgemm")
 
 
 def _features(row, specs):

@@ -62,7 +62,7 @@ def test_worker_threads_of_an_operation_take_from_its_scope():
     workspace.clear()
 
 
-@pytest.mark.parametrize("algorithm", ["gemm", "tapgemm", "winograd", "depthwise", "im2row"])
+@pytest.mark.parametrize("algorithm", ["gemm", "tapgemm", "winograd", "depthwise", "im2row", "rowgemm"])
 @pytest.mark.parametrize("shape", [((1, 4, 30, 30), (1, 4, 3, 3)), ((3, 4, 40, 40), (4, 1, 3, 3)),
                                    ((2, 64, 16, 16), (8, 16, 1, 1))], ids=["N1-O1", "depthwise", "1x1-groups"])
 def test_results_never_share_memory_with_the_workspace(algorithm, shape, monkeypatch):

@@ -26,6 +26,7 @@ from .fft import Fft
 from .gemm import Gemm
 from .im2row import Im2Row
 from .pointwise import Pointwise
+from .rowgemm import RowGemm
 from .tapgemm import TapGemm
 from .winograd import Winograd
 
@@ -46,7 +47,7 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-for _alg in (Direct(), Gemm(), Im2Row(), TapGemm(), Winograd(), Depthwise(), Pointwise(), Fft()):
+for _alg in (Direct(), Gemm(), Im2Row(), RowGemm(), TapGemm(), Winograd(), Depthwise(), Pointwise(), Fft()):
     register(_alg)
 
 

@@ -45,17 +45,18 @@ class Work:
 #: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
 #: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
 COEFFICIENTS = {
-    "gemm": 1.387e-11,
+    "gemm": 1.433e-11,
     "call": 2e-06,
-    "small": 1.339e-10,
-    "run": 1.142e-09,
-    "tapgemm": 1.521e-10,
-    "winograd": 1.745e-10,
-    "depthwise": 1.213e-10,
+    "small": 1.37e-10,
+    "run": 1.225e-09,
+    "tapgemm": 1.374e-10,
+    "winograd": 1.487e-10,
+    "depthwise": 1.231e-10,
     "pointwise": 0,
     "fft": 0,
-    "gemm_im2col": 3.743e-10,
-    "im2row": 3.401e-10,
+    "gemm_im2col": 3.623e-10,
+    "im2row": 3.241e-10,
+    "rowgemm": 2.475e-10,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.
@@ -70,7 +71,7 @@ CALIBRATED_THREADS = 1
 ELEM_SCALING = 0.3
 
 #: The algorithms the model can estimate (``direct`` is the slow reference, never chosen).
-MODELED = ("tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm", "im2row")
+MODELED = ("tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm", "im2row", "rowgemm")
 
 
 def efficiency(k: float, m: float) -> float:
@@ -96,7 +97,9 @@ def _tapgemm(spec: ConvSpec, op: str) -> Work:
     k, m = {"forward": (S * cg, og), "grad_input": (og, S * cg), "grad_weight": (cols, min(og, S * cg))}[op]
     inputs = n * spec.in_channels * math.prod(spec.input_size)
     outputs = n * spec.out_channels * math.prod(spec.output_size)
-    elem = inputs + outputs + (T * spec.in_channels * cols if S > 1 else 0)
+    # a stack is copied into a block of BLOCK_BYTES, beyond the core's cache: written out, and
+    # read back by BLAS (for dx: written by BLAS, read back to be added onto the taps)
+    elem = inputs + outputs + (2 * T * spec.in_channels * cols if S > 1 else 0)
     if op == "grad_input":
         elem += len(lay.phases) * spec.in_channels * cols  # zeroing the phase buffer
     if op == "grad_weight":
@@ -185,6 +188,28 @@ def _gemm(spec: ConvSpec, op: str) -> Work:
     return Work(flops / efficiency(k, m), elem, 12 + (T if op == "grad_input" else 0), runs=runs)
 
 
+def _rowgemm(spec: ConvSpec, op: str) -> Work:
+    from .rowgemm import RowLayout
+
+    lay = RowLayout(spec)
+    n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+    kw = lay.kw
+    # the products run over the output grid (widened outer dims in 3-D and up), inner dimension C_g*K_w
+    flops = 2.0 * G * og * cg * math.prod(spec.kernel_size) * lay.ext
+    k, m = {"forward": (cg * kw, og), "grad_input": (og, cg * kw), "grad_weight": (lay.ext, min(og, cg * kw))}[op]
+    cols = spec.in_channels * kw * lay.columns
+    outputs = spec.out_channels * lay.ext
+    # as gemm: padded input and output side transposed to and from batch-last order, the row
+    # windows copied; for dx the window matrix is zeroed and added back tap by tap
+    elem = cols + 2 * outputs + 2 * n * spec.in_channels * math.prod(spec.read_span)
+    if op == "grad_input":
+        elem += 2 * cols
+    run = max(1, n * (spec.output_size[-1] if spec.stride[-1] == 1 else 1))
+    runs = cols / run * (2 if op == "grad_input" else 1)
+    # ~40 us of Python more than gemm per operation (chunk plan, layout, BLAS operands by address)
+    return Work(flops / efficiency(k, m), elem, 32 + 2 * G * len(lay.offsets), runs=runs)
+
+
 def _fft(spec: ConvSpec, op: str) -> Work:
     from .fft import fast_length
 
@@ -211,7 +236,7 @@ def _im2row(spec: ConvSpec, op: str) -> Work:
     return Work(base.gemm, base.elem, base.calls, runs=runs)
 
 
-_WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
+_WORK = {"tapgemm": _tapgemm, "fft": _fft, "im2row": _im2row, "rowgemm": _rowgemm, "winograd": _winograd, "depthwise": _depthwise, "pointwise": _pointwise,
          "gemm": _gemm}
 _ELEM_KEY = {"gemm": "gemm_im2col"}
 
