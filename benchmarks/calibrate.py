@@ -132,27 +132,35 @@ CALL = 2e-6
 
 
 def fit(rows, specs):
+    """Non-negative least squares on relative errors: the coefficients of the work terms and,
+    per algorithm, its fixed seconds per operation (``SETUP``: an indicator column each)."""
     from scipy.optimize import nnls
 
     feats = np.array([_features(r, specs) for r in rows])
     t = np.array([r["seconds"] for r in rows])
     call = KEYS.index("call")
     rest = [i for i in range(len(KEYS)) if i != call]
+    algs = list(costmodel.MODELED)
+    setup_cols = np.array([[r["algorithm"] == a for a in algs] for r in rows], dtype=float)
     target = np.maximum(t - CALL * feats[:, call], 0.05 * t)
-    A = feats[:, rest] / t[:, None]
+    A = np.hstack([feats[:, rest], setup_cols]) / t[:, None]
     b = target / t
     scale = A.max(axis=0)
     scale[scale == 0] = 1
-    coef, _ = nnls(A / scale, b)
-    out = dict(zip([KEYS[i] for i in rest], coef / scale))
+    sol, _ = nnls(A / scale, b)
+    sol = sol / scale
+    out = dict(zip([KEYS[i] for i in rest], sol[: len(rest)]))
     out["call"] = CALL
-    return {k: out[k] for k in KEYS}
+    setup = {a: float(v) for a, v in zip(algs, sol[len(rest):])}
+    return {k: out[k] for k in KEYS}, setup
 
 
-def evaluate(rows, specs, coef):
+def evaluate(rows, specs, coef, setup):
     """How often the model's pick is the fastest, and the slowdown of its pick."""
-    saved = dict(costmodel.COEFFICIENTS)
+    saved, saved_setup = dict(costmodel.COEFFICIENTS), dict(costmodel.SETUP)
     costmodel.COEFFICIENTS.update(coef)
+    costmodel.SETUP.clear()
+    costmodel.SETUP.update(setup)
     try:
         groups = {}
         for r in rows:
@@ -179,6 +187,8 @@ def evaluate(rows, specs, coef):
     finally:
         costmodel.COEFFICIENTS.clear()
         costmodel.COEFFICIENTS.update(saved)
+        costmodel.SETUP.clear()
+        costmodel.SETUP.update(saved_setup)
 
 
 def main():
@@ -195,14 +205,15 @@ def main():
     rows = [r for r in rows if np.isfinite(_features(r, specs)).all()]
     configs = sorted(specs)
     train = {c for i, c in enumerate(configs) if i % 2 == 0}
-    coef_half = fit([r for r in rows if r["config"] in train], specs)
-    held_out = evaluate([r for r in rows if r["config"] not in train], specs, coef_half)
-    coef = fit(rows, specs)
+    coef_half, setup_half = fit([r for r in rows if r["config"] in train], specs)
+    held_out = evaluate([r for r in rows if r["config"] not in train], specs, coef_half, setup_half)
+    coef, setup = fit(rows, specs)
     report = {
         "held_out": held_out,
-        "in_sample": evaluate(rows, specs, coef),
-        "current_coefficients": evaluate(rows, specs, dict(costmodel.COEFFICIENTS)),
+        "in_sample": evaluate(rows, specs, coef, setup),
+        "current_coefficients": evaluate(rows, specs, dict(costmodel.COEFFICIENTS), dict(costmodel.SETUP)),
         "coefficients": coef,
+        "setup": setup,
         "measurements": rows,
     }
     for key in ("held_out", "in_sample", "current_coefficients"):
@@ -210,6 +221,10 @@ def main():
     print("COEFFICIENTS = {")
     for k, v in coef.items():
         print(f'    "{k}": {v:.4g},')
+    print("}")
+    print("SETUP = {")
+    for k, v in setup.items():
+        print(f'    "{k}": {v:.3g},')
     print("}")
     if args.json:
         with open(args.json, "w") as f:
