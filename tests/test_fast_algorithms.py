@@ -349,3 +349,13 @@ def test_transposed_1x1_with_output_padding_is_not_pointwise():
     y, _ = case.run(x, w, b, algorithm="auto")
     ref, _ = case.run(x, w, b, algorithm="direct")
     np.testing.assert_allclose(y, ref, rtol=1e-12)
+
+
+def test_auto_keeps_depthwise_layers_off_blas_products():
+    """Layer e (depthwise 3x3, 128 channels): winograd's and tapgemm's products there are 1x1
+    matrices, measured 12x slower than depthwise's elementwise passes; the model once ranked them level."""
+    chosen = convgrad.choose_algorithm((32, 128, 56, 56), (128, 1, 3, 3), padding=1, groups=128)
+    assert set(chosen.values()) == {"depthwise"}, chosen
+    # one input channel per group but a channel multiplier of 2: the products are 2x1, the model decides
+    chosen = convgrad.choose_algorithm((8, 16, 28, 28), (32, 1, 3, 3), padding=1, groups=16)
+    assert set(chosen.values()) <= set(convgrad.available_algorithms()) - {"direct"}, chosen

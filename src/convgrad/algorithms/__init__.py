@@ -73,14 +73,21 @@ def candidates(spec: ConvSpec, op: str, itemsize: int = 4) -> list[str]:
 
     Those the cost model knows (``direct``, the slow reference, is never chosen) that support the
     configuration; ``gemm`` and ``im2row`` (the core's im2col, which do not chunk) only while
-    their column matrix fits in the workspace limit.
+    their column matrix fits in the workspace limit. With several groups of one input and one output
+    channel (depthwise) only ``depthwise`` and ``fft``: the others' products would be 1x1 matrices,
+    scaled copies through BLAS, which the cost model's efficiency curve does not reach (layer e,
+    forward: ``winograd`` 330 ms, ``depthwise`` 27 ms).
     """
     names = []
+    one_to_one = spec.groups > 1 and spec.in_per_group == 1 and spec.out_per_group == 1
     for name in costmodel.MODELED:
         alg = _REGISTRY.get(name)
         if alg is None or alg.unsupported(spec, op) is not None:
             continue
         if name in ("gemm", "im2row") and costmodel.gemm_scratch_bytes(spec, itemsize) > runtime.get_workspace_limit():
+            continue
+        if one_to_one and name not in ("depthwise", "fft") and "depthwise" in _REGISTRY \
+                and _REGISTRY["depthwise"].unsupported(spec, op) is None:
             continue
         names.append(name)
     return names or ["tapgemm"]

@@ -45,34 +45,35 @@ class Work:
 #: Seconds per unit of work. Fitted on one core of an AMD EPYC (Zen 4, 2 cores, shared), NumPy 2.4
 #: with its OpenBLAS 0.3.31, float32; see ``benchmarks/calibrate.py``.
 COEFFICIENTS = {
-    "gemm": 1.41e-11,
+    "gemm": 1.433e-11,
     "call": 2e-06,
     "small": 1.37e-10,
-    "run": 1.208e-09,
-    "tapgemm": 5.083e-11,
-    "winograd": 1.581e-10,
-    "depthwise": 1.128e-10,
+    "run": 1.225e-09,
+    "tapgemm": 1.374e-10,
+    "winograd": 1.487e-10,
+    "depthwise": 1.231e-10,
     "pointwise": 0,
     "fft": 0,
-    "gemm_im2col": 3.498e-10,
-    "im2row": 3.225e-10,
-    "rowgemm": 2.426e-10,
+    "gemm_im2col": 3.623e-10,
+    "im2row": 3.241e-10,
+    "rowgemm": 2.475e-10,
 }
 
 #: Seconds of fixed Python work per operation beyond what ``calls`` counts (planning, layouts,
-#: buffers, the dispatcher's checks), fitted with the coefficients (one indicator column per
-#: algorithm in ``benchmarks/calibrate.py``). It decides between algorithms on layers of a few
-#: hundred microseconds, such as ``convgrad train``'s: with it, on held-out shapes, auto's pick is
-#: 1.03x slower than the fastest on geometric mean and 1.41x at worst, against 1.07x and 2.17x.
+#: buffers, the dispatcher's checks): fitted to the calibration measurements with the
+#: coefficients above held fixed (``benchmarks/calibrate.py``, one indicator column per algorithm).
+#: It decides between algorithms on layers of a few hundred microseconds, such as
+#: ``convgrad train``'s: with it, on held-out shapes, auto's pick is 1.03x slower than the fastest
+#: on geometric mean and 1.41x at worst, against 1.07x and 2.17x without.
 SETUP = {
-    "tapgemm": 0.000112,
+    "tapgemm": 9.45e-05,
     "winograd": 0,
-    "depthwise": 6.65e-05,
+    "depthwise": 5.62e-05,
     "pointwise": 0,
     "fft": 0,
-    "gemm": 2.17e-05,
-    "im2row": 7.08e-06,
-    "rowgemm": 1.79e-05,
+    "gemm": 1.95e-05,
+    "im2row": 6.13e-06,
+    "rowgemm": 1.63e-05,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.
