@@ -155,6 +155,24 @@ def fit(rows, specs):
     return {k: out[k] for k in KEYS}, setup
 
 
+def fit_setup(rows, specs):
+    """Only the per-algorithm fixed seconds (``SETUP``), with the shipped coefficients held fixed:
+    non-negative least squares of the relative residuals on one indicator column per algorithm."""
+    from scipy.optimize import nnls
+
+    saved = dict(costmodel.SETUP)
+    costmodel.SETUP.clear()
+    try:
+        est = np.array([costmodel.estimate(r["algorithm"], specs[r["config"]], r["op"]) for r in rows])
+    finally:
+        costmodel.SETUP.update(saved)
+    t = np.array([r["seconds"] for r in rows])
+    algs = list(costmodel.MODELED)
+    A = np.array([[r["algorithm"] == a for a in algs] for r in rows], dtype=float) / t[:, None]
+    sol, _ = nnls(A, (t - est) / t)
+    return dict(costmodel.COEFFICIENTS), {a: float(v) for a, v in zip(algs, sol)}
+
+
 def evaluate(rows, specs, coef, setup):
     """How often the model's pick is the fastest, and the slowdown of its pick."""
     saved, saved_setup = dict(costmodel.COEFFICIENTS), dict(costmodel.SETUP)
@@ -198,6 +216,8 @@ def main():
                     help="threads for convgrad and BLAS while measuring (the model's reference)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--load", default=None, help="reuse measurements from a previous --json file")
+    ap.add_argument("--setup-only", action="store_true",
+                    help="keep the shipped coefficients and fit only the per-algorithm setup (how the shipped SETUP was made)")
     args = ap.parse_args()
     specs = {name: conv_spec(xs, ws, **kw) for name, xs, ws, kw in corpus()}
     rows = json.load(open(args.load))["measurements"] if args.load else measure(args.repeats, args.threads)
@@ -205,9 +225,10 @@ def main():
     rows = [r for r in rows if np.isfinite(_features(r, specs)).all()]
     configs = sorted(specs)
     train = {c for i, c in enumerate(configs) if i % 2 == 0}
-    coef_half, setup_half = fit([r for r in rows if r["config"] in train], specs)
+    fitter = fit_setup if args.setup_only else fit
+    coef_half, setup_half = fitter([r for r in rows if r["config"] in train], specs)
     held_out = evaluate([r for r in rows if r["config"] not in train], specs, coef_half, setup_half)
-    coef, setup = fit(rows, specs)
+    coef, setup = fitter(rows, specs)
     report = {
         "held_out": held_out,
         "in_sample": evaluate(rows, specs, coef, setup),
