@@ -16,6 +16,7 @@ Not a test. Takes a few minutes; the machine should be otherwise idle (it rarely
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -131,6 +132,27 @@ def _features(row, specs):
 CALL = 2e-6
 
 
+@contextlib.contextmanager
+def _model(coef, setup):
+    """The cost model with these coefficients and setup costs, for the duration of the block."""
+    saved, saved_setup = dict(costmodel.COEFFICIENTS), dict(costmodel.SETUP)
+    costmodel.COEFFICIENTS.update(coef)
+    costmodel.SETUP.clear()
+    costmodel.SETUP.update(setup)
+    try:
+        yield
+    finally:
+        costmodel.COEFFICIENTS.clear()
+        costmodel.COEFFICIENTS.update(saved)
+        costmodel.SETUP.clear()
+        costmodel.SETUP.update(saved_setup)
+
+
+def _setup_columns(rows) -> np.ndarray:
+    """One indicator column per modelled algorithm: row ``i`` has a 1 in its algorithm's column."""
+    return np.array([[r["algorithm"] == a for a in costmodel.MODELED] for r in rows], dtype=float)
+
+
 def fit(rows, specs):
     """Non-negative least squares on relative errors: the coefficients of the work terms and,
     per algorithm, its fixed seconds per operation (``SETUP``: an indicator column each)."""
@@ -140,10 +162,8 @@ def fit(rows, specs):
     t = np.array([r["seconds"] for r in rows])
     call = KEYS.index("call")
     rest = [i for i in range(len(KEYS)) if i != call]
-    algs = list(costmodel.MODELED)
-    setup_cols = np.array([[r["algorithm"] == a for a in algs] for r in rows], dtype=float)
     target = np.maximum(t - CALL * feats[:, call], 0.05 * t)
-    A = np.hstack([feats[:, rest], setup_cols]) / t[:, None]
+    A = np.hstack([feats[:, rest], _setup_columns(rows)]) / t[:, None]
     b = target / t
     scale = A.max(axis=0)
     scale[scale == 0] = 1
@@ -151,7 +171,7 @@ def fit(rows, specs):
     sol = sol / scale
     out = dict(zip([KEYS[i] for i in rest], sol[: len(rest)]))
     out["call"] = CALL
-    setup = {a: float(v) for a, v in zip(algs, sol[len(rest):])}
+    setup = {a: float(v) for a, v in zip(costmodel.MODELED, sol[len(rest):])}
     return {k: out[k] for k in KEYS}, setup
 
 
@@ -160,26 +180,16 @@ def fit_setup(rows, specs):
     non-negative least squares of the relative residuals on one indicator column per algorithm."""
     from scipy.optimize import nnls
 
-    saved = dict(costmodel.SETUP)
-    costmodel.SETUP.clear()
-    try:
+    with _model(costmodel.COEFFICIENTS, {}):
         est = np.array([costmodel.estimate(r["algorithm"], specs[r["config"]], r["op"]) for r in rows])
-    finally:
-        costmodel.SETUP.update(saved)
     t = np.array([r["seconds"] for r in rows])
-    algs = list(costmodel.MODELED)
-    A = np.array([[r["algorithm"] == a for a in algs] for r in rows], dtype=float) / t[:, None]
-    sol, _ = nnls(A, (t - est) / t)
-    return dict(costmodel.COEFFICIENTS), {a: float(v) for a, v in zip(algs, sol)}
+    sol, _ = nnls(_setup_columns(rows) / t[:, None], (t - est) / t)
+    return dict(costmodel.COEFFICIENTS), {a: float(v) for a, v in zip(costmodel.MODELED, sol)}
 
 
 def evaluate(rows, specs, coef, setup):
     """How often the model's pick is the fastest, and the slowdown of its pick."""
-    saved, saved_setup = dict(costmodel.COEFFICIENTS), dict(costmodel.SETUP)
-    costmodel.COEFFICIENTS.update(coef)
-    costmodel.SETUP.clear()
-    costmodel.SETUP.update(setup)
-    try:
+    with _model(coef, setup):
         groups = {}
         for r in rows:
             groups.setdefault((r["config"], r["op"]), []).append(r)
@@ -202,11 +212,6 @@ def evaluate(rows, specs, coef, setup):
             "median_estimate_error": math.exp(float(np.median(errors))),
             "misses_over_1.3x": misses,
         }
-    finally:
-        costmodel.COEFFICIENTS.clear()
-        costmodel.COEFFICIENTS.update(saved)
-        costmodel.SETUP.clear()
-        costmodel.SETUP.update(saved_setup)
 
 
 def main():
