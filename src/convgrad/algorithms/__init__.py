@@ -79,15 +79,16 @@ def candidates(spec: ConvSpec, op: str, itemsize: int = 4) -> list[str]:
     forward: ``winograd`` 330 ms, ``depthwise`` 27 ms).
     """
     names = []
-    one_to_one = spec.groups > 1 and spec.in_per_group == 1 and spec.out_per_group == 1
+    depthwise = _REGISTRY.get("depthwise")
+    depthwise_only = (spec.groups > 1 and spec.in_per_group == 1 and spec.out_per_group == 1
+                      and depthwise is not None and depthwise.unsupported(spec, op) is None)
     for name in costmodel.MODELED:
         alg = _REGISTRY.get(name)
         if alg is None or alg.unsupported(spec, op) is not None:
             continue
         if name in ("gemm", "im2row") and costmodel.gemm_scratch_bytes(spec, itemsize) > runtime.get_workspace_limit():
             continue
-        if one_to_one and name not in ("depthwise", "fft") and "depthwise" in _REGISTRY \
-                and _REGISTRY["depthwise"].unsupported(spec, op) is None:
+        if depthwise_only and name not in ("depthwise", "fft"):
             continue
         names.append(name)
     return names or ["tapgemm"]

@@ -4,15 +4,16 @@ Every fast algorithm spends its time in three ways, which :func:`work` counts fo
 operation without running anything:
 
 - ``gemm``: BLAS flops, divided by an efficiency that falls for thin products
-  (``1 / (1 + 12/k + 12/m)`` for inner dimension ``k`` and smaller outer dimension ``m``);
+  (:func:`efficiency`, for inner dimension ``k`` and smaller outer dimension ``m``);
 - ``elem``: values read or written by NumPy's elementwise passes and copies (transforms,
   padding, stacking, cropping);
 - ``calls``: NumPy and BLAS calls made from Python (each costs microseconds however small);
 - ``runs``: contiguous runs a strided copy moves (im2col copies rows of ``W_out`` values, im2row
   runs of ``C_g`` channels: on small maps the loop over runs is what costs).
 
-The estimate is ``COEFFICIENTS["gemm"] * gemm + COEFFICIENTS[name] * elem + COEFFICIENTS["call"] * calls``
-seconds with ``CALIBRATED_THREADS`` threads; with other counts the BLAS and call terms divide by the thread count and the
+The estimate is ``SETUP[name] + COEFFICIENTS["gemm"] * gemm + COEFFICIENTS[name] * elem +
+COEFFICIENTS["call"] * calls`` (and the ``runs`` and ``small`` terms) seconds with
+``CALIBRATED_THREADS`` threads, ``SETUP`` being each algorithm's fixed Python cost per operation; with other counts the BLAS and call terms divide by the thread count and the
 elementwise term by less (``ELEM_SCALING``: the cores share the memory bandwidth). The
 coefficients were fitted by non-negative least squares to
 measured times (``benchmarks/calibrate.py``, which also reports how often the model picks the
