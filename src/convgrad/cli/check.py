@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..verify import format_report, verify
+from ..checking import check_configuration, format_report
 from .config import add_conv_arguments, conv_kwargs
 
 
@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     kwargs = conv_kwargs(args)
-    report = verify(
+    report = check_configuration(
         args.input,
         args.weight,
         transposed=args.transposed,

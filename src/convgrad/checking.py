@@ -71,7 +71,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
 
 
-def verify(
+def check_configuration(
     input_shape,
     weight_shape,
     *,
@@ -256,4 +256,4 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["verify", "Report", "Row", "format_report", "QUANTITIES"]
+__all__ = ["check_configuration", "Report", "Row", "format_report", "QUANTITIES"]
