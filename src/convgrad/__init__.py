@@ -28,6 +28,7 @@ from .api import (
     conv_weight,
 )
 from .explain import Explanation, explain
+from .verify import VerifyReport, verify
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
@@ -67,4 +68,6 @@ __all__ = [
     "set_num_threads",
     "set_workspace_limit",
     "settings",
+    "verify",
+    "VerifyReport",
 ]

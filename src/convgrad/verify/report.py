@@ -1,0 +1,279 @@
+"""``VerifyReport``: what ``verify`` found, as text, as data, as a picture and in a notebook."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from .advice import explanation
+from .calling import user_shape
+from .compare import describe, spatial_map
+from .diagnosis import BUGS, Evidence
+
+_NAMES = {"output": "y", "grad_input": "dX", "grad_weight": "dW", "grad_bias": "db"}
+_LAYOUT_NAMES = {"output": "y", "grad_input": "x", "grad_weight": "w", "grad_bias": "b"}
+
+
+@dataclass
+class VerifyReport:
+    """The result of :func:`convgrad.verify`.
+
+    Attributes
+    ----------
+    ok : bool
+        True when every configuration tried gave convgrad's results.
+    configs_checked : int
+        How many configurations the user's function was run on (sweep and shrinking).
+    minimal : dict or None
+        The smallest failing configuration: ``input_shape``, ``weight_shape`` (the user's layout) and
+        the parameters the function declares (``stride``, ``padding``, ``dilation``, ``groups``,
+        ``output_padding``) as they were passed.
+    quantity : str or None
+        What was wrong first: ``output``, ``grad_input``, ``grad_weight``, ``grad_bias``, or ``call``
+        when the call itself failed (an exception, a time-out, a result that is not a tuple).
+    exception : str or None
+        ``Type: message (file:line: code)`` when the function raised.
+    diagnosis : list of str
+        Ids from :data:`convgrad.verify.BUGS`, most likely first; empty when no known mistake matches.
+    """
+
+    ok: bool
+    op: str
+    fn_name: str
+    source: str
+    declared: tuple
+    dims: int
+    channels_last: bool
+    per_dim: bool
+    dtype: str
+    configs_checked: int
+    seconds: float
+    seed: int = 0
+    evidence: Evidence | None = field(default=None, repr=False)
+    first: Evidence | None = field(default=None, repr=False)
+    region: str = ""
+    shrink_steps: int = 0
+    diagnosis: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    fn_module: str | None = None
+    takes_bias: bool = False
+
+    # -- the public summary ------------------------------------------------------------------------
+
+    @property
+    def finding(self):
+        return self.evidence.findings[0] if self.evidence else None
+
+    @property
+    def quantity(self) -> str | None:
+        return self.finding.quantity if self.finding else None
+
+    @property
+    def exception(self) -> str | None:
+        f = self.finding
+        if f is None or f.kind != "exception":
+            return None
+        return f"{f.message} ({f.where})" if f.where else f.message
+
+    @property
+    def minimal(self) -> dict | None:
+        if self.evidence is None:
+            return None
+        case = self.evidence.case
+        out = {"input_shape": user_shape("x", case.input_shape, self.channels_last),
+               "weight_shape": user_shape("w", case.weight_shape, self.channels_last)}
+        out.update(self.params)
+        return out
+
+    # -- text ----------------------------------------------------------------------------------------
+
+    def _config_line(self) -> str:
+        m = self.minimal
+        parts = [f"input {m['input_shape']}", f"weight {m['weight_shape']}"]
+        parts += [f"{k} {v!r}" for k, v in m.items() if k not in ("input_shape", "weight_shape")]
+        return ", ".join(parts)
+
+    def snippet(self) -> str:
+        """A ready-to-paste reproduction of the minimal failing call, with convgrad's expected result."""
+        if self.evidence is None:
+            return ""
+        case = self.evidence.case
+        operands = {"forward": ["x", "w"], "transposed_forward": ["x", "w"],
+                    "backward": ["dy", "x", "w"], "transposed_backward": ["dy", "x", "w"]}[self.op]
+        shapes = {"x": user_shape("x", case.input_shape, self.channels_last),
+                  "w": user_shape("w", case.weight_shape, self.channels_last),
+                  "dy": user_shape("y", case.output_shape, self.channels_last)}
+        takes_bias = self.takes_bias
+        lines = ["import numpy as np", "from convgrad.verify import expected"]
+        if self.fn_module and self.fn_module not in ("__main__", "builtins"):
+            lines.append(f"from {self.fn_module} import {self.fn_name.split('.')[0]}")
+        lines.append("rng = np.random.default_rng(0)")
+        for name in operands:
+            lines.append(f"{name} = rng.standard_normal({shapes[name]})")
+        args = list(operands)
+        if takes_bias:
+            lines.append(f"b = rng.standard_normal({case.output_shape[1]})")
+            args.append("b")
+        kw = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        lines.append(f"got = {self.fn_name}({', '.join(args)}{kw})")
+        cl = ", channels_last=True" if self.channels_last else ""
+        lines.append(f"want = expected({self.op!r}, {', '.join(args)}{kw}{cl})")
+        return "\n".join(lines)
+
+    def text(self) -> str:
+        layout = "channels last" if self.channels_last else "channels first"
+        head = (f"convgrad verify: {self.fn_name} ({self.source}), op {self.op}, {self.dims}-D, {layout}, "
+                f"{self.dtype}; varied: {', '.join(self.declared) or 'nothing (no stride/padding/... keywords)'}")
+        lines = [head, f"checked {self.configs_checked} configurations in {self.seconds:.1f} s"]
+        if self.ok:
+            lines.append("OK: every configuration matched convgrad's exact result "
+                         "(elementwise, tolerance 1e-9 of the largest value in float64)")
+            return "\n".join(lines)
+        f = self.finding
+        lines.append(f"FAIL: {f.message}" + (f"\n  raised at {f.where}" if f.where else ""))
+        lines.append(f"minimal failing configuration ({self.shrink_steps} shrinking steps from the first failure, "
+                     f"found in the '{self.region}' region):")
+        lines.append(f"  {self._config_line()}")
+        lines.append("reproduce it:")
+        lines += ["  " + s for s in self.snippet().splitlines()]
+        others = [g for g in self.evidence.findings[1:]]
+        if others:
+            lines.append("also wrong in this configuration: " + "; ".join(g.message for g in others))
+        if f.kind in ("values", "nonfinite"):
+            lines += self._where_lines(f)
+        if self.diagnosis:
+            lines.append("diagnosis (most likely first): " + ", ".join(self.diagnosis))
+            for bug in self.diagnosis:
+                lines.append(f"  [{bug}] {BUGS[bug]}")
+                lines += _wrap(explanation(bug, self.evidence.case), "      ")
+        else:
+            lines.append("diagnosis: no known mistake matches; the pattern above says where the numbers go wrong")
+        return "\n".join(lines)
+
+    def _where_lines(self, f) -> list[str]:
+        lines = []
+        worst = f.worst()
+        if worst is not None:
+            idx, exp, got = worst
+            uidx = _user_index(f.quantity, idx, self.channels_last)
+            name = _NAMES[f.quantity]
+            lines.append(f"worst element: {name}[{', '.join(map(str, uidx))}]: expected {exp:.6g}, got {got:.6g}")
+            terms = self._terms(f.quantity, idx)
+            if terms:
+                lines.append(f"  it should sum {len(terms)} term(s): " + " + ".join(terms))
+            elif terms is not None:
+                lines.append("  no window reads this element: its gradient is exactly 0")
+        if f.quantity != "grad_bias":
+            axes = "kernel positions" if f.quantity == "grad_weight" else "positions"
+            lines.append(f"wrong elements over the {axes} (#: wrong in every sample and channel, +: in some, .: none):")
+            lines += ["  " + s for s in spatial_map(f.wrong)]
+        for phrase in describe(f, self.evidence.case):
+            lines.append(f"  - {phrase}")
+        return lines
+
+    def _terms(self, quantity: str, idx) -> list[str] | None:
+        from ..explain import explain
+        from ..explain.explanation import OPERANDS
+        case = self.evidence.case
+        try:
+            ex = explain(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation,
+                         case.groups, transposed=case.transposed, output_padding=case.output_padding)
+            pairs = ex.contributors(quantity, idx)
+        except (ValueError, TypeError):
+            return None
+        a, b, _ = OPERANDS[quantity]
+        out = []
+        for first, second in pairs[:12]:
+            left = "0 (padding)" if first is None else f"{a}[{', '.join(map(str, first))}]"
+            out.append(left if b is None else f"{left}*{b}[{', '.join(map(str, second))}]")
+        if len(pairs) > 12:
+            out.append(f"... ({len(pairs) - 12} more)")
+        return out
+
+    # -- data, pictures, notebooks -------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        out = {
+            "ok": self.ok, "op": self.op, "function": self.fn_name, "source": self.source,
+            "declared": list(self.declared), "dims": self.dims, "channels_last": self.channels_last,
+            "per_dim": self.per_dim, "dtype": self.dtype, "configs_checked": self.configs_checked,
+            "seconds": round(self.seconds, 3),
+        }
+        if self.ok:
+            return out
+        f = self.finding
+        out.update({
+            "quantity": f.quantity, "kind": f.kind, "message": f.message, "exception": self.exception,
+            "minimal": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.minimal.items()},
+            "region": self.region, "shrink_steps": self.shrink_steps,
+            "diagnosis": [{"id": b, "mistake": BUGS[b], "explanation": explanation(b, self.evidence.case)}
+                          for b in self.diagnosis],
+            "reproduce": self.snippet(),
+        })
+        if f.wrong is not None:
+            worst = f.worst()
+            out.update({"wrong": int(f.n_wrong), "total": int(f.n_total),
+                        "wrong_map": spatial_map(f.wrong) if f.quantity != "grad_bias" else None,
+                        "patterns": describe(f, self.evidence.case)})
+            if worst is not None:
+                out["worst"] = {"index": list(_user_index(f.quantity, worst[0], self.channels_last)),
+                                "expected": worst[1], "got": worst[2]}
+        return out
+
+    def figure(self, path=None):
+        """The expected values, the user's, and the wrong elements of the failing quantity (needs matplotlib)."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("VerifyReport.figure needs matplotlib: pip install 'convgrad[explain]'") from None
+        f = self.finding
+        if f is None or f.wrong is None or f.quantity == "grad_bias":
+            raise ValueError("VerifyReport.figure: nothing to draw (no wrong elements over positions)")
+        exp, got = f.expected, f.got
+        sel = (0, 0) if exp.ndim > 2 else ()
+        planes = [exp[sel], got[sel], f.wrong.reshape(-1, *f.wrong.shape[2:]).mean(axis=0)]
+        planes = [p.reshape(p.shape[0], -1) if p.ndim > 2 else (p[None] if p.ndim == 1 else p) for p in planes]
+        fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+        titles = (f"expected {_NAMES[f.quantity]}[0, 0]", f"yours {_NAMES[f.quantity]}[0, 0]",
+                  "fraction of samples x channels wrong")
+        for ax, plane, title in zip(axes, planes, titles):
+            im = ax.imshow(plane, cmap="viridis" if title.startswith(("exp", "your")) else "Reds", vmin=None)
+            ax.set_title(title, fontsize=10)
+            ax.set_xticks(range(plane.shape[1]))
+            ax.set_yticks(range(plane.shape[0]))
+            ax.tick_params(labelsize=8)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.suptitle(f"{self.fn_name}: {f.message}", fontsize=10)
+        fig.tight_layout()
+        if path is None:
+            return fig
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return str(path)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        text = self.text()
+        color = "#1a7f37" if self.ok else "#cf222e"
+        page = (f'<div style="border-left: 4px solid {color}; padding-left: 8px">'
+                f"<pre style='white-space: pre-wrap'>{html.escape(text)}</pre></div>")
+        return {"text/plain": text, "text/html": page}
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"FAIL {self.quantity} diagnosis={self.diagnosis}"
+        return f"<VerifyReport {self.fn_name} {self.op}: {state}, {self.configs_checked} configurations>"
+
+
+def _user_index(quantity: str, idx: tuple, channels_last: bool) -> tuple:
+    if not channels_last or quantity == "grad_bias":
+        return idx
+    if quantity == "grad_weight":
+        return (*idx[2:], idx[1], idx[0])
+    return (idx[0], *idx[2:], idx[1])
+
+
+def _wrap(text: str, indent: str, width: int = 100) -> list[str]:
+    import textwrap
+    return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent)
+
