@@ -12,7 +12,7 @@ import os
 import sys
 
 #: Sub-command modules, in the order ``convgrad --help`` lists them.
-COMMANDS = ("check", "train", "predict", "explain", "bench")
+COMMANDS = ("check", "verify", "train", "predict", "explain", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -131,7 +131,10 @@ def _region_cases(op: str, ndim: int, declared: frozenset[str], per_dim: bool, p
     has = declared.__contains__
     base = identity(op, ndim)
 
-    def case(name, batch=2, cin=2, cout=3, groups=1, size=(5, 6), kernel=(3, 2), stride=1, padding=0,
+    # a function that only takes 'same' (or 'valid') gets that everywhere
+    default_pad = 0 if "int" in padding_forms or not has("padding") else padding_forms[0]
+
+    def case(name, batch=2, cin=2, cout=3, groups=1, size=(5, 6), kernel=(3, 2), stride=1, padding=default_pad,
              dilation=1, output_padding=0):
         def dims(v):
             return _per_dim(v if isinstance(v, tuple) else (v,), ndim)
@@ -225,7 +228,7 @@ def random_case(rng: np.random.Generator, op: str, ndim: int, declared, per_dim:
         if "padding" in declared:
             form = padding_forms[int(rng.integers(len(padding_forms)))]
             padding = per(0, 2) if form == "int" else form
-        top = (6 if op.startswith("transposed") else MAX_SIZE) - 2 * (ndim - 1)   # 3-D stays small
+        top = max(4, (6 if op.startswith("transposed") else MAX_SIZE) - 2 * (ndim - 1))   # 3-D stays small
         size = tuple(int(v) for v in rng.integers(3, top + 1, ndim))
         opad = (0,) * ndim
         if op.startswith("transposed") and "output_padding" in declared:

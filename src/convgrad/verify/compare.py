@@ -171,7 +171,7 @@ def describe(finding: Finding, case: Case) -> list[str]:
         sel = m & np.isfinite(got)
         if sel.any() and np.all(got[sel] == 0):
             out.append("your result is 0 at every wrong element")
-        if sel.any() and np.all(np.abs(exp[sel]) > 1e-12):
+        if sel.sum() > 1 and np.all(np.abs(exp[sel]) > 1e-12):
             ratio = got[sel] / exp[sel]
             if np.allclose(ratio, ratio.flat[0], rtol=1e-6) and abs(ratio.flat[0]) > 1e-12:
                 out.append(f"your values are {ratio.flat[0]:.6g} x the expected ones")

@@ -64,13 +64,18 @@ def _same(a: np.ndarray, b: np.ndarray, tol: float) -> bool:
     return not wrong_mask(b, a, tol).any() if np.all(np.isfinite(a)) else False
 
 
-def _mutant_matches(bug: str, ev: Evidence, finding: Finding) -> bool:
+def _mutant_score(bug: str, ev: Evidence, finding: Finding) -> float:
+    """2 when a variant of the mistake gives the user's results (the failing quantity equal, and no
+    quantity the user got right changed); 0.6 when it gives the failing quantity but changes one the
+    user got right (two mistakes at once, or a coincidence); 0 otherwise."""
     q = finding.quantity
+    right = [k for k in ev.expected if k not in {f.quantity for f in ev.findings}]
+    best = 0.0
     for mutant in MUTANTS[bug]:
         for variant in run(mutant, ev.case, ev.data):
             if isinstance(variant, BaseException):
                 if finding.kind == "exception" and isinstance(finding.error, type(variant)):
-                    return True
+                    best = max(best, 2.0)
                 continue
             if q not in variant:
                 continue
@@ -78,12 +83,16 @@ def _mutant_matches(bug: str, ev: Evidence, finding: Finding) -> bool:
             if m.shape == ev.expected[q].shape and not wrong_mask(ev.expected[q], m, ev.tol).any():
                 continue  # the mistake does not show here
             if finding.kind == "shape":
-                if m.shape == finding.got_shape:
-                    return True
+                hit = m.shape == finding.got_shape
             elif finding.kind in ("values", "nonfinite") and finding.got is not None:
-                if _same(finding.got, m, ev.tol):
-                    return True
-    return False
+                hit = _same(finding.got, m, ev.tol)
+            else:
+                hit = False
+            if not hit:
+                continue
+            changed = any(k in variant and not _same(variant[k], ev.expected[k], ev.tol) for k in right)
+            best = max(best, 0.6 if changed else 2.0)
+    return best
 
 
 # ------------------------------------------------------------------------------------------------
@@ -111,6 +120,8 @@ def sig_bias(ev: Evidence, f: Finding) -> bool:
         return True
     if f.kind != "values" or np.any(ev.expected["grad_bias"] == 0):
         return False
+    if np.isclose(f.got.sum(), ev.expected["grad_bias"].sum(), rtol=1e-9, atol=1e-9):
+        return True   # every dY element counted once, but into the wrong channel: wrong axes or layout
     ratio = f.got / ev.expected["grad_bias"]
     dy = ev.data["dy"]
     n, positions = dy.shape[0], dy[0, 0].size
@@ -259,7 +270,16 @@ SIGNATURES = {
 }
 
 
-def diagnose(evidence: list[Evidence]) -> list[str]:
+#: a mistake that needs a parameter the user's function does not take cannot be there
+REQUIRES = {"dilation_off_by_one": "dilation", "groups": "groups", "padding_split": "padding",
+            "output_padding": "output_padding", "padding_crop": "padding"}
+#: the region where the sweep first failed hints at the mistake (breaks ties between equal matches:
+#: every region before it passed, e.g. uniform strides when the first failure is in "per_dim")
+REGION_HINTS = {"per_dim": "per_axis", "same": "padding_split", "groups": "groups", "output_padding": "output_padding",
+                "dilation": "dilation_off_by_one", "tail_beyond": "unread_tail", "tail_in_padding": "unread_tail"}
+
+
+def diagnose(evidence: list[Evidence], declared=(), region: str = "") -> list[str]:
     """The ids that explain the failures, most likely first (``evidence[0]`` is the minimal case)."""
     scores: dict[str, float] = {}
     for rank, ev in enumerate(evidence):
@@ -269,18 +289,25 @@ def diagnose(evidence: list[Evidence]) -> list[str]:
                 continue
             primary = 1.0 if f is ev.findings[0] else 0.5
             for bug in BUGS:
-                score = 0.0
+                needs = REQUIRES.get(bug)
+                if needs and needs not in declared:
+                    continue
                 try:
-                    if _mutant_matches(bug, ev, f):
-                        score = 2.0
-                    elif bug in SIGNATURES and SIGNATURES[bug](ev, f):
-                        score = 1.0
+                    score = _mutant_score(bug, ev, f)
+                    if score < 2.0 and bug in SIGNATURES and SIGNATURES[bug](ev, f):
+                        score = max(score, 1.0)
                 except (ValueError, IndexError, TypeError):
                     score = 0.0
                 if score:
                     scores[bug] = scores.get(bug, 0.0) + weight * primary * score
+    hint = REGION_HINTS.get(region)
+    if hint in scores:
+        scores[hint] += 0.3
     # per_axis is a weak signature: keep it only when nothing stronger explains the failure
     if "per_axis" in scores and len(scores) > 1 and scores["per_axis"] <= 1.0:
         del scores["per_axis"]
+    # keep what explains the failure about as well as the best does
+    top = max(scores.values(), default=0.0)
+    scores = {b: v for b, v in scores.items() if v >= 0.5 * top}
     order = list(BUGS)
     return sorted(scores, key=lambda b: (-scores[b], order.index(b)))

@@ -303,10 +303,10 @@ def dw_transposed(case, data):
 
 
 def dilation_plus_one(case, data):
-    """Dilation ``d`` taken as ``d`` inserted zeros: taps ``d + 1`` apart."""
-    if not _needs(case, dilation=True):
-        return None
+    """Dilation ``d`` taken as ``d`` inserted zeros: taps ``d + 1`` apart (numpy-ml: 0 means none)."""
     g = geo.geometry(case)
+    if all(k == 1 for k in g.K):
+        return None
     wider = g.changed(spacing=tuple(d + 1 for d in g.spacing))
     if case.op == "forward":
         keff = tuple((d + 1) * (k - 1) + 1 for k, d in zip(g.K, g.spacing))
@@ -334,18 +334,22 @@ def axis_reused(source: int):
         if g.ndim < 2:
             return None
         s = source if source >= 0 else g.ndim - 1
-        same = g.changed(step=(g.step[s],) * g.ndim, spacing=(g.spacing[s],) * g.ndim,
-                         lo=(g.lo[s],) * g.ndim, hi=(g.hi[s],) * g.ndim)
-        if same == g:
-            return None
-        if case.op == "forward":
-            ho = tuple((h + lo + hi - (d * (k - 1) + 1)) // st + 1
-                       for h, lo, hi, k, d, st in zip(g.H, same.lo, same.hi, g.K, same.spacing, same.step))
-            if min(ho) < 1:
-                return None
-            same = same.changed(Ho=ho)
-        return _result(case, data, g=same)
-    mutant.__doc__ = f"The parameters of dim {source} used for every dim."
+        every = {"step": g.step, "spacing": g.spacing, "lo": g.lo, "hi": g.hi}
+        choices = [("step",), ("spacing",), ("lo", "hi"), tuple(every)]
+        variants = []
+        for fields in choices:
+            same = g.changed(**{f: (every[f][s],) * g.ndim for f in fields})
+            if same == g:
+                continue
+            if case.op == "forward":
+                ho = tuple((h + lo + hi - (d * (k - 1) + 1)) // st + 1
+                           for h, lo, hi, k, d, st in zip(g.H, same.lo, same.hi, g.K, same.spacing, same.step))
+                if min(ho) < 1:
+                    continue
+                same = same.changed(Ho=ho)
+            variants.append(_result(case, data, g=same))
+        return variants or None
+    mutant.__doc__ = f"The stride, dilation or padding of dim {source} (or all three) used for every dim."
     return mutant
 
 

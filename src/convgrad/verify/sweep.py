@@ -204,7 +204,7 @@ def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: 
                             dims=dims, channels_last=bool(channels_last), per_dim=bool(per_dim), dtype=str(dtype),
                             configs_checked=runner.checked, seconds=time.perf_counter() - start, seed=int(seed))
     minimal, evidence, steps = _shrink(first, runner, per_dim, start + 0.85 * time_limit, notify)
-    diagnosis = diagnose([minimal] + [e for e in evidence if e is not minimal][:3])
+    diagnosis = diagnose([minimal] + [e for e in evidence if e is not minimal][:3], sig.declared, region)
     return VerifyReport(ok=False, op=op, fn_name=sig.name, source=sig.source, declared=sig.declared, dims=dims,
                         channels_last=bool(channels_last), per_dim=bool(per_dim), dtype=str(dtype),
                         configs_checked=runner.checked, seconds=time.perf_counter() - start, seed=int(seed),
