@@ -50,7 +50,7 @@ def read_signature(fn, op: str) -> Signature:
     """The parameters ``fn`` declares; raises ``TypeError`` if it cannot take the op's operands."""
     if not callable(fn):
         raise TypeError(f"verify: fn must be a callable, got {type(fn).__name__}")
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    name = getattr(fn, "__name__", None) or type(fn).__name__
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):

@@ -140,6 +140,8 @@ def _region_cases(op: str, ndim: int, declared: frozenset[str], per_dim: bool, p
             return _per_dim(v if isinstance(v, tuple) else (v,), ndim)
 
         pad = padding if isinstance(padding, str) else dims(padding)
+        if transposed:   # x is the small side of a transposed conv: its output is about S times larger
+            size = tuple(max(2, (h + 1) // 2) for h in (size if isinstance(size, tuple) else (size,)))
         return name, dataclasses.replace(
             base, batch=batch, in_channels=cin, out_channels=cout, groups=groups, size=dims(size),
             kernel=dims(kernel), stride=dims(stride), padding=pad, dilation=dims(dilation),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from .advice import explanation
 from .calling import user_shape
-from .compare import describe, spatial_map
+from .compare import TOLERANCE, describe, spatial_map
 from .diagnosis import BUGS, Evidence
 
 _NAMES = {"output": "y", "grad_input": "dX", "grad_weight": "dW", "grad_bias": "db"}
@@ -57,6 +57,7 @@ class VerifyReport:
     params: dict = field(default_factory=dict)
     fn_module: str | None = None
     takes_bias: bool = False
+    not_visited: list = field(default_factory=list)
 
     # -- the public summary ------------------------------------------------------------------------
 
@@ -127,7 +128,10 @@ class VerifyReport:
         lines = [head, f"checked {self.configs_checked} configurations in {self.seconds:.1f} s"]
         if self.ok:
             lines.append("OK: every configuration matched convgrad's exact result "
-                         "(elementwise, tolerance 1e-9 of the largest value in float64)")
+                         f"(elementwise, tolerance {TOLERANCE[self.dtype]:g} of the largest value)")
+            if self.not_visited:
+                lines.append(f"but the time limit ran out before the regions {', '.join(self.not_visited)}: "
+                             "raise time_limit (--time-limit) to check them")
             return "\n".join(lines)
         f = self.finding
         lines.append(f"FAIL: {f.message}" + (f"\n  raised at {f.where}" if f.where else ""))
@@ -183,7 +187,8 @@ class VerifyReport:
             return None
         a, b, _ = OPERANDS[quantity]
         out = []
-        for first, second in pairs[:12]:
+        for term in pairs[:12]:
+            first, second = (term, None) if b is None else term
             left = "0 (padding)" if first is None else f"{a}[{', '.join(map(str, first))}]"
             out.append(left if b is None else f"{left}*{b}[{', '.join(map(str, second))}]")
         if len(pairs) > 12:
@@ -200,6 +205,7 @@ class VerifyReport:
             "seconds": round(self.seconds, 3),
         }
         if self.ok:
+            out["not_visited"] = list(self.not_visited)
             return out
         f = self.finding
         out.update({

@@ -52,9 +52,12 @@ class _Runner:
     def remaining(self) -> float:
         return self.deadline - time.perf_counter()
 
+    def wanted(self) -> float:
+        """Time one call may take: generous against the slowest call so far."""
+        return max(2.0, 20 * self.slowest)
+
     def limit(self) -> float:
-        """Time allowed for one call: generous against the slowest call so far, within what is left."""
-        return max(0.05, min(self.remaining(), max(2.0, 20 * self.slowest)))
+        return max(0.05, min(self.remaining(), self.wanted()))
 
     def run(self, case: Case) -> Evidence:
         data = arrays(case, self.seed, self.dtype)
@@ -64,7 +67,10 @@ class _Runner:
         names = OPERANDS[self.op] + (("b",) if self.sig.takes_bias else ())
         args = tuple(np.array(to_user(n, data[n], self.channels_last)) for n in names)
         params = user_params(case, self.sig.declared, self.per_dim)
-        result = call(self.fn, args, params, self.limit())
+        limit = self.limit()
+        result = call(self.fn, args, params, limit)
+        if result.timed_out and limit < self.wanted():
+            return None   # the overall time limit ran out, not the function's own time
         self.checked += 1
         if not result.timed_out:
             self.slowest = max(self.slowest, result.seconds)
@@ -74,7 +80,7 @@ class _Runner:
     def _findings(self, case, result, expected) -> tuple[list[Finding], dict]:
         names = RESULTS[self.op]
         if result.timed_out:
-            return [Finding("call", "timeout", f"did not return within {self.limit():.1f} s")], {}
+            return [Finding("call", "timeout", f"did not return within {self.wanted():.1f} s")], {}
         if result.error is not None:
             return [Finding("call", "exception", describe_exception(result.error), where=result.where,
                             error=result.error)], {}
@@ -190,19 +196,28 @@ def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: 
     todo = [(name, case) for name, case in directed_cases(op, dims, sig.declared, per_dim, forms)]
     todo += [("random", None)] * RANDOM_CASES
     sweep_deadline = start + 0.5 * time_limit
+    skipped: list[str] = []
     for name, case in todo:
-        if time.perf_counter() > sweep_deadline and name == "random":
+        if name == "random" and time.perf_counter() > sweep_deadline:
             break
+        if runner.remaining() <= 0.05 * time_limit:
+            skipped.append(name)
+            continue
         case = case or random_case(rng, op, dims, sig.declared, per_dim, forms)
         ev = runner.run(case)
+        if ev is None:
+            skipped.append(name)
+            continue
         notify(runner.checked, "sweep")
         if ev.findings:
             first, region = ev, name
             break
+    skipped = [n for n in dict.fromkeys(skipped) if n != "random"]
     if first is None:
         return VerifyReport(ok=True, op=op, fn_name=sig.name, source=sig.source, declared=sig.declared,
                             dims=dims, channels_last=bool(channels_last), per_dim=bool(per_dim), dtype=str(dtype),
-                            configs_checked=runner.checked, seconds=time.perf_counter() - start, seed=int(seed))
+                            configs_checked=runner.checked, seconds=time.perf_counter() - start, seed=int(seed),
+                            not_visited=skipped)
     minimal, evidence, steps = _shrink(first, runner, per_dim, start + 0.85 * time_limit, notify)
     diagnosis = diagnose([minimal] + [e for e in evidence if e is not minimal][:3], sig.declared, region)
     return VerifyReport(ok=False, op=op, fn_name=sig.name, source=sig.source, declared=sig.declared, dims=dims,
@@ -210,7 +225,15 @@ def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: 
                         configs_checked=runner.checked, seconds=time.perf_counter() - start, seed=int(seed),
                         evidence=minimal, first=first, region=region, shrink_steps=steps,
                         diagnosis=diagnosis, params=user_params(minimal.case, sig.declared, per_dim),
-                        fn_module=getattr(fn, "__module__", None), takes_bias=sig.takes_bias)
+                        fn_module=_importable_module(fn), takes_bias=sig.takes_bias)
+
+
+def _importable_module(fn) -> str | None:
+    """The module to import ``fn`` from in the ready-to-paste call (None for a nested or interactive one)."""
+    module = getattr(fn, "__module__", None)
+    if module in (None, "__main__", "builtins") or getattr(fn, "__qualname__", "") != getattr(fn, "__name__", None):
+        return None
+    return module
 
 
 def _shrink(first: Evidence, runner: _Runner, per_dim: bool, deadline: float, notify):
@@ -230,6 +253,8 @@ def _shrink(first: Evidence, runner: _Runner, per_dim: bool, deadline: float, no
             if candidate.size_key() >= current.case.size_key():
                 continue
             ev = runner.run(candidate)
+            if ev is None:
+                break
             notify(runner.checked, "shrink")
             if ev.findings and ev.findings[0].signature == want:
                 current, improved = ev, True
