@@ -135,8 +135,11 @@ class VerifyReport:
             return "\n".join(lines)
         f = self.finding
         lines.append(f"FAIL: {f.message}" + (f"\n  raised at {f.where}" if f.where else ""))
-        lines.append(f"minimal failing configuration ({self.shrink_steps} shrinking steps from the first failure, "
-                     f"found in the '{self.region}' region):")
+        if f.kind == "timeout":
+            how = "not shrunk: every try would take the whole per-call time"
+        else:
+            how = f"{self.shrink_steps} shrinking steps from the first failure"
+        lines.append(f"minimal failing configuration ({how}; first failure in the '{self.region}' region):")
         lines.append(f"  {self._config_line()}")
         lines.append("reproduce it:")
         lines += ["  " + s for s in self.snippet().splitlines()]
@@ -150,8 +153,10 @@ class VerifyReport:
             for bug in self.diagnosis:
                 lines.append(f"  [{bug}] {BUGS[bug]}")
                 lines += _wrap(explanation(bug, self.evidence.case), "      ")
+        elif f.kind in ("values", "nonfinite"):
+            lines.append("diagnosis: no known mistake matches; the map and patterns above say where the numbers go wrong")
         else:
-            lines.append("diagnosis: no known mistake matches; the pattern above says where the numbers go wrong")
+            lines.append(f"diagnosis: no known mistake explains this {f.kind}; run the call above to see it happen")
         return "\n".join(lines)
 
     def _where_lines(self, f) -> list[str]:
