@@ -262,3 +262,53 @@ def test_cli_exit_codes(tmp_path, capsys):
         assert re.search(message, err), err
     code, out, err = _cli(f"{ok}:x", "--op", "sideways", capsys=capsys)
     assert code == 2 and "Traceback" not in err and "--op" in err
+
+
+# ------------------------------------------------------------------------------------------------
+# no false alarm: convgrad's own functions, wrapped as a user would, in every op, rank, layout and form
+# ------------------------------------------------------------------------------------------------
+
+
+def _wrapped(op: str, channels_last: bool):
+    """convgrad's public functions behind the user-code calling conventions verify uses."""
+    def act_in(a):    # (N, *S, C) -> (N, C, *S)
+        return np.moveaxis(a, -1, 1) if channels_last else a
+
+    def act_out(a):
+        return np.moveaxis(a, 1, -1) if channels_last else a
+
+    def w_in(a):      # (*K, I, O) -> (O, I, *K)
+        return np.transpose(a, (a.ndim - 1, a.ndim - 2, *range(a.ndim - 2))) if channels_last else a
+
+    def w_out(a):
+        return np.transpose(a, (*range(2, a.ndim), 1, 0)) if channels_last else a
+
+    if op == "forward":
+        def fn(x, w, b, stride=1, padding=0, dilation=1, groups=1):
+            return act_out(convgrad.conv(act_in(x), w_in(w), b, stride, padding, dilation, groups, algorithm="gemm"))
+    elif op == "backward":
+        def fn(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
+            g = convgrad.conv_backward(act_in(dy), act_in(x), w_in(w), stride, padding, dilation, groups)
+            return act_out(g.input), w_out(g.weight), g.bias
+    elif op == "transposed_forward":
+        def fn(x, w, b, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+            return act_out(convgrad.conv_transpose(act_in(x), w_in(w), b, stride, padding, output_padding, groups,
+                                                   dilation))
+    else:
+        def fn(dy, x, w, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+            g = convgrad.conv_transpose_backward(act_in(dy), act_in(x), w_in(w), stride, padding, output_padding,
+                                                 groups, dilation)
+            return act_out(g.input), w_out(g.weight)
+    return fn
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("channels_last,per_dim,dtype", [(False, False, "float64"), (True, True, "float64"),
+                                                         (False, True, "float32")])
+def test_no_false_alarm_on_exact_code(op, dims, channels_last, per_dim, dtype):
+    forms = ("int",) if op.startswith("transposed") else ("int", "same", "valid")
+    report = convgrad.verify(_wrapped(op, channels_last), op, dims=dims, channels_last=channels_last,
+                             per_dim=per_dim, dtype=dtype, padding_forms=forms, time_limit=3.0, seed=dims)
+    assert report.ok, report.text()
+    assert report.not_visited == []

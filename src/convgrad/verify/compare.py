@@ -87,6 +87,8 @@ def compare(quantity: str, expected: np.ndarray, got, user_name_shape, tol: floa
         return Finding(quantity, "shape", f"{quantity} has shape {got.shape}, expected {user_name_shape}",
                        expected=expected, got_shape=got.shape)
     try:
+        if got.dtype.kind not in "fiu":
+            raise TypeError(got.dtype)
         g = got.astype(np.float64)
     except (TypeError, ValueError):
         return Finding(quantity, "type", f"{quantity} has dtype {got.dtype}, not a real floating-point array",
@@ -166,6 +168,21 @@ def describe(finding: Finding, case: Case) -> list[str]:
             phrase = _runs(idx, spatial.shape[d], f"{kind} {d}")
             if phrase:
                 out.append(phrase)
+    if finding.quantity in ("grad_input", "output") and m.any():
+        from . import geometry as geo
+        spatial = m.reshape(-1, *m.shape[2:]).any(axis=0)
+        if (case.op, finding.quantity) in (("backward", "grad_input"), ("transposed_forward", "output")):
+            cover = geo.coverage(geo.geometry(case)) >= 2
+            if cover.any() and np.array_equal(spatial, cover):
+                out.append("exactly the cells covered by two or more windows are wrong")
+        right = ~spatial
+        if right.any() and spatial.any():
+            block = tuple(int(np.nonzero(right.any(axis=tuple(a for a in range(right.ndim) if a != d)))[0].max()) + 1
+                          for d in range(right.ndim))
+            corner = np.zeros_like(right)
+            corner[tuple(slice(0, b) for b in block)] = True
+            if np.array_equal(right, corner) and not corner.all():
+                out.append(f"everything outside the top-left {'x'.join(map(str, block))} block is wrong")
     got, exp = finding.got, finding.expected
     if got is not None and exp is not None:
         sel = m & np.isfinite(got)

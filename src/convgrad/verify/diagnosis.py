@@ -21,7 +21,7 @@ import numpy as np
 from . import geometry as geo
 from .cases import Case
 from .compare import Finding, reference, wrong_mask
-from .mutants import MUTANTS, run
+from .mutants import MUTANTS, PlannedCrash, run
 
 #: The public vocabulary: id -> the mistake in one line.
 BUGS = {
@@ -73,8 +73,8 @@ def _mutant_score(bug: str, ev: Evidence, finding: Finding) -> float:
     best = 0.0
     for mutant in MUTANTS[bug]:
         for variant in run(mutant, ev.case, ev.data):
-            if isinstance(variant, BaseException):
-                if finding.kind == "exception" and isinstance(finding.error, type(variant)):
+            if isinstance(variant, PlannedCrash):
+                if finding.kind == "exception" and isinstance(finding.error, variant.kind):
                     best = max(best, 2.0)
                 continue
             if q not in variant:
@@ -296,7 +296,7 @@ def diagnose(evidence: list[Evidence], declared=(), region: str = "") -> list[st
                     score = _mutant_score(bug, ev, f)
                     if score < 2.0 and bug in SIGNATURES and SIGNATURES[bug](ev, f):
                         score = max(score, 1.0)
-                except (ValueError, IndexError, TypeError):
+                except Exception:   # a signature that does not fit this case's shapes says nothing
                     score = 0.0
                 if score:
                     scores[bug] = scores.get(bug, 0.0) + weight * primary * score

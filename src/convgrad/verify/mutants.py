@@ -436,7 +436,7 @@ def seed002_bounds(case, data):
             i = tuple(p[0] for p in pairs)
             k = tuple(p[1] for p in pairs)
             if any(kk >= kn for kk, kn in zip(k, g.K)) or any(ii >= ho for ii, ho in zip(i, g.Ho)):
-                raise IndexError(f"index {i} out of bounds for the output of size {g.Ho} (kernel index {k})")
+                raise PlannedCrash(IndexError, f"index {i} out of bounds for the output of size {g.Ho} (kernel {k})")
             dxp[(slice(None), slice(None), *pos)] += np.einsum("no,oc->nc", dy[(slice(None), slice(None), *i)],
                                                                 w[(slice(None), slice(None), *k)])
     out = _result(case, data)
@@ -464,12 +464,25 @@ MUTANTS: dict[str, tuple[Callable, ...]] = {
 }
 
 
-def run(mutant: Callable, case: Case, data: dict) -> list[Quantities | BaseException]:
-    """A mutant's variants: results or the exception it raises; empty where it does not apply."""
+class PlannedCrash(Exception):
+    """Raised by a mutant whose mistake crashes real code: ``kind`` is the exception that code raises."""
+
+    def __init__(self, kind: type, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def run(mutant: Callable, case: Case, data: dict) -> list[Quantities | PlannedCrash]:
+    """A mutant's variants: results, or the crash the mistake causes; empty where it does not apply.
+
+    Any other exception inside a mutant means it does not fit this case (never a diagnosis).
+    """
     try:
         out = mutant(case, {k: v.astype(np.float64) for k, v in data.items()})
-    except (IndexError, ValueError) as exc:
-        return [exc]
+    except PlannedCrash as crash:
+        return [crash]
+    except Exception:
+        return []
     if out is None:
         return []
     return out if isinstance(out, list) else [out]
