@@ -312,3 +312,12 @@ def test_no_false_alarm_on_exact_code(op, dims, channels_last, per_dim, dtype):
                              per_dim=per_dim, dtype=dtype, padding_forms=forms, time_limit=3.0, seed=dims)
     assert report.ok, report.text()
     assert report.not_visited == []
+
+
+def test_float32_arithmetic_is_named_as_such():
+    def conv_in_float32(x, w, stride=1):
+        return convgrad.conv1d(x.astype(np.float32), w.astype(np.float32), stride=stride).astype(np.float64)
+
+    report = convgrad.verify(conv_in_float32, "forward", dims=1, time_limit=5)
+    assert not report.ok and "float32" in report.text() and report.diagnosis == []
+    assert convgrad.verify(conv_in_float32, "forward", dims=1, dtype="float32", time_limit=3).ok

@@ -25,13 +25,13 @@ def reference(case: Case, data: dict) -> dict[str, np.ndarray]:
     x, w, b, dy = (data[k].astype(np.float64) for k in ("x", "w", "b", "dy"))
     kw = case.kwargs()
     if case.op == "forward":
-        return {"output": api.conv(x, w, b, **kw, algorithm="direct")}
+        return {"output": api.conv(x, w, b, **kw)}
     if case.op == "transposed_forward":
-        return {"output": api.conv_transpose(x, w, b, **kw, algorithm="direct")}
+        return {"output": api.conv_transpose(x, w, b, **kw)}
     if case.op == "backward":
-        g = api.conv_backward(dy, x, w, **kw, algorithm="direct")
+        g = api.conv_backward(dy, x, w, **kw)
     else:
-        g = api.conv_transpose_backward(dy, x, w, **kw, algorithm="direct")
+        g = api.conv_transpose_backward(dy, x, w, **kw)
     return {"grad_input": g.input, "grad_weight": g.weight, "grad_bias": g.bias}
 
 
@@ -184,6 +184,13 @@ def describe(finding: Finding, case: Case) -> list[str]:
             if np.array_equal(right, corner) and not corner.all():
                 out.append(f"everything outside the top-left {'x'.join(map(str, block))} block is wrong")
     got, exp = finding.got, finding.expected
+    if got is not None and exp is not None and np.all(np.isfinite(got)):
+        scale = max(1.0, float(np.max(np.abs(exp))))
+        worst = float(np.max(np.abs(got - exp))) / scale
+        if worst < 1e-4:
+            out.append(f"the errors are tiny (at most {worst:.1e} of the largest value): your code computes or "
+                       "accumulates in float32 (or lower); check it with dtype='float32' (--dtype float32) if that "
+                       "is intended")
     if got is not None and exp is not None:
         sel = m & np.isfinite(got)
         if sel.any() and np.all(got[sel] == 0):
