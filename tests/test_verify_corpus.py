@@ -339,6 +339,13 @@ def test_witness_shows_the_mistake(name):
         assert problem.startswith(kinds[mod.EXPECT]), f"{name}: expected a {mod.EXPECT} failure, got {problem}"
 
 
+@pytest.mark.parametrize("name", BUGGY)
+def test_sweep_reaches_the_mistake(name):
+    """The generic sweep of correct files, in the file's declared parameters, finds the mistake too."""
+    mod = MODULES[name]
+    assert any(mismatch(mod, cfg) for cfg in sweep(mod, 24)), f"{name}: no configuration of the sweep shows the mistake"
+
+
 @pytest.mark.parametrize("name", BUGGY + [n for n in PATHOLOGICAL if hasattr(MODULES[n], "CLEAN")])
 def test_clean_config_hides_the_mistake(name):
     mod = MODULES[name]
@@ -360,7 +367,9 @@ def test_corpus_coverage():
     assert {m.DIMS for m in correct} == {1, 2, 3}
     assert {m.CHANNELS_LAST for m in correct} == {True, False}
     assert {m.PER_DIM for m in correct} == {True, False}
-    assert any("same" in m.PADDING_FORMS for m in correct)
+    for form in ("same", "valid"):
+        assert any(form in m.PADDING_FORMS for m in correct), f"no correct file takes padding={form!r}"
+    assert any("same" in m.PADDING_FORMS and m.OP == "backward" for m in correct)
     for p in PARAMS:
         assert any(p in declared(m) for m in correct), f"no correct file declares {p}"
     assert any(m.OP.endswith("forward") and takes_bias(m) for m in correct)
