@@ -363,9 +363,8 @@ def test_corpus_coverage():
     assert set(PATHOLOGIES) <= {MODULES[n].EXPECT for n in PATHOLOGICAL}
     correct = [MODULES[n] for n in CORRECT]
     assert len(correct) >= 10
-    assert {m.OP for m in correct} == set(OPS)
-    assert {m.DIMS for m in correct} == {1, 2, 3}
-    assert {m.CHANNELS_LAST for m in correct} == {True, False}
+    assert {(m.OP, m.DIMS) for m in correct} == {(op, d) for op in OPS for d in (1, 2, 3)}
+    assert {(m.OP, m.CHANNELS_LAST) for m in correct} == {(op, cl) for op in OPS for cl in (False, True)}
     assert {m.PER_DIM for m in correct} == {True, False}
     for form in ("same", "valid"):
         assert any(form in m.PADDING_FORMS for m in correct), f"no correct file takes padding={form!r}"
