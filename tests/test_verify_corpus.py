@@ -289,6 +289,14 @@ def test_header_constants(name):
     assert set(mod.PADDING_FORMS) <= {"int", "same", "valid"} and mod.PADDING_FORMS
     assert mod.EXPECT is None or mod.EXPECT in PATHOLOGIES or all(e in BUG_IDS for e in expected_ids(mod))
     assert isinstance(mod.WHY, str) and mod.WHY
+    # verify's own tests pick files by prefix: ok_ (correct), bug_<id>_ (planted mistake), path_ (broken)
+    if mod.EXPECT is None:
+        assert name.startswith("ok_")
+    elif mod.EXPECT in PATHOLOGIES:
+        assert name.startswith("path_")
+    else:
+        bug = expected_ids(mod)[0]
+        assert name == f"bug_{bug}" or name.startswith(f"bug_{bug}_")
     lines = len(Path(mod.__file__).read_text().splitlines())
     assert lines <= 90, f"{name} is {lines} lines long: keep the examples short"
 
