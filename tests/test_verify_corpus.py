@@ -125,22 +125,22 @@ def call_limited(fn, args, kwargs, seconds=TIME_LIMIT):
         signal.signal(signal.SIGALRM, previous)
 
 
-def reference(mod, cfg, arrays):
-    """convgrad's result, in the user's layout, for the op of ``mod``."""
-    dims, cl = mod.DIMS, mod.CHANNELS_LAST
+def reference(mod, cfg, arrays, op=None):
+    """convgrad's result, in the user's layout, for ``op`` (by default the op of ``mod``)."""
+    dims, cl, op = mod.DIMS, mod.CHANNELS_LAST, op or mod.OP
     p = {k: cfg.get(k, IDENTITY[k]) for k in PARAMS}
     x = data_to_cf(arrays["x"], cl)
     w = weight_to_cf(arrays["w"], dims, cl)
     b = arrays.get("b")
-    if mod.OP == "forward":
+    if op == "forward":
         y = convgrad.conv(x, w, b, stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
         return (data_to_user(y, cl),)
-    if mod.OP == "transposed_forward":
+    if op == "transposed_forward":
         y = convgrad.conv_transpose(x, w, b, stride=p["stride"], padding=p["padding"], output_padding=p["output_padding"],
                                     groups=p["groups"], dilation=p["dilation"])
         return (data_to_user(y, cl),)
     dy = data_to_cf(arrays["dy"], cl)
-    if mod.OP == "backward":
+    if op == "backward":
         g = convgrad.conv_backward(dy, x, w, stride=p["stride"], padding=p["padding"], dilation=p["dilation"], groups=p["groups"])
     else:
         g = convgrad.conv_transpose_backward(dy, x, w, stride=p["stride"], padding=p["padding"], output_padding=p["output_padding"],
@@ -160,14 +160,9 @@ def make_arrays(mod, cfg, seed=0):
             arrays["b"] = rng.standard_normal(out_channels)
         return arrays
     forward = {"backward": "forward", "transposed_backward": "transposed_forward"}[mod.OP]
-    y = reference(_with_op(mod, forward), cfg, arrays)[0]
+    y = reference(mod, cfg, arrays, op=forward)[0]
     arrays["dy"] = rng.standard_normal(y.shape)
     return arrays
-
-
-class _with_op:
-    def __init__(self, mod, op):
-        self.DIMS, self.CHANNELS_LAST, self.OP = mod.DIMS, mod.CHANNELS_LAST, op
 
 
 def mismatch(mod, cfg, seconds=TIME_LIMIT, check_inputs=False):
@@ -294,8 +289,16 @@ def test_header_constants(name):
     assert set(mod.PADDING_FORMS) <= {"int", "same", "valid"} and mod.PADDING_FORMS
     assert mod.EXPECT is None or mod.EXPECT in PATHOLOGIES or all(e in BUG_IDS for e in expected_ids(mod))
     assert isinstance(mod.WHY, str) and mod.WHY
+    # verify's own tests pick files by prefix: ok_ (correct), bug_<id>_ (planted mistake), path_ (broken)
+    if mod.EXPECT is None:
+        assert name.startswith("ok_")
+    elif mod.EXPECT in PATHOLOGIES:
+        assert name.startswith("path_")
+    else:
+        bug = expected_ids(mod)[0]
+        assert name == f"bug_{bug}" or name.startswith(f"bug_{bug}_")
     lines = len(Path(mod.__file__).read_text().splitlines())
-    assert lines <= 90, f"{name} is {lines} lines long: keep the examples short"
+    assert 20 <= lines <= 80, f"{name} is {lines} lines long: tutorial examples stay between 20 and 80"
 
 
 @pytest.mark.parametrize("name", CORRECT)
@@ -334,9 +337,15 @@ def test_witness_shows_the_mistake(name):
     _in_contract(mod, mod.WITNESS)
     problem = mismatch(mod, mod.WITNESS, seconds=1.0 if mod.EXPECT == "timeout" else TIME_LIMIT)
     assert problem is not None, f"{name} matches convgrad on its WITNESS"
-    kinds = {"error": "error", "shape": "shape", "type": "type", "timeout": "timeout", "nan": "nan"}
-    if mod.EXPECT in kinds:
-        assert problem.startswith(kinds[mod.EXPECT]), f"{name}: expected a {mod.EXPECT} failure, got {problem}"
+    if mod.EXPECT in PATHOLOGIES:  # mismatch() names the kind of failure first
+        assert problem.startswith(mod.EXPECT), f"{name}: expected a {mod.EXPECT} failure, got {problem}"
+
+
+@pytest.mark.parametrize("name", BUGGY)
+def test_sweep_reaches_the_mistake(name):
+    """The generic sweep of correct files, in the file's declared parameters, finds the mistake too."""
+    mod = MODULES[name]
+    assert any(mismatch(mod, cfg) for cfg in sweep(mod, 24)), f"{name}: no configuration of the sweep shows the mistake"
 
 
 @pytest.mark.parametrize("name", BUGGY + [n for n in PATHOLOGICAL if hasattr(MODULES[n], "CLEAN")])
@@ -356,11 +365,12 @@ def test_corpus_coverage():
     assert set(PATHOLOGIES) <= {MODULES[n].EXPECT for n in PATHOLOGICAL}
     correct = [MODULES[n] for n in CORRECT]
     assert len(correct) >= 10
-    assert {m.OP for m in correct} == set(OPS)
-    assert {m.DIMS for m in correct} == {1, 2, 3}
-    assert {m.CHANNELS_LAST for m in correct} == {True, False}
+    assert {(m.OP, m.DIMS) for m in correct} == {(op, d) for op in OPS for d in (1, 2, 3)}
+    assert {(m.OP, m.CHANNELS_LAST) for m in correct} == {(op, cl) for op in OPS for cl in (False, True)}
     assert {m.PER_DIM for m in correct} == {True, False}
-    assert any("same" in m.PADDING_FORMS for m in correct)
+    for form in ("same", "valid"):
+        assert any(form in m.PADDING_FORMS for m in correct), f"no correct file takes padding={form!r}"
+    assert any("same" in m.PADDING_FORMS and m.OP == "backward" for m in correct)
     for p in PARAMS:
         assert any(p in declared(m) for m in correct), f"no correct file declares {p}"
     assert any(m.OP.endswith("forward") and takes_bias(m) for m in correct)

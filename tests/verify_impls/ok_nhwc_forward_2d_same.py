@@ -1,4 +1,4 @@
-"""Keras-style conv2d forward: NHWC input, HWIO weights, padding int or 'same', sliding_window_view."""
+"""Keras-style conv2d forward: NHWC input, HWIO weights, padding int, 'same' or 'valid'."""
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -7,7 +7,7 @@ OP = "forward"
 DIMS = 2
 CHANNELS_LAST = True
 PER_DIM = False
-PADDING_FORMS = ("int", "same")
+PADDING_FORMS = ("int", "same", "valid")
 EXPECT = None
 WHY = "correct: 'same' pads floor(total/2) first and the odd pixel at the end, as TensorFlow does"
 
@@ -23,6 +23,8 @@ def conv2d_nhwc(x, w, b, stride=1, padding=0, dilation=1):
     kh_eff, kw_eff = dilation * (KH - 1) + 1, dilation * (KW - 1) + 1
     if padding == "same":
         (top, bottom), (left, right) = same_pads(x.shape[1], kh_eff, stride), same_pads(x.shape[2], kw_eff, stride)
+    elif padding == "valid":
+        top = bottom = left = right = 0
     else:
         top = bottom = left = right = padding
     xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
