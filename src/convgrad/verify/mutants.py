@@ -110,13 +110,25 @@ def overlap_assign(case, data):
     return _result(case, data, GI=lambda dy, w, gg: geo.grad_input(dy, w, gg, assign=True))
 
 
+def _kernel_turns(w: np.ndarray) -> list[np.ndarray]:
+    """The wrong kernels of a flip mistake: flipped on every axis, and turned 90 degrees either way."""
+    out = [_flip(w)]
+    if w.ndim >= 4 and w.shape[-1] == w.shape[-2]:
+        out += [np.rot90(w, 1, axes=(-2, -1)), np.rot90(w, -1, axes=(-2, -1))]
+    return out
+
+
 def flip_missing(case, data):
-    """The input gradient computed with the kernel not flipped (or flipped twice)."""
+    """The input gradient computed with the kernel not flipped (or flipped twice, or turned 90 degrees)."""
     if case.op not in ("backward", "transposed_forward", "transposed_backward"):
         return None
-    if case.op == "transposed_backward":
-        return _result(case, data, F=lambda x, w, g: geo.forward(x, _flip(w), g))
-    return _result(case, data, GI=lambda dy, w, g: geo.grad_input(dy, _flip(w), g))
+    variants = []
+    for i in range(len(_kernel_turns(data["w"]))):
+        if case.op == "transposed_backward":
+            variants.append(_result(case, data, F=lambda x, w, g, i=i: geo.forward(x, _kernel_turns(w)[i], g)))
+        else:
+            variants.append(_result(case, data, GI=lambda dy, w, g, i=i: geo.grad_input(dy, _kernel_turns(w)[i], g)))
+    return variants
 
 
 def flip_one_axis(case, data):
@@ -308,13 +320,19 @@ def dilation_plus_one(case, data):
     if all(k == 1 for k in g.K):
         return None
     wider = g.changed(spacing=tuple(d + 1 for d in g.spacing))
+    keff = tuple((d + 1) * (k - 1) + 1 for k, d in zip(g.K, g.spacing))
+    ho = tuple((h + lo + hi - ke) // s + 1 for h, lo, hi, ke, s in zip(g.H, g.lo, g.hi, keff, g.step))
     if case.op == "forward":
-        keff = tuple((d + 1) * (k - 1) + 1 for k, d in zip(g.K, g.spacing))
-        ho = tuple((h + lo + hi - ke) // s + 1 for h, lo, hi, ke, s in zip(g.H, g.lo, g.hi, keff, g.step))
         if min(ho) < 1:
             return None
         wider = wider.changed(Ho=ho)
-    return _result(case, data, g=wider)
+    variants = [_result(case, data, g=wider)]
+    if case.op == "backward" and min(ho) < 1:
+        # the wider kernel fits nowhere: code that sizes its loops from it computes nothing at all
+        nothing = {k: np.zeros_like(v) for k, v in variants[0].items()}
+        nothing["grad_bias"] = variants[0]["grad_bias"]
+        variants.append(nothing)
+    return variants
 
 
 def dilation_minus_one(case, data):
@@ -379,6 +397,21 @@ def output_padding_zeros(case, data):
             idx[2 + d] = slice(y.shape[2 + d] - a, None)
             y[tuple(idx)] = np.broadcast_to(b, y.shape)[tuple(idx)]
     return {"output": y}
+
+
+def output_padding_dy_cropped(case, data):
+    """The transposed backward that drops dY's ``output_padding`` rows (as if they were not computed)."""
+    if case.op != "transposed_backward" or not any(case.output_padding):
+        return None
+    dy = data["dy"].copy()
+    for d, a in enumerate(case.output_padding):
+        if a:
+            idx = [slice(None)] * dy.ndim
+            idx[2 + d] = slice(dy.shape[2 + d] - a, None)
+            dy[tuple(idx)] = 0
+    out = _result(case, dict(data, dy=dy))
+    out["grad_bias"] = _result(case, data)["grad_bias"]
+    return [out, _result(case, dict(data, dy=dy))]
 
 
 def output_padding_bare_zeros(case, data):
@@ -458,7 +491,7 @@ MUTANTS: dict[str, tuple[Callable, ...]] = {
     "dilation_off_by_one": (dilation_plus_one, dilation_minus_one),
     "per_axis": (axis_reused(0), axis_reused(-1)),
     "stride_dilation_swap": (stride_dilation_swapped,),
-    "output_padding": (output_padding_zeros, output_padding_bare_zeros),
+    "output_padding": (output_padding_zeros, output_padding_bare_zeros, output_padding_dy_cropped),
     "transposed_weight_layout": (transposed_layout,),
     "summation_bounds": (seed002_bounds,),
 }

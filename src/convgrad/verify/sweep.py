@@ -75,7 +75,7 @@ class _Runner:
         if not result.timed_out:
             self.slowest = max(self.slowest, result.seconds)
         findings, got = self._findings(case, result, expected)
-        return Evidence(case, data, expected, got, findings, self.tol)
+        return Evidence(case, data, expected, got, findings, self.tol, probe=self.run)
 
     def _findings(self, case, result, expected) -> tuple[list[Finding], dict]:
         names = RESULTS[self.op]
