@@ -131,11 +131,12 @@ class VerifyReport:
             lines.append(f"np.testing.assert_allclose(got{pick}, want{pick}, atol=1e-9)   # fails: {f.quantity}")
         return "\n".join(lines)
 
-    def text(self) -> str:
+    def text(self, *, seconds: bool = True) -> str:
+        """The report for a reader; ``seconds=False`` leaves the run time out (for documents that must not change)."""
         layout = "channels last" if self.channels_last else "channels first"
         head = (f"convgrad verify: {self.fn_name} ({self.source}), op {self.op}, {self.dims}-D, {layout}, "
                 f"{self.dtype}; varied: {', '.join(self.declared) or 'nothing (no stride/padding/... keywords)'}")
-        lines = [head, f"checked {self.configs_checked} configurations in {self.seconds:.1f} s"]
+        lines = [head, f"checked {self.configs_checked} configurations" + (f" in {self.seconds:.1f} s" if seconds else "")]
         if self.ok:
             lines.append("OK: every configuration matched convgrad's exact result "
                          f"(elementwise, tolerance {TOLERANCE[self.dtype]:g} of the largest value)")
