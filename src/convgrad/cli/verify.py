@@ -67,7 +67,7 @@ def load_function(target: str):
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file failed to import: say where, no traceback
+    except (Exception, SystemExit) as exc:  # the user's file failed to import: say where, no traceback
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.abspath(f.filename) == os.path.abspath(path)]
         where = f" at line {frames[-1].lineno}" if frames else ""
         if isinstance(exc, SyntaxError):
