@@ -112,6 +112,18 @@ def _spatial_any(mask: np.ndarray) -> np.ndarray:
     return mask.reshape(-1, *mask.shape[2:]).any(axis=0)
 
 
+def _only_last(f: Finding, counts) -> bool:
+    """Some element is wrong, and every wrong one lies in the last ``counts[d]`` positions of some dim d."""
+    spatial = _spatial_any(f.wrong)
+    allowed = np.zeros_like(spatial)
+    for d, t in enumerate(counts):
+        if t:
+            idx = [slice(None)] * spatial.ndim
+            idx[d] = slice(spatial.shape[d] - t, None)
+            allowed[tuple(idx)] = True
+    return bool(spatial.any()) and not (spatial & ~allowed).any()
+
+
 def sig_overlap(ev: Evidence, f: Finding) -> bool:
     """The wrong elements are exactly the cells covered by two or more windows."""
     if f.kind != "values" or (ev.case.op, f.quantity) not in (("backward", "grad_input"), ("transposed_forward", "output")):
@@ -185,16 +197,7 @@ def sig_tail(ev: Evidence, f: Finding) -> bool:
         # the same configuration without the tail works: the code cannot handle the tail
         without = dataclasses.replace(ev.case, size=tuple(h - t for h, t in zip(ev.case.size, tail)))
         return ev.passes(without)
-    if f.kind != "values":
-        return False
-    spatial = _spatial_any(f.wrong)
-    allowed = np.zeros_like(spatial)
-    for d, t in enumerate(tail):
-        if t:
-            idx = [slice(None)] * spatial.ndim
-            idx[d] = slice(spatial.shape[d] - t, None)
-            allowed[tuple(idx)] = True
-    return bool(spatial.any()) and not (spatial & ~allowed).any()
+    return f.kind == "values" and _only_last(f, tail)
 
 
 def sig_stride(ev: Evidence, f: Finding) -> bool:
@@ -244,14 +247,7 @@ def sig_output_padding(ev: Evidence, f: Finding) -> bool:
     """Only the last ``output_padding`` rows of the transposed output are wrong."""
     if ev.case.op != "transposed_forward" or not any(ev.case.output_padding) or f.kind != "values":
         return False
-    spatial = _spatial_any(f.wrong)
-    allowed = np.zeros_like(spatial)
-    for d, a in enumerate(ev.case.output_padding):
-        if a:
-            idx = [slice(None)] * spatial.ndim
-            idx[d] = slice(spatial.shape[d] - a, None)
-            allowed[tuple(idx)] = True
-    return bool(spatial.any()) and not (spatial & ~allowed).any()
+    return _only_last(f, ev.case.output_padding)
 
 
 def sig_seed002(ev: Evidence, f: Finding) -> bool:

@@ -73,6 +73,18 @@ def _index(g: Geometry, tap: tuple[int, ...]) -> tuple[list[np.ndarray], list[np
     return outs, ins
 
 
+def _taps(g: Geometry):
+    """``(tap, index of the outputs, index of the inputs)`` for every tap that reads some real input.
+
+    The indices select ``(..., *spatial)`` blocks of arrays laid out ``(N, G, C/G, *spatial)``.
+    """
+    lead = (slice(None),) * 3
+    for tap in itertools.product(*(range(k) for k in g.K)):
+        outs, ins = _index(g, tap)
+        if all(len(o) for o in outs):
+            yield tap, lead + np.ix_(*outs), lead + np.ix_(*ins)
+
+
 def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])  # (N, G, C/G, *S)
 
@@ -84,12 +96,8 @@ def forward(x: np.ndarray, w: np.ndarray, g: Geometry) -> np.ndarray:
     y = np.zeros((n, G, F // G, *g.Ho))
     xg = _grouped(x, G)                                   # (N, G, C/G, *H)
     wg = w.reshape(G, F // G, Cg, *w.shape[2:])           # (G, F/G, C/G, *K)
-    for tap in itertools.product(*(range(k) for k in g.K)):
-        outs, ins = _index(g, tap)
-        if any(len(o) == 0 for o in outs):
-            continue
-        patch = xg[(slice(None),) * 3 + np.ix_(*ins)]     # (N, G, C/G, *outs)
-        y[(slice(None),) * 3 + np.ix_(*outs)] += np.einsum("ngc...,gfc->ngf...", patch, wg[(..., *tap)])
+    for tap, outs, ins in _taps(g):
+        y[outs] += np.einsum("ngc...,gfc->ngf...", xg[ins], wg[(..., *tap)])   # xg[ins]: (N, G, C/G, *outs)
     return y.reshape(n, F, *g.Ho)
 
 
@@ -104,16 +112,12 @@ def grad_input(dy: np.ndarray, w: np.ndarray, g: Geometry, *, assign: bool = Fal
     dx = np.zeros((n, G, Cg, *g.H))
     dyg = _grouped(dy, G)                                 # (N, G, F/G, *Ho)
     wg = w.reshape(G, F // G, Cg, *w.shape[2:])           # (G, F/G, C/G, *K)
-    for tap in itertools.product(*(range(k) for k in g.K)):
-        outs, ins = _index(g, tap)
-        if any(len(o) == 0 for o in outs):
-            continue
-        part = np.einsum("ngf...,gfc->ngc...", dyg[(slice(None),) * 3 + np.ix_(*outs)], wg[(..., *tap)])
-        where = (slice(None),) * 3 + np.ix_(*ins)
+    for tap, outs, ins in _taps(g):
+        part = np.einsum("ngf...,gfc->ngc...", dyg[outs], wg[(..., *tap)])
         if assign:
-            dx[where] = part
+            dx[ins] = part
         else:
-            dx[where] += part
+            dx[ins] += part
     return dx.reshape(n, G * Cg, *g.H)
 
 
@@ -123,21 +127,15 @@ def grad_weight(x: np.ndarray, dy: np.ndarray, g: Geometry) -> np.ndarray:
     F, C = dy.shape[1], x.shape[1]
     dw = np.zeros((G, F // G, C // G, *g.K))
     xg, dyg = _grouped(x, G), _grouped(dy, G)
-    for tap in itertools.product(*(range(k) for k in g.K)):
-        outs, ins = _index(g, tap)
-        if any(len(o) == 0 for o in outs):
-            continue
-        patch = xg[(slice(None),) * 3 + np.ix_(*ins)]
-        grad = dyg[(slice(None),) * 3 + np.ix_(*outs)]
-        flat = tuple(a.reshape(*a.shape[:3], -1) for a in (grad, patch))  # (N, G, F/G | C/G, positions)
+    for tap, outs, ins in _taps(g):
+        flat = tuple(a.reshape(*a.shape[:3], -1) for a in (dyg[outs], xg[ins]))  # (N, G, F/G | C/G, positions)
         dw[(..., *tap)] = np.einsum("ngfp,ngcp->gfc", *flat)
     return dw.reshape(F, C // G, *g.K)
 
 
 def coverage(g: Geometry) -> np.ndarray:
     """How many (output position, tap) pairs read each input position: overlapping windows read >= 2."""
-    count = np.zeros(g.H, dtype=np.int64)
-    for tap in itertools.product(*(range(k) for k in g.K)):
-        _, ins = _index(g, tap)
-        np.add.at(count, np.ix_(*ins), 1)
-    return count
+    count = np.zeros((1, 1, 1, *g.H), dtype=np.int64)
+    for _, _, ins in _taps(g):
+        count[ins] += 1          # one tap reads each input position at most once
+    return count[0, 0, 0]
