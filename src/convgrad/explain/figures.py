@@ -43,7 +43,9 @@ COLORS = {
 }
 GROUP_COLORS = ["#4e79a7", "#59a14f", "#b07aa1", "#9c755f", "#76b7b2", "#edc948", "#ff9da7", "#bab0ac"]
 DISPLAY = {"x": "x", "w": "w", "y": "y", "dy": "dY", "dx": "dX", "dw": "dW", "db": "db", "b": "b"}
-MAX_BLOCKS = 12
+MAX_BLOCKS = 12  # more blocks than this: only those holding something are drawn (the rest is a note) ...
+FEW_BLOCKS = 4  # ... and more than this already when the blocks are windows of large planes
+MIN_FONT = 7.0  # points: the smallest text of a figure (tick labels, block labels), readable at 100 dpi
 FULL_EXTENT = 24
 MAX_WINDOW = 48
 MARGIN = 0.3  # cells of room around a panel so its outer grid lines are not clipped
@@ -75,7 +77,7 @@ class Highlight:
     roles: dict[str, dict[tuple, str]]
     labels: dict[str, dict[tuple, list[int]]]
     count: int
-    text: str
+    texts: tuple[str, ...]  # the element's sum written out, longest first (the picture shows the longest that fits)
 
 
 def _padded_reads(ex, quantity: str, idx: tuple[int, ...]) -> list[tuple[tuple, tuple]]:
@@ -129,8 +131,8 @@ def highlights(ex, quantity: str, full_index: tuple[int, ...]) -> Highlight:
         labels[second].setdefault(b, []).append(t)
     roles[result][tuple(full_index)] = "element"
     name = DISPLAY[result] + "[" + ", ".join(map(str, full_index)) + "]"
-    return Highlight(quantity, tuple(full_index), roles, labels, len(terms),
-                     f"{name} = {format_terms(ex, quantity, terms, limit=4)}")
+    texts = tuple(f"{name} = {format_terms(ex, quantity, terms, limit=k)}" for k in (4, 3, 2, 1))
+    return Highlight(quantity, tuple(full_index), roles, labels, len(terms), texts)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,7 +236,8 @@ def _panel(ex, name: str, roles: dict[tuple, str], slices=None, all_blocks: bool
     row_win, dense_r = _window(rows, [r for lead, r, _ in cells], all_blocks)
     col_win, dense_c = _window(cols, [c for lead, _, c in cells], all_blocks)
     dense = dense_r or dense_c
-    if not all_blocks and (len(leads) > MAX_BLOCKS or dense):
+    windowed = len(row_win) < len(rows) or len(col_win) < len(cols)
+    if not all_blocks and (len(leads) > (FEW_BLOCKS if windowed else MAX_BLOCKS) or dense):
         # many blocks, or blocks drawn as images: only those holding something
         keep = [lead for lead in leads if lead in touched]
         hidden = len(leads) - len(keep)
@@ -385,7 +388,7 @@ class Canvas:
         ax.set_title(head + ("\n" if note else ""), fontsize=10, color=COLORS["text"], pad=4)
         if note:
             ax.text(0.5, 1.0, note, transform=ax.transAxes, fontsize=7.5, color="#777777", ha="center", va="bottom")
-        fs = float(np.clip(cell * 30, 4.5, 8.5)) if not panel.dense else 7.0
+        fs = float(np.clip(cell * 30, MIN_FONT / 0.8, 9.0)) if not panel.dense else 8.0
         for block in panel.blocks:
             base = self._base(panel.name, block)
             h, w = base.shape[:2]
@@ -398,7 +401,7 @@ class Canvas:
                 ax.add_collection(LineCollection(segs, colors=COLORS["grid"], linewidths=0.5, zorder=2))
             else:
                 ax.add_patch(_rect(block.x0, block.y0, w, h, fill=False, edgecolor=COLORS["grid"], linewidth=0.6, zorder=2))
-                tick = dict(fontsize=6, color="#777777")
+                tick = dict(fontsize=MIN_FONT, color="#777777")
                 ax.text(block.x0, block.y0 + h, f" {block.cols[0]}", ha="left", va="top", **tick)
                 ax.text(block.x0 + w, block.y0 + h, f"{block.cols[-1]} ", ha="right", va="top", **tick)
                 if h > 1:
@@ -420,7 +423,7 @@ class Canvas:
                         va="center", color="#777777")
         self.texts[panel.name] = []
         self.hatches[panel.name] = []
-        self._fontsize[panel.name] = fs
+        self._fontsize[panel.name] = float(np.clip(cell * 30, 4.5, 8.5))  # term numbers: sized to the cell
 
     def _legend(self, first, second, result) -> None:
         from matplotlib.patches import Patch
@@ -489,8 +492,9 @@ class Canvas:
         name = DISPLAY[result] + "[" + ", ".join(map(str, hl.index)) + "]"
         self.title.set_text(f"{name} is a sum of {hl.count} product{'s' if hl.count != 1 else ''} {parts}"
                             if second else f"{name} is the sum of {hl.count} entries of {parts}")
-        sub = hl.text
+        # DejaVu Sans Mono at 8.5 pt: 0.6 em = 5.1 pt a character, about 14 characters an inch
         fit = int((self.fig.get_figwidth() - 0.5) * 13.5)
+        sub = next((t for t in hl.texts if len(t) <= fit), hl.texts[-1])
         self.subtitle.set_text(sub if len(sub) <= fit else sub[: fit - 1] + "…")
 
     def save(self, path, format=None) -> None:
