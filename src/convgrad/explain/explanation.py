@@ -377,6 +377,25 @@ class Explanation:
             fh.write(page)
         return path
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """Jupyter's rich display: the sizes as text and static HTML, the default element's picture
+        (with matplotlib), and the whole derivation folded below."""
+        from .._display import mime_bundle
+        from .derivation import example_index
+
+        text = self.text()
+        head, sizes, *_ = text.split("\n\n") + ["", ""]
+        quantity = "output"
+        index = example_index(self, quantity) if 0 not in self.quantity_shape(quantity) else None
+        return mime_bundle(
+            f"{repr(self)}\n\n{head}\n\n{sizes}",
+            head.split("\n", 1)[0],
+            [("the configuration and its sizes", f"{head}\n\n{sizes}"), ("the whole derivation (text)", text)],
+            make_figure=None if index is None else (lambda: self.figure(quantity, index)),
+            include=include,
+            exclude=exclude,
+        )
+
     def __repr__(self) -> str:
         kind = "conv_transpose" if self.transposed else "conv"
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs().items())
