@@ -179,6 +179,31 @@ def test_default_configuration_figure_is_readable():
     assert 0 <= box.x0 and box.x1 <= canvas.fig.bbox.width
 
 
+@pytest.mark.parametrize("kwargs, prefix", [
+    (dict(input_shape=(5, 100, 100), weight_shape=(10, 5, 5, 5)), (0, 47, 47)),
+    # a GIF's canvas for a row of y: wide windows of x make the 3x3 kernels' blocks narrow
+    (dict(input_shape=(1, 2, 30, 30), weight_shape=(1, 2, 3, 3)), (0, 0, 10)),
+])
+def test_no_text_overlaps_other_text(kwargs, prefix):
+    """Block labels, tick labels, term numbers and notes: no two boxes of text in a panel overlap."""
+    from convgrad.explain.animation import frame_indices
+    from convgrad.explain.figures import _full_index, canvas_for, highlights
+
+    ex = explain(**kwargs)
+    union = {}
+    for idx in frame_indices(ex, "output", prefix):
+        for name, roles in highlights(ex, "output", _full_index(ex, "output", idx)).roles.items():
+            union.setdefault(name, set()).update(roles)
+    canvas = canvas_for(ex, "output", union)
+    canvas.rgba()
+    renderer = canvas.fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for ax in canvas.fig.axes for t in ax.texts]
+    assert len(boxes) > 20
+    for k, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[k + 1:]:
+            assert not ba.overlaps(bb), (a, b)
+
+
 # ------------------------------------------------------------------------------------------------
 # the command line
 # ------------------------------------------------------------------------------------------------
@@ -277,3 +302,26 @@ def test_cli_html_at_opens_the_page_on_the_element(capsys):
     assert main(["explain", "--input", "5,100,100", "--weight", "10,5,5,5", "--format", "html", "--at", "dx:1,50,60"]) == 0
     html = capsys.readouterr().out
     assert 'ConvGradView.start({' in html and '{"name": "dx", "index": [0, 1, 50, 60]});' in html
+
+
+def test_the_element_is_ringed_in_a_plane_drawn_as_an_image():
+    """In a GIF's canvas a 58-wide y is drawn as an image, where one cell is a dot: a red ring marks it."""
+    from matplotlib.patches import Circle
+
+    from convgrad.explain.animation import frame_indices
+    from convgrad.explain.figures import _full_index, canvas_for, highlights
+
+    ex = explain((1, 1, 60, 60), (1, 1, 3, 3))
+    lights = [highlights(ex, "output", _full_index(ex, "output", i)) for i in frame_indices(ex, "output", (0, 0, 10))]
+    union = {}
+    for hl in lights:
+        for name, roles in hl.roles.items():
+            union.setdefault(name, set()).update(roles)
+    canvas = canvas_for(ex, "output", union)
+    assert next(p for p in canvas.panels if p.name == "y").dense
+    for hl in (lights[5], lights[40]):
+        canvas.show(hl)
+        rings = [a for a in canvas.hatches["y"] if isinstance(a, Circle)]
+        block = canvas.images[("y", (0, 0))][2]
+        want = (block.x0 + hl.index[3] - block.cols.start + 0.5, block.y0 + hl.index[2] - block.rows.start + 0.5)
+        assert len(rings) == 1 and np.allclose(rings[0].center, want), (hl.index, rings[0].center, want)

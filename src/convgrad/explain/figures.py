@@ -408,8 +408,9 @@ class Canvas:
                     ax.text(block.x0, block.y0, f"{block.rows[0]} ", ha="right", va="top", **tick)
                     ax.text(block.x0, block.y0 + h, f"{block.rows[-1]} ", ha="right", va="bottom", **tick)
             if block.label:
-                ax.text(block.x0, block.y0 - (0.35 if not panel.dense else 0.02 * max(w, h)), block.label, fontsize=fs, va="bottom", ha="left", color=block.color,
-                        zorder=3)
+                text, size = _fit_label(block.label, fs, (w + 1.8) * cell)
+                ax.text(block.x0, block.y0 - (0.35 if not panel.dense else 0.02 * max(w, h)), text, fontsize=size,
+                        va="bottom", ha="left", color=block.color, zorder=3)
             # index ticks: first and last row/column of the window
             if not panel.dense and w > 1:
                 ax.text(block.x0 + 0.5, block.y0 + h + 0.1, str(block.cols[0]), fontsize=fs * 0.8, ha="center",
@@ -479,6 +480,10 @@ class Canvas:
                                                                  zorder=2.5)))
                 else:
                     data[rr, cc] = colors[role]
+                if role == "element" and panel.dense:
+                    # one cell of a plane drawn as an image is a dot: ring it so the eye finds it
+                    radius = max(len(block.rows), len(block.cols)) * 0.06
+                    self.hatches[name].append(ax.add_patch(_circle(block.x0 + cc + 0.5, block.y0 + rr + 0.5, radius)))
                 numbers = hl.labels.get(name, {}).get(idx)
                 if label_ok and numbers and not panel.dense and self.scales[name] >= 0.15:
                     text = ",".join(map(str, numbers[:2])) + ("…" if len(numbers) > 2 else "")
@@ -522,6 +527,21 @@ class Canvas:
         px, py = im.axes.transData.transform((x, y))
         height = self.fig.canvas.get_width_height()[1]
         return int(px), int(height - py)
+
+
+def _fit_label(label: str, fontsize: float, inches: float) -> tuple[str, float]:
+    """``(text, size)``: ``label`` on one line if it fits in ``inches`` (about 0.6 em a character) at
+    ``fontsize`` or else at :data:`MIN_FONT`; otherwise one word a line."""
+    for size in (fontsize, MIN_FONT):
+        if len(label) * size * 0.6 / 72 <= inches:
+            return label, size
+    return label.replace(" ", "\n"), MIN_FONT
+
+
+def _circle(x, y, radius):
+    from matplotlib.patches import Circle
+
+    return Circle((x, y), radius, fill=False, edgecolor=COLORS["element"], linewidth=1.5, zorder=3)
 
 
 def _rect(x, y, w, h, **kw):
