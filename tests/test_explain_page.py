@@ -211,6 +211,9 @@ HOVER_CASES = {
     "transposed_holes": dict(input_shape=(1, 2, 3, 3), weight_shape=(2, 1, 2, 2), stride=3, padding=(1, 0),
                              output_padding=(1, 2), transposed=True),
     "unbatched_seed003": dict(input_shape=(5, 100, 100), weight_shape=(10, 5, 5, 5)),
+    # windows onto long rows and large 3-D slices (with padding: x's window reaches into it)
+    "1d_long_window": dict(input_shape=(1, 2, 300), weight_shape=(2, 2, 5), stride=3, padding=2),
+    "3d_large_window": dict(input_shape=(1, 1, 3, 40, 30), weight_shape=(2, 1, 2, 3, 3), padding=1),
 }
 
 

@@ -30,10 +30,16 @@ def register(sub) -> None:
     p.add_argument(
         "--at", metavar="QUANTITY:INDEX",
         help="an element, e.g. grad_input:0,1,4,4 (quantities: output, grad_input, grad_weight, grad_bias, or y, dx, "
-             "dw, db); for --format gif a leading part of an index (output:0,1 steps through y[0, 1])",
+             "dw, db): written out in text/json, drawn in png/svg, the page opens on it in html (default: none; "
+             "png/svg: the middle of output's first plane); for --format gif a leading part of an index "
+             "(output:0,1 steps through y[0, 1]; default: output's first plane, evenly subsampled to --max-frames)",
     )
-    p.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else text)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout for text/json/html)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="output format (default: from -o's extension: .txt/.md text, .json, .png, .svg, .gif, .html; "
+                        "else text)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write to FILE (default: stdout for text/json/html, explain-QUANTITY-INDEX.png|svg|gif for "
+                        "pictures)")
     p.add_argument("--max-frames", type=int, default=400, help="gif: refuse more frames than this (default 400)")
     p.add_argument("--fps", type=float, default=2.0, help="gif: frames per second (default 2)")
     p.set_defaults(func=run)
