@@ -72,3 +72,12 @@ def test_docs_notebook_runs(tmp_path, monkeypatch):
     assert {"text/plain", "text/html", "image/png"} <= set(first) and "SIZES" in first["text/html"]
     assert outputs[-1]["data"]["text/plain"] == "'explain-page.html'"
     assert (tmp_path / "explain-page.html").exists()
+
+
+def test_display_docstring_examples_run():
+    import doctest
+
+    import convgrad._display
+
+    result = doctest.testmod(convgrad._display)
+    assert result.attempted >= 2 and result.failed == 0
