@@ -173,7 +173,10 @@ def test_default_configuration_figure_is_readable():
     assert {str(y.blocks[0].rows.start), str(y.blocks[0].rows[-1])} <= {t.get_text() for t in canvas.fig.axes[2].texts}
     assert "44" in ticks and "54" in ticks  # x's window: rows and columns 44..54 around 47..51
     sub = canvas.subtitle.get_text()
-    assert not sub.endswith("…") and sub.endswith("w[0, 4, 4, 4]") and "(123 more)" in sub
+    assert not sub.endswith("…") and sub.endswith("x[4, 51, 51]·w[0, 4, 4, 4]") and "more) ..." in sub
+    # the element as the user indexes it (--at output:0,47,47): the unbatched input has no batch axis
+    assert sub.startswith("y[0, 47, 47] = x[0, 47, 47]·w[0, 0, 0, 0] + ")
+    assert canvas.title.get_text() == "y[0, 47, 47] is a sum of 125 products x·w"
     renderer = canvas.fig.canvas.get_renderer()
     box = canvas.subtitle.get_window_extent(renderer)
     assert 0 <= box.x0 and box.x1 <= canvas.fig.bbox.width

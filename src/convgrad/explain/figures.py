@@ -130,9 +130,19 @@ def highlights(ex, quantity: str, full_index: tuple[int, ...]) -> Highlight:
         roles[second][b] = "second"
         labels[second].setdefault(b, []).append(t)
     roles[result][tuple(full_index)] = "element"
-    name = DISPLAY[result] + "[" + ", ".join(map(str, full_index)) + "]"
-    texts = tuple(f"{name} = {format_terms(ex, quantity, terms, limit=k)}" for k in (4, 3, 2, 1))
+    # the words use the user's indices (no batch axis if the input had none), as --at and the text do
+    name = _element_name(ex, quantity, full_index)
+    shown = ex._strip_batch(quantity, terms)
+    texts = tuple(f"{name} = {format_terms(ex, quantity, shown, limit=k)}" for k in (4, 3, 2, 1))
     return Highlight(quantity, tuple(full_index), roles, labels, len(terms), texts)
+
+
+def _element_name(ex, quantity: str, full_index) -> str:
+    """``"dX[1, 70, 30]"``: the element as the user indexes it."""
+    idx = tuple(full_index)
+    if not ex.batched and quantity in ("output", "grad_input"):
+        idx = idx[1:]
+    return DISPLAY[OPERANDS[quantity][2]] + "[" + ", ".join(map(str, idx)) + "]"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -494,7 +504,7 @@ class Canvas:
             im.set_data(data)
         first, second, result = OPERANDS[self.quantity]
         parts = f"{DISPLAY[first]}·{DISPLAY[second]}" if second else DISPLAY[first]
-        name = DISPLAY[result] + "[" + ", ".join(map(str, hl.index)) + "]"
+        name = _element_name(self.ex, self.quantity, hl.index)
         self.title.set_text(f"{name} is a sum of {hl.count} product{'s' if hl.count != 1 else ''} {parts}"
                             if second else f"{name} is the sum of {hl.count} entries of {parts}")
         # DejaVu Sans Mono at 8.5 pt: 0.6 em = 5.1 pt a character, about 14 characters an inch
