@@ -4,7 +4,10 @@
   sizes and padding on the grid and random configurations;
 - hovering a cell highlights exactly its contributors (compared with ``contributors()``), the
   side panel lists them, and the canvas pixels really change colour;
-- clicking pins, the configuration form rebuilds the page or names the bad parameter;
+- clicking pins, the configuration form rebuilds the page or names the bad parameter (and goes
+  back to the configuration the grids show);
+- large planes are readable windows with a minimap; "go to" and ``--at`` move the windows and
+  centre the element;
 - the page makes no network request and raises no JavaScript error.
 
 The browser is ``/usr/bin/chromium`` (``apt-get install chromium``; ``make test`` installs it).
