@@ -152,6 +152,59 @@ def test_gif_steps_through_every_element(tmp_path):
     with pytest.raises(ValueError, match="max_frames"):
         explain((1, 1, 30, 30), (1, 1, 3, 3)).animate("output", tmp_path / "b.gif", max_frames=100)
     assert ex.animate("grad_input", tmp_path / "c.gif", prefix=(0, 0, 2)) == 5
+    assert ex.animate("output", tmp_path / "d.gif", indices=[(0, 0, 0, 0), (0, 0, 2, 2)]) == 2
+
+
+def test_default_configuration_figure_is_readable():
+    """The default 5x100x100 * 10x5x5x5 picture: only the blocks that hold something, a window around the
+    element with its real coordinates as tick labels, no text under 7 pt and a subtitle that fits whole."""
+    from convgrad.explain.derivation import example_index
+    from convgrad.explain.figures import MIN_FONT
+
+    ex = explain((5, 100, 100), (10, 5, 5, 5))
+    index = example_index(ex, "output")
+    canvas = draw_canvas(ex, "output", index)
+    y = next(p for p in canvas.panels if p.name == "y")
+    assert [b.lead for b in y.blocks] == [(0, 0)] and "+9 blocks not involved" in y.title
+    assert y.blocks[0].rows.start <= index[1] < y.blocks[0].rows.stop and len(y.blocks[0].rows) < 20
+    texts = [t for ax in canvas.fig.axes for t in ax.texts] + list(canvas.fig.texts)
+    assert min(t.get_fontsize() for t in texts) >= MIN_FONT
+    ticks = {t.get_text() for t in canvas.fig.axes[0].texts}
+    assert {str(y.blocks[0].rows.start), str(y.blocks[0].rows[-1])} <= {t.get_text() for t in canvas.fig.axes[2].texts}
+    assert "44" in ticks and "54" in ticks  # x's window: rows and columns 44..54 around 47..51
+    sub = canvas.subtitle.get_text()
+    assert not sub.endswith("…") and sub.endswith("x[4, 51, 51]·w[0, 4, 4, 4]") and "more) ..." in sub
+    # the element as the user indexes it (--at output:0,47,47): the unbatched input has no batch axis
+    assert sub.startswith("y[0, 47, 47] = x[0, 47, 47]·w[0, 0, 0, 0] + ")
+    assert canvas.title.get_text() == "y[0, 47, 47] is a sum of 125 products x·w"
+    renderer = canvas.fig.canvas.get_renderer()
+    box = canvas.subtitle.get_window_extent(renderer)
+    assert 0 <= box.x0 and box.x1 <= canvas.fig.bbox.width
+
+
+@pytest.mark.parametrize("kwargs, prefix", [
+    (dict(input_shape=(5, 100, 100), weight_shape=(10, 5, 5, 5)), (0, 47, 47)),
+    # a GIF's canvas for a row of y: wide windows of x make the 3x3 kernels' blocks narrow
+    (dict(input_shape=(1, 2, 30, 30), weight_shape=(1, 2, 3, 3)), (0, 0, 10)),
+])
+def test_no_text_overlaps_other_text(kwargs, prefix):
+    """Block labels, tick labels, term numbers and notes: no two boxes of text in a panel overlap."""
+    from convgrad.explain.animation import frame_indices
+    from convgrad.explain.figures import _full_index, canvas_for, highlights
+
+    ex = explain(**kwargs)
+    union = {}
+    for idx in frame_indices(ex, "output", prefix):
+        for name, roles in highlights(ex, "output", _full_index(ex, "output", idx)).roles.items():
+            union.setdefault(name, set()).update(roles)
+    canvas = canvas_for(ex, "output", union)
+    canvas.rgba()
+    renderer = canvas.fig.canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for ax in canvas.fig.axes for t in ax.texts]
+    assert len(boxes) > 20
+    for k, (a, ba) in enumerate(boxes):
+        for b, bb in boxes[k + 1:]:
+            assert not ba.overlaps(bb), (a, b)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -190,8 +243,88 @@ def test_cli_text_json_and_files(tmp_path, capsys):
         (["--at", "dx:0,0,9"], "out of range"),
         (["--groups", "2"], "groups=2 must divide"),
         (["--padding-mode", "reflect", "--transposed"], "--padding-mode"),
+        # every format validates --at, html included
+        (["--format", "html", "--at", "foo"], "--at: the quantity must be one of"),
+        (["--format", "html", "--at", "dx:0,0,9"], "--at: index (0, 0, 9) is out of range"),
+        (["--format", "json", "--at", "y:0,0,0,0"], "needs 3 entries"),
+        (["--format", "png", "--at", "dw:0,0"], "needs 3 entries"),
+        (["--format", "gif", "--at", "dx:0,0,0,0"], "needs 3 entries"),
+        # output paths and extensions, before any work
+        (["-o", "/nonexistent/dir/x.png"], "-o /nonexistent/dir/x.png: the folder /nonexistent/dir does not exist"),
+        (["-o", "out.pdf"], "-o out.pdf: unknown extension '.pdf' (accepted: .txt"),
+        (["--format", "svg", "-o", "a.png"], "does not match --format svg"),
+        (["--format", "gif", "--fps", "0"], "--fps must be positive"),
+        (["--format", "gif", "--max-frames", "0"], "--max-frames must be at least 1"),
+        # the frame limit names the flags, not Python arguments
+        (["--input", "1,2,30,30", "--weight", "1,2,3,3", "--format", "gif", "--at", "y:0"],
+         "more than --max-frames 400; fix more leading indices with --at (e.g. --at output:0,0) or raise --max-frames"),
     ],
 )
-def test_cli_errors_name_the_flag(extra, message, capsys):
+def test_cli_mistakes_are_one_line_with_exit_2(extra, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["explain", "--input", "1,1,5", "--weight", "1,1,3", *extra]) == 2
-    assert message in capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == [] and captured.out == ""  # nothing written
+
+
+def test_cli_output_folder_is_refused(tmp_path, capsys):
+    assert main(["explain", "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_cli_gif_default_configuration_picks_a_plane(tmp_path, capsys):
+    """The default 5x100x100 configuration without --at: output[0], evenly subsampled to fit, said on stderr.
+
+    (With the default --max-frames 400 that is every 5th position, 400 frames; 10 keeps the test quick.)"""
+    from convgrad.cli.explain import _gif_frames
+
+    ex = explain((5, 100, 100), (10, 5, 5, 5))
+    quantity, indices, note = _gif_frames(ex, None, 400)
+    assert quantity == "output" and len(indices) == 400 and indices[:2] == [(0, 0, 0), (0, 0, 5)]
+    assert "one position in 5 along each axis" in note
+    out = tmp_path / "d.gif"
+    assert main(["explain", "--format", "gif", "-o", str(out), "--max-frames", "10", "--fps", "50"]) == 0
+    err = capsys.readouterr().err
+    assert "no --at: stepping through output[0] (96x96), one position in 32 along each axis" in err and "(9 frames)" in err
+    assert Image.open(out).n_frames == 9
+
+
+def test_cli_gif_without_pillow_names_the_extra(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    assert main(["explain", "--input", "1,1,5", "--weight", "1,1,3", "--format", "gif", "-o", str(tmp_path / "a.gif")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'convgrad[explain]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "a.gif").exists()
+
+
+def test_cli_html_at_opens_the_page_on_the_element(capsys):
+    assert main(["explain", "--input", "5,100,100", "--weight", "10,5,5,5", "--format", "html", "--at", "dx:1,50,60"]) == 0
+    html = capsys.readouterr().out
+    assert 'ConvGradView.start({' in html and '{"name": "dx", "index": [0, 1, 50, 60]});' in html
+
+
+def test_the_element_is_ringed_in_a_plane_drawn_as_an_image():
+    """In a GIF's canvas a 58-wide y is drawn as an image, where one cell is a dot: a red ring marks it."""
+    from matplotlib.patches import Circle
+
+    from convgrad.explain.animation import frame_indices
+    from convgrad.explain.figures import _full_index, canvas_for, highlights
+
+    ex = explain((1, 1, 60, 60), (1, 1, 3, 3))
+    lights = [highlights(ex, "output", _full_index(ex, "output", i)) for i in frame_indices(ex, "output", (0, 0, 10))]
+    union = {}
+    for hl in lights:
+        for name, roles in hl.roles.items():
+            union.setdefault(name, set()).update(roles)
+    canvas = canvas_for(ex, "output", union)
+    assert next(p for p in canvas.panels if p.name == "y").dense
+    for hl in (lights[5], lights[40]):
+        canvas.show(hl)
+        rings = [a for a in canvas.hatches["y"] if isinstance(a, Circle)]
+        block = canvas.images[("y", (0, 0))][2]
+        want = (block.x0 + hl.index[3] - block.cols.start + 0.5, block.y0 + hl.index[2] - block.rows.start + 0.5)
+        assert len(rings) == 1 and np.allclose(rings[0].center, want), (hl.index, rings[0].center, want)

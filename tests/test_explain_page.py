@@ -4,7 +4,10 @@
   sizes and padding on the grid and random configurations;
 - hovering a cell highlights exactly its contributors (compared with ``contributors()``), the
   side panel lists them, and the canvas pixels really change colour;
-- clicking pins, the configuration form rebuilds the page or names the bad parameter;
+- clicking pins, the configuration form rebuilds the page or names the bad parameter (and goes
+  back to the configuration the grids show);
+- large planes are readable windows with a minimap; "go to" and ``--at`` move the windows and
+  centre the element;
 - the page makes no network request and raises no JavaScript error.
 
 The browser is ``/usr/bin/chromium`` (``apt-get install chromium``; ``make test`` installs it).
@@ -51,10 +54,10 @@ def browser():
 class Page:
     """One explain page open in the browser, with its errors and requests recorded."""
 
-    def __init__(self, browser, ex, tmp_path: Path, name="page.html", width=1400, height=950):
+    def __init__(self, browser, ex, tmp_path: Path, name="page.html", width=1400, height=950, at=None):
         self.ex = ex
         self.path = tmp_path / name
-        ex.html(self.path)
+        ex.html(self.path, at=at)
         self.page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=1)
         self.errors, self.requests = [], []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -211,6 +214,9 @@ HOVER_CASES = {
     "transposed_holes": dict(input_shape=(1, 2, 3, 3), weight_shape=(2, 1, 2, 2), stride=3, padding=(1, 0),
                              output_padding=(1, 2), transposed=True),
     "unbatched_seed003": dict(input_shape=(5, 100, 100), weight_shape=(10, 5, 5, 5)),
+    # windows onto long rows and large 3-D slices (with padding: x's window reaches into it)
+    "1d_long_window": dict(input_shape=(1, 2, 300), weight_shape=(2, 2, 5), stride=3, padding=2),
+    "3d_large_window": dict(input_shape=(1, 1, 3, 40, 30), weight_shape=(2, 1, 2, 3, 3), padding=1),
 }
 
 
@@ -291,11 +297,16 @@ def test_click_pins_and_the_form_rebuilds_the_page(browser, tmp_path):
         assert pg.highlighted() == _expected(new, arr, idx)
     assert "convgrad explain --input 2,4,9 --weight 6,2,3" in pg.page.text_content("#derivation-note")
 
-    # a bad configuration: the error names the parameter and the page keeps the last good one
+    # a bad configuration: the error names the parameter, the page keeps the last good one, and the
+    # form goes back to it (so the form and the grids never disagree)
     pg.page.fill("#f-groups", "4")
+    pg.page.fill("#f-stride", "3")
     pg.page.click("#apply")
     assert "groups=4 must divide" in pg.page.text_content("#error")
+    assert "not applied" in pg.page.text_content("#error")
     assert pg.js("window.convgradPage.spec().shapes.y") == list(new.full_output_shape)
+    assert pg.page.input_value("#f-groups") == "2" and pg.page.input_value("#f-stride") == "2"
+    assert pg.page.input_value("#f-input") == "2,4,9" and pg.page.input_value("#f-mode") == "circular"
     pg.page.click("#reset")
     assert pg.js("window.convgradPage.spec().shapes.y") == list(ex.full_output_shape)
     assert pg.errors == [] and all(u.startswith("file://") for u in pg.requests)
@@ -323,5 +334,99 @@ def test_large_arrays_draw_part_and_go_to_reaches_everything(browser, tmp_path):
     pg.page.fill("#goto-text", "dX 0,100,0,0")
     pg.page.click("#goto button")
     assert "out of range" in pg.page.text_content("#goto-error")
+    assert pg.errors == []
+    pg.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# large planes: readable windows with a minimap, "go to" and --at centre the element
+# ------------------------------------------------------------------------------------------------
+
+DEFAULT = dict(input_shape=(5, 100, 100), weight_shape=(10, 5, 5, 5))  # `convgrad explain`'s default
+
+
+def _in_window(win, row, col):
+    return win["rows"][0] <= row < win["rows"][1] and win["cols"][0] <= col < win["cols"][1]
+
+
+def _centred(pg, array, idx):
+    """The cell's centre is in the middle of the viewport (vertically; horizontally inside it)."""
+    box = pg.js("([a, i]) => window.convgradPage.cellBox(a, i)", [array, list(idx)])
+    view = pg.js("({x: window.scrollX, y: window.scrollY, w: window.innerWidth, h: window.innerHeight})")
+    cy = box["y"] + box["px"] / 2 - view["y"]
+    cx = box["x"] + box["px"] / 2 - view["x"]
+    return abs(cy - view["h"] / 2) <= box["px"] and 0 < cx < view["w"]
+
+
+def test_large_planes_are_readable_windows_with_a_minimap(browser, tmp_path):
+    from PIL import Image
+    import io
+
+    ex = explain(**DEFAULT)
+    pg = Page(browser, ex, tmp_path)
+    for array in ("x", "y", "dy", "dx"):
+        win = pg.js("(a) => window.convgradPage.window(a)", array)
+        assert win["rows"][1] - win["rows"][0] == 20 and win["cols"][1] - win["cols"][0] == 20, (array, win)
+        assert pg.js(f"document.querySelectorAll('canvas.minimap[data-array={array}]').length") == 1
+    assert pg.js("(a) => window.convgradPage.window(a)", "w") is None  # 5x5 kernels are drawn whole
+    box = pg.js("([a, i]) => window.convgradPage.cellBox(a, i)", ["x", [0, 0, 50, 50]])
+    assert box["px"] >= 14  # readable cells, not 3 px dots
+    assert "rows 40–59, columns 40–59 of 100×100" in pg.page.text_content(".array-x .caption")
+
+    # hovering y far from the first windows: y's window moves to the cell, x's follows the contributors
+    target = (0, 3, 90, 7)
+    c = pg.hover("y", target)
+    pg.page.mouse.click(c["x"], c["y"])
+    assert pg.highlighted() == _expected(ex, "y", target)
+    assert all(_in_window(pg.js("(a) => window.convgradPage.window(a)", "x"), r, k)
+               for r in range(90, 95) for k in range(7, 12))
+    # the pixels: a contributor of x is orange in its window, the element red, and the minimap shows both
+    img = np.asarray(Image.open(io.BytesIO(pg.page.screenshot(full_page=True))).convert("RGB"))
+    for arr, idx, colour in (("x", (0, 2, 92, 9), (0xF2, 0x8E, 0x2B)), ("y", target, (0xE1, 0x57, 0x59)),
+                             ("x", (0, 2, 80, 9), (255, 255, 255))):
+        b = pg.js("([a, i]) => window.convgradPage.cellBox(a, i)", [arr, list(idx)])
+        got = tuple(int(v) for v in img[int(b["y"] + 0.22 * b["px"]), int(b["x"] + 0.22 * b["px"])])
+        assert max(abs(a - b) for a, b in zip(got, colour)) <= 3, (arr, idx, got, colour)
+    minimap = pg.js("""(a) => { const c = document.querySelector(`canvas.minimap[data-array=${a}]`);
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] === 0xf2 && d[i + 1] === 0x8e && d[i + 2] === 0x2b) n++;
+        return n }""", "x")
+    assert minimap > 0
+
+    # clicking the minimap moves the window there
+    mm = pg.page.query_selector("canvas.minimap[data-array=dx]")
+    mm.scroll_into_view_if_needed()
+    bb = mm.bounding_box()
+    pg.page.mouse.click(bb["x"] + 2, bb["y"] + 2)  # the top-left corner of the plane
+    assert pg.js("(a) => window.convgradPage.window(a)", "dx") == {"rows": [0, 20], "cols": [0, 20]}
+    assert pg.errors == []
+    pg.close()
+
+
+def test_go_to_scrolls_to_and_centres_the_element(browser, tmp_path):
+    ex = explain(**DEFAULT)
+    pg = Page(browser, ex, tmp_path)
+    for text, array, idx in (("dX 3,80,90", "dx", (0, 3, 80, 90)), ("y 9,5,2", "y", (0, 9, 5, 2)),
+                             ("x 4,99,0", "x", (0, 4, 99, 0))):
+        pg.page.fill("#goto-text", text)
+        pg.page.click("#goto button")
+        assert pg.js("window.convgradPage.focus()") == {"name": array, "index": list(idx), "pinned": True}
+        assert _in_window(pg.js("(a) => window.convgradPage.window(a)", array), *idx[-2:])
+        assert _centred(pg, array, idx), text
+        assert pg.highlighted() == _expected(ex, array, idx)
+    assert pg.errors == []
+    pg.close()
+
+
+def test_at_opens_the_page_on_the_element(browser, tmp_path):
+    ex = explain(**DEFAULT)
+    pg = Page(browser, ex, tmp_path, at=("grad_input", (1, 70, 30)))
+    idx = (0, 1, 70, 30)
+    assert pg.js("window.convgradPage.focus()") == {"name": "dx", "index": list(idx), "pinned": True}
+    assert pg.highlighted() == _expected(ex, "dx", idx)
+    assert _in_window(pg.js("(a) => window.convgradPage.window(a)", "dx"), 70, 30)
+    assert _in_window(pg.js("(a) => window.convgradPage.window(a)", "dy"), 66, 26)  # its contributors
+    assert _centred(pg, "dx", idx)
+    assert "dX[1, 70, 30] = sum of 250 products" in pg.js("window.convgradPage.panelText()")["title"]
     assert pg.errors == []
     pg.close()

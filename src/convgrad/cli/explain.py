@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import sys
 
@@ -28,10 +30,16 @@ def register(sub) -> None:
     p.add_argument(
         "--at", metavar="QUANTITY:INDEX",
         help="an element, e.g. grad_input:0,1,4,4 (quantities: output, grad_input, grad_weight, grad_bias, or y, dx, "
-             "dw, db); for --format gif a leading part of an index (output:0,1 steps through y[0, 1])",
+             "dw, db): written out in text/json, drawn in png/svg, the page opens on it in html (default: none; "
+             "png/svg: the middle of output's first plane); for --format gif a leading part of an index "
+             "(output:0,1 steps through y[0, 1]; default: output's first plane, evenly subsampled to --max-frames)",
     )
-    p.add_argument("--format", choices=FORMATS, help="output format (default: from -o's suffix, else text)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout for text/json/html)")
+    p.add_argument("--format", choices=FORMATS,
+                   help="output format (default: from -o's extension: .txt/.md text, .json, .png, .svg, .gif, .html; "
+                        "else text)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write to FILE (default: stdout for text/json/html, explain-QUANTITY-INDEX.png|svg|gif for "
+                        "pictures)")
     p.add_argument("--max-frames", type=int, default=400, help="gif: refuse more frames than this (default 400)")
     p.add_argument("--fps", type=float, default=2.0, help="gif: frames per second (default 2)")
     p.set_defaults(func=run)
@@ -50,21 +58,53 @@ def parse_at(text: str | None, ex, *, prefix_ok: bool = False):
     except ValueError:
         raise ValueError(f"--at: expected QUANTITY:i,j,..., e.g. grad_input:0,1,4,4, got {text!r}") from None
     shape = ex.quantity_shape(quantity)
-    if not prefix_ok and len(index) != len(shape):
+    if (not prefix_ok and len(index) != len(shape)) or len(index) > len(shape):
         raise ValueError(f"--at: {quantity} has shape {shape}, so its index needs {len(shape)} entries, got {text!r}")
-    return quantity, index
+    lowest = 0 if len(index) < len(shape) else -1  # a full index may count from the end, as in NumPy
+    if any(not lowest * n <= v < n for v, n in zip(index, shape)):
+        raise ValueError(f"--at: index {index} is out of range for {quantity} of shape {shape}, got {text!r}")
+    return quantity, tuple(v % n for v, n in zip(index, shape))
+
+
+#: Output file suffixes and the format each one means.
+SUFFIXES = {"txt": "text", "text": "text", "md": "text", "json": "json", "png": "png", "svg": "svg", "gif": "gif",
+            "html": "html", "htm": "html"}
+
+
+class UsageError(ValueError):
+    """A mistake in the command line, reported as one line (the message names the flag)."""
+
+
+def _suffix(path: str) -> str | None:
+    name = os.path.basename(path)
+    return name.rsplit(".", 1)[1].lower() if "." in name.strip(".") else None
 
 
 def _format(args) -> str:
+    """The output format: --format, else -o's suffix, else text; an unknown suffix is refused."""
+    suffix = _suffix(args.output) if args.output else None
+    accepted = ", ".join("." + k for k in SUFFIXES)
+    if suffix is not None and suffix not in SUFFIXES:
+        raise UsageError(f"-o {args.output}: unknown extension '.{suffix}' (accepted: {accepted}; or no extension "
+                         "with --format)")
     if args.format:
+        if suffix is not None and SUFFIXES[suffix] != args.format:
+            raise UsageError(f"-o {args.output}: the extension '.{suffix}' does not match --format {args.format}")
         return args.format
-    if args.output and "." in os.path.basename(args.output):
-        suffix = args.output.rsplit(".", 1)[1].lower()
-        if suffix in FORMATS:
-            return suffix
-        if suffix in ("txt", "md"):
-            return "text"
-    return "text"
+    return SUFFIXES[suffix] if suffix else "text"
+
+
+def _check_output(path: str | None) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"-o {path}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"-o {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"-o {path}: not writable")
 
 
 def _write_text(text: str, path: str | None) -> None:
@@ -76,35 +116,87 @@ def _write_text(text: str, path: str | None) -> None:
         print(f"wrote {path}", file=sys.stderr)
 
 
-def run(args) -> int:
-    kwargs = conv_kwargs(args)
-    ex = explain(args.input, args.weight, **kwargs, transposed=args.transposed)
-    fmt = _format(args)
-    if fmt == "text":
-        _write_text(ex.text(parse_at(args.at, ex)), args.output)
-        return 0
-    if fmt == "json":
-        _write_text(json.dumps(ex.to_dict(parse_at(args.at, ex)), indent=2, ensure_ascii=False) + "\n", args.output)
-        return 0
-    if fmt == "html":
-        _write_text(ex.html(), args.output)
-        return 0
-    from ..explain.derivation import example_index
+def _gif_frames(ex, at, max_frames: int):
+    """The frames of the GIF: ``(quantity, indices, note)``; ``note`` says what was chosen without --at."""
+    from ..explain.animation import frame_indices
 
+    if at is not None:
+        quantity, prefix = at
+        indices = frame_indices(ex, quantity, prefix)
+        if len(indices) > max_frames:
+            shape = ex.quantity_shape(quantity)
+            raise UsageError(
+                f"--format gif: {quantity}{'[' + ','.join(map(str, prefix)) + ']' if prefix else ''} has "
+                f"{len(indices)} elements, more than --max-frames {max_frames}; fix more leading indices with --at "
+                f"(e.g. --at {quantity}:{','.join(['0'] * min(len(prefix) + 1, len(shape)))}) or raise --max-frames"
+            )
+        return quantity, indices, None
+    # Without --at: the first sample's first output channel, its plane subsampled evenly to fit.
+    quantity = "output"
+    prefix = (0, 0) if ex.batched else (0,)
+    plane = ex.quantity_shape(quantity)[len(prefix):]
+    step = 1
+    while math.prod(-(-n // step) for n in plane) > max_frames:
+        step += 1
+    grids = [range(0, n, step) for n in plane]
+    indices = [prefix + tail for tail in itertools.product(*grids)]
+    where = f"output[{', '.join(map(str, prefix))}]"
+    note = f"no --at: stepping through {where} ({'x'.join(map(str, plane))})"
+    if step > 1:
+        note += f", one position in {step} along each axis (to stay within --max-frames {max_frames})"
+    note += f"; choose with --at, e.g. --at output:{','.join(map(str, prefix))}"
+    return quantity, indices, note
+
+
+def run(args) -> int:
     try:
-        if fmt == "gif":
-            at = parse_at(args.at, ex, prefix_ok=True)
-            if at is None:
-                at = ("output", (0, 0) if ex.batched else (0,))
-            path = args.output or f"explain-{at[0]}{''.join('-' + str(v) for v in at[1])}.gif"
-            frames = ex.animate(at[0], path, prefix=at[1], max_frames=args.max_frames, fps=args.fps)
-            print(f"wrote {path} ({frames} frames)", file=sys.stderr)
-            return 0
-        at = parse_at(args.at, ex) or ("output", example_index(ex, "output"))
-        path = args.output or f"explain-{at[0]}-{'-'.join(map(str, at[1]))}.{fmt}"
-        ex.figure(at[0], at[1], path, format=fmt)
-        print(f"wrote {path}", file=sys.stderr)
-        return 0
+        return _run(args)
+    except UsageError as exc:
+        print(f"convgrad explain: error: {exc}", file=sys.stderr)
+        return 2
     except ImportError as exc:
         print(f"convgrad explain: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"convgrad explain: error: -o {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    fmt = _format(args)
+    _check_output(args.output)
+    if args.max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if not args.fps > 0:
+        raise UsageError(f"--fps must be positive, got {args.fps}")
+    kwargs = conv_kwargs(args)
+    ex = explain(args.input, args.weight, **kwargs, transposed=args.transposed)
+    at = parse_at(args.at, ex, prefix_ok=fmt == "gif")
+    if fmt == "text":
+        _write_text(ex.text(at), args.output)
+        return 0
+    if fmt == "json":
+        _write_text(json.dumps(ex.to_dict(at), indent=2, ensure_ascii=False) + "\n", args.output)
+        return 0
+    if fmt == "html":
+        _write_text(ex.html(at=at), args.output)
+        return 0
+    if fmt == "gif":
+        try:
+            import PIL  # noqa: F401
+        except ImportError:
+            raise ImportError("--format gif needs Pillow (installed with matplotlib): pip install 'convgrad[explain]'") from None
+        quantity, indices, note = _gif_frames(ex, at, args.max_frames)
+        if note:
+            print(note, file=sys.stderr)
+        path = args.output or f"explain-{quantity}{''.join('-' + str(v) for v in (at[1] if at else ()))}.gif"
+        frames = ex.animate(quantity, path, indices=indices, fps=args.fps)
+        print(f"wrote {path} ({frames} frames)", file=sys.stderr)
+        return 0
+    from ..explain.derivation import example_index
+
+    at = at or ("output", example_index(ex, "output"))
+    path = args.output or f"explain-{at[0]}-{'-'.join(map(str, at[1]))}.{fmt}"
+    ex.figure(at[0], at[1], path, format=fmt)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -27,26 +27,35 @@ def frame_indices(ex, quantity: str, prefix=()) -> list[tuple[int, ...]]:
     return [prefix + tail for tail in itertools.product(*map(range, rest))]
 
 
-def animate(ex, quantity: str, path, *, prefix=(), max_frames: int = 400, fps: float = 2.0) -> int:
+def animate(ex, quantity: str, path, *, prefix=(), indices=None, max_frames: int = 400, fps: float = 2.0) -> int:
     """Write a GIF with one frame per element of ``quantity`` under ``prefix``; return the frame count.
 
     ``prefix`` fixes leading indices, e.g. ``prefix=(0, 1)`` steps through the spatial positions
-    of example 0, channel 1 of the output. More than ``max_frames`` elements is a ``ValueError``.
+    of example 0, channel 1 of the output; ``indices`` (full indices) gives the frames explicitly
+    instead. More than ``max_frames`` frames is a ``ValueError``. Needs Pillow (it comes with
+    matplotlib: ``pip install 'convgrad[explain]'``).
     """
-    from PIL import Image
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError("convgrad's animated GIF needs Pillow (installed with matplotlib): "
+                          "pip install 'convgrad[explain]'") from None
 
     if quantity not in QUANTITIES:
         raise ValueError(f"animate: quantity must be one of {QUANTITIES}, got {quantity!r}")
     if not fps > 0:
         raise ValueError(f"animate: fps must be positive, got {fps!r}")
-    indices = frame_indices(ex, quantity, prefix)
+    if indices is None:
+        indices = frame_indices(ex, quantity, prefix)
+    else:
+        indices = [ex._normalize(quantity, idx) for idx in indices]
     if not indices:
         raise ValueError(f"animate: {quantity} has no elements (shape {ex.quantity_shape(quantity)})")
     if len(indices) > max_frames:
         raise ValueError(
             f"animate: {quantity}{'' if not prefix else ' under prefix ' + str(tuple(prefix))} has {len(indices)} "
-            f"elements, more than max_frames={max_frames}; fix leading indices with prefix= (e.g. one channel) "
-            "or raise max_frames"
+            f"elements, more than max_frames={max_frames}; fix leading indices with prefix= (e.g. one channel), "
+            "pick frames with indices= or raise max_frames"
         )
     lights = [highlights(ex, quantity, _full_index(ex, quantity, idx)) for idx in indices]
     union: dict[str, set] = {}

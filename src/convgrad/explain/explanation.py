@@ -338,24 +338,63 @@ class Explanation:
 
         return draw(self, quantity, index, path=path, slices=slices, format=format)
 
-    def animate(self, quantity: str, path, *, prefix=(), max_frames: int = 400, fps: float = 2.0) -> int:
+    def animate(self, quantity: str, path, *, prefix=(), indices=None, max_frames: int = 400, fps: float = 2.0) -> int:
         """Write an animated GIF stepping through every element of ``quantity`` (or those under ``prefix``).
 
-        Returns the number of frames. Needs matplotlib.
+        ``indices`` lists the frames' elements explicitly instead. Returns the number of frames.
+        Needs matplotlib (``pip install 'convgrad[explain]'``).
         """
         from .animation import animate
 
-        return animate(self, quantity, path, prefix=prefix, max_frames=max_frames, fps=fps)
+        return animate(self, quantity, path, prefix=prefix, indices=indices, max_frames=max_frames, fps=fps)
 
-    def html(self, path=None) -> str:
-        """A self-contained interactive page (inline JS/CSS, no network); written to ``path`` if given."""
+    def html(self, path=None, *, at=None):
+        """A self-contained interactive page (inline JS/CSS, no network needed).
+
+        Parameters
+        ----------
+        path : str or path, optional
+            Write the page there and return ``path``; without it the page itself is returned (a str).
+        at : (quantity, index), optional
+            The element the page opens on: pinned, scrolled to and centred (as for :meth:`text`).
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> ex = explain((1, 1, 5), (1, 1, 3))
+        >>> path = os.path.join(tempfile.mkdtemp(), "page.html")
+        >>> ex.html(path) == path
+        True
+        >>> ex.html().startswith("<!DOCTYPE html>")
+        True
+        """
         from .page import render_page
 
-        page = render_page(self)
-        if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(page)
-        return page
+        page = render_page(self, at)
+        if path is None:
+            return page
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(page)
+        return path
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """Jupyter's rich display: the sizes as text and static HTML, the default element's picture
+        (with matplotlib), and the whole derivation folded below."""
+        from .._display import mime_bundle
+        from .derivation import example_index
+
+        text = self.text()
+        head, sizes, *_ = text.split("\n\n") + ["", ""]
+        quantity = "output"
+        index = example_index(self, quantity) if 0 not in self.quantity_shape(quantity) else None
+        return mime_bundle(
+            f"{repr(self)}\n\n{head}\n\n{sizes}",
+            head.split("\n", 1)[0],
+            [("the configuration and its sizes", f"{head}\n\n{sizes}"), ("the whole derivation (text)", text)],
+            make_figure=None if index is None else (lambda: self.figure(quantity, index)),
+            include=include,
+            exclude=exclude,
+        )
 
     def __repr__(self) -> str:
         kind = "conv_transpose" if self.transposed else "conv"

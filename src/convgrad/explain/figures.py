@@ -43,7 +43,9 @@ COLORS = {
 }
 GROUP_COLORS = ["#4e79a7", "#59a14f", "#b07aa1", "#9c755f", "#76b7b2", "#edc948", "#ff9da7", "#bab0ac"]
 DISPLAY = {"x": "x", "w": "w", "y": "y", "dy": "dY", "dx": "dX", "dw": "dW", "db": "db", "b": "b"}
-MAX_BLOCKS = 12
+MAX_BLOCKS = 12  # more blocks than this: only those holding something are drawn (the rest is a note) ...
+FEW_BLOCKS = 4  # ... and more than this already when the blocks are windows of large planes
+MIN_FONT = 7.0  # points: the smallest text of a figure (tick labels, block labels), readable at 100 dpi
 FULL_EXTENT = 24
 MAX_WINDOW = 48
 MARGIN = 0.3  # cells of room around a panel so its outer grid lines are not clipped
@@ -75,7 +77,7 @@ class Highlight:
     roles: dict[str, dict[tuple, str]]
     labels: dict[str, dict[tuple, list[int]]]
     count: int
-    text: str
+    texts: tuple[str, ...]  # the element's sum written out, longest first (the picture shows the longest that fits)
 
 
 def _padded_reads(ex, quantity: str, idx: tuple[int, ...]) -> list[tuple[tuple, tuple]]:
@@ -128,9 +130,19 @@ def highlights(ex, quantity: str, full_index: tuple[int, ...]) -> Highlight:
         roles[second][b] = "second"
         labels[second].setdefault(b, []).append(t)
     roles[result][tuple(full_index)] = "element"
-    name = DISPLAY[result] + "[" + ", ".join(map(str, full_index)) + "]"
-    return Highlight(quantity, tuple(full_index), roles, labels, len(terms),
-                     f"{name} = {format_terms(ex, quantity, terms, limit=4)}")
+    # the words use the user's indices (no batch axis if the input had none), as --at and the text do
+    name = _element_name(ex, quantity, full_index)
+    shown = ex._strip_batch(quantity, terms)
+    texts = tuple(f"{name} = {format_terms(ex, quantity, shown, limit=k)}" for k in (4, 3, 2, 1))
+    return Highlight(quantity, tuple(full_index), roles, labels, len(terms), texts)
+
+
+def _element_name(ex, quantity: str, full_index) -> str:
+    """``"dX[1, 70, 30]"``: the element as the user indexes it."""
+    idx = tuple(full_index)
+    if not ex.batched and quantity in ("output", "grad_input"):
+        idx = idx[1:]
+    return DISPLAY[OPERANDS[quantity][2]] + "[" + ", ".join(map(str, idx)) + "]"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,7 +246,8 @@ def _panel(ex, name: str, roles: dict[tuple, str], slices=None, all_blocks: bool
     row_win, dense_r = _window(rows, [r for lead, r, _ in cells], all_blocks)
     col_win, dense_c = _window(cols, [c for lead, _, c in cells], all_blocks)
     dense = dense_r or dense_c
-    if not all_blocks and (len(leads) > MAX_BLOCKS or dense):
+    windowed = len(row_win) < len(rows) or len(col_win) < len(cols)
+    if not all_blocks and (len(leads) > (FEW_BLOCKS if windowed else MAX_BLOCKS) or dense):
         # many blocks, or blocks drawn as images: only those holding something
         keep = [lead for lead in leads if lead in touched]
         hidden = len(leads) - len(keep)
@@ -385,7 +398,7 @@ class Canvas:
         ax.set_title(head + ("\n" if note else ""), fontsize=10, color=COLORS["text"], pad=4)
         if note:
             ax.text(0.5, 1.0, note, transform=ax.transAxes, fontsize=7.5, color="#777777", ha="center", va="bottom")
-        fs = float(np.clip(cell * 30, 4.5, 8.5)) if not panel.dense else 7.0
+        fs = float(np.clip(cell * 30, MIN_FONT / 0.8, 9.0)) if not panel.dense else 8.0
         for block in panel.blocks:
             base = self._base(panel.name, block)
             h, w = base.shape[:2]
@@ -398,15 +411,16 @@ class Canvas:
                 ax.add_collection(LineCollection(segs, colors=COLORS["grid"], linewidths=0.5, zorder=2))
             else:
                 ax.add_patch(_rect(block.x0, block.y0, w, h, fill=False, edgecolor=COLORS["grid"], linewidth=0.6, zorder=2))
-                tick = dict(fontsize=6, color="#777777")
+                tick = dict(fontsize=MIN_FONT, color="#777777")
                 ax.text(block.x0, block.y0 + h, f" {block.cols[0]}", ha="left", va="top", **tick)
                 ax.text(block.x0 + w, block.y0 + h, f"{block.cols[-1]} ", ha="right", va="top", **tick)
                 if h > 1:
                     ax.text(block.x0, block.y0, f"{block.rows[0]} ", ha="right", va="top", **tick)
                     ax.text(block.x0, block.y0 + h, f"{block.rows[-1]} ", ha="right", va="bottom", **tick)
             if block.label:
-                ax.text(block.x0, block.y0 - (0.35 if not panel.dense else 0.02 * max(w, h)), block.label, fontsize=fs, va="bottom", ha="left", color=block.color,
-                        zorder=3)
+                text, size = _fit_label(block.label, fs, (w + 1.8) * cell)
+                ax.text(block.x0, block.y0 - (0.35 if not panel.dense else 0.02 * max(w, h)), text, fontsize=size,
+                        va="bottom", ha="left", color=block.color, zorder=3)
             # index ticks: first and last row/column of the window
             if not panel.dense and w > 1:
                 ax.text(block.x0 + 0.5, block.y0 + h + 0.1, str(block.cols[0]), fontsize=fs * 0.8, ha="center",
@@ -420,7 +434,7 @@ class Canvas:
                         va="center", color="#777777")
         self.texts[panel.name] = []
         self.hatches[panel.name] = []
-        self._fontsize[panel.name] = fs
+        self._fontsize[panel.name] = float(np.clip(cell * 30, 4.5, 8.5))  # term numbers: sized to the cell
 
     def _legend(self, first, second, result) -> None:
         from matplotlib.patches import Patch
@@ -476,6 +490,10 @@ class Canvas:
                                                                  zorder=2.5)))
                 else:
                     data[rr, cc] = colors[role]
+                if role == "element" and panel.dense:
+                    # one cell of a plane drawn as an image is a dot: ring it so the eye finds it
+                    radius = max(len(block.rows), len(block.cols)) * 0.06
+                    self.hatches[name].append(ax.add_patch(_circle(block.x0 + cc + 0.5, block.y0 + rr + 0.5, radius)))
                 numbers = hl.labels.get(name, {}).get(idx)
                 if label_ok and numbers and not panel.dense and self.scales[name] >= 0.15:
                     text = ",".join(map(str, numbers[:2])) + ("…" if len(numbers) > 2 else "")
@@ -486,11 +504,12 @@ class Canvas:
             im.set_data(data)
         first, second, result = OPERANDS[self.quantity]
         parts = f"{DISPLAY[first]}·{DISPLAY[second]}" if second else DISPLAY[first]
-        name = DISPLAY[result] + "[" + ", ".join(map(str, hl.index)) + "]"
+        name = _element_name(self.ex, self.quantity, hl.index)
         self.title.set_text(f"{name} is a sum of {hl.count} product{'s' if hl.count != 1 else ''} {parts}"
                             if second else f"{name} is the sum of {hl.count} entries of {parts}")
-        sub = hl.text
+        # DejaVu Sans Mono at 8.5 pt: 0.6 em = 5.1 pt a character, about 14 characters an inch
         fit = int((self.fig.get_figwidth() - 0.5) * 13.5)
+        sub = next((t for t in hl.texts if len(t) <= fit), hl.texts[-1])
         self.subtitle.set_text(sub if len(sub) <= fit else sub[: fit - 1] + "…")
 
     def save(self, path, format=None) -> None:
@@ -518,6 +537,21 @@ class Canvas:
         px, py = im.axes.transData.transform((x, y))
         height = self.fig.canvas.get_width_height()[1]
         return int(px), int(height - py)
+
+
+def _fit_label(label: str, fontsize: float, inches: float) -> tuple[str, float]:
+    """``(text, size)``: ``label`` on one line if it fits in ``inches`` (about 0.6 em a character) at
+    ``fontsize`` or else at :data:`MIN_FONT`; otherwise one word a line."""
+    for size in (fontsize, MIN_FONT):
+        if len(label) * size * 0.6 / 72 <= inches:
+            return label, size
+    return label.replace(" ", "\n"), MIN_FONT
+
+
+def _circle(x, y, radius):
+    from matplotlib.patches import Circle
+
+    return Circle((x, y), radius, fill=False, edgecolor=COLORS["element"], linewidth=1.5, zorder=3)
 
 
 def _rect(x, y, w, h, **kw):

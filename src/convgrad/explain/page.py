@@ -49,8 +49,25 @@ def _script(text: str) -> str:
     return text.replace("</script", "<\\/script")
 
 
-def render_page(ex) -> str:
+#: The page's names of the quantities' arrays.
+PAGE_NAMES = {"output": "y", "grad_input": "dx", "grad_weight": "dw", "grad_bias": "db"}
+
+
+def page_focus(ex, at) -> dict | None:
+    """``(quantity, index)`` -> the element the page opens on, in its terms (batch axis always present)."""
+    if at is None:
+        return None
+    quantity, index = at
+    idx = ex._normalize(quantity, index)
+    if not ex.batched and quantity in ("output", "grad_input"):
+        idx = (0, *idx)
+    return {"name": PAGE_NAMES[quantity], "index": list(idx)}
+
+
+def render_page(ex, at=None) -> str:
+    """The page as a string; ``at = (quantity, index)`` opens it on that element (pinned, centred)."""
     cfg = page_config(ex)
+    focus = page_focus(ex, at)
     name = f"{'conv_transpose' if ex.transposed else 'conv'}{ex.ndim}d {tuple(ex.input_shape)} * {tuple(ex.weight_shape)}"
     values = {
         "__TITLE__": html.escape(name),
@@ -59,6 +76,7 @@ def render_page(ex) -> str:
         "__RELATION_JS__": _script(_asset("relation.js")),
         "__VIEW_JS__": _script(_asset("view.js")),
         "__CONFIG__": _script(json.dumps(cfg)),
+        "__AT__": _script(json.dumps(focus)),
     }
     # one pass, so no inserted text is ever taken for a placeholder
     return re.sub("|".join(values), lambda m: values[m.group(0)], _asset("page.html"))

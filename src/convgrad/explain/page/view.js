@@ -9,6 +9,9 @@
  *   dY             -> where it flows back: the dX (orange) and dW (blue) entries it reaches;
  *   b              -> the output channel it is added to.
  * The side panel lists the terms and the element's formula with its numbers.
+ * Large planes are drawn at a readable scale as a window (WINDOW cells a side) with a minimap of
+ * the whole plane beside it: the windows of the other arrays follow the highlighted cells, "go to"
+ * (and the page's opening element, `convgrad explain --at`) moves every window and scrolls to it.
  * window.convgradPage exposes the state for tests.
  */
 "use strict";
@@ -22,13 +25,18 @@ const ConvGradView = (() => {
   const NAMES = { x: "x", w: "w", b: "b", y: "y", dy: "dY", dx: "dX", dw: "dW", db: "db" };
   const QUANTITY_OF = { y: "output", dx: "grad_input", dw: "grad_weight", db: "grad_bias" };
   const MAX_LISTED = 400;
-  const MAX_CELLS = 300000; // cells drawn per array (and at most MAX_BLOCKS blocks); the rest is reached by "go to"
+  const MAX_PIXELS = 4000000; // canvas pixels drawn per array (and at most MAX_BLOCKS blocks); the rest is reached by "go to"
   const MAX_BLOCKS = 256;
+  const WINDOW = 20; // a plane with a longer side is shown as a window of this many cells a side ...
+  const WINDOW_1D = 40; // ... (a row: this many cells)
+  const WINDOW_PX = 16; // ... at this many pixels a cell, with a minimap
+  const MINIMAP = 120; // pixels: the longer side of a minimap
 
   let spec = null;
   let initialConfig = null;
   let config = null;
   let blocks = new Map(); // key "name|lead" -> block
+  let arrays = new Map(); // name -> {lay, rows, cols (the full extent), win: {rows, cols} or null, blocks, minimap}
   let focus = null; // {name, index, pinned}
   let light = { roles: new Map(), labels: new Map(), byBlock: new Map(), terms: [], title: "", formula: "", lines: [] };
 
@@ -275,10 +283,24 @@ const ConvGradView = (() => {
     section.appendChild(wrap);
     const nr = lay.rows[1] - lay.rows[0];
     const nc = lay.cols[1] - lay.cols[0];
-    const px = Math.max(3, Math.min(24, Math.floor(260 / Math.max(nr, nc, 1))));
+    const side = lay.nd >= 2 ? WINDOW : WINDOW_1D;
+    const arr = { name, lay, rows: lay.rows, cols: lay.cols, win: null, blocks: [] };
+    let px = Math.max(3, Math.min(24, Math.floor(260 / Math.max(nr, nc, 1))));
+    if (nr > side || nc > side) {
+      // a large plane: a readable window (centred at first) and a minimap of the whole plane
+      px = WINDOW_PX;
+      const centre = (r, n) => {
+        const lo = r[0] + Math.max(0, Math.floor((r[1] - r[0] - n) / 2));
+        return [lo, lo + Math.min(n, r[1] - r[0])];
+      };
+      arr.win = { rows: centre(lay.rows, side), cols: centre(lay.cols, side) };
+    }
+    arrays.set(name, arr);
+    const shownRows = arr.win ? arr.win.rows : lay.rows;
+    const shownCols = arr.win ? arr.win.cols : lay.cols;
     const allLeads = R.product(lay.leadShape.map(R.range));
-    const perBlock = Math.max(1, (lay.rows[1] - lay.rows[0]) * (lay.cols[1] - lay.cols[0]));
-    const leads = allLeads.slice(0, Math.max(1, Math.min(MAX_BLOCKS, Math.floor(MAX_CELLS / perBlock))));
+    const perBlock = ((shownRows[1] - shownRows[0]) * px + 1) * ((shownCols[1] - shownCols[0]) * px + 1);
+    const leads = allLeads.slice(0, Math.max(1, Math.min(MAX_BLOCKS, Math.floor(MAX_PIXELS / perBlock))));
     if (allLeads.length > leads.length) {
       const note = document.createElement("div");
       note.className = "note";
@@ -297,20 +319,25 @@ const ConvGradView = (() => {
       label.textContent = blockLabel(name, lead);
       div.appendChild(label);
       const canvas = document.createElement("canvas");
-      canvas.width = nc * px + 1;
-      canvas.height = nr * px + 1;
+      canvas.width = (shownCols[1] - shownCols[0]) * px + 1;
+      canvas.height = (shownRows[1] - shownRows[0]) * px + 1;
       canvas.dataset.array = name;
       canvas.dataset.lead = lead.join(",");
       div.appendChild(canvas);
       wrap.appendChild(div);
-      const block = { name, lead, rows: lay.rows, cols: lay.cols, px, nd: lay.nd, canvas, ctx: canvas.getContext("2d") };
+      const block = { name, lead, rows: shownRows, cols: shownCols, px, nd: lay.nd, canvas, ctx: canvas.getContext("2d") };
       blocks.set(key(name, lead), block);
+      arr.blocks.push(block);
       canvas.addEventListener("mousemove", (ev) => onMove(block, ev));
       canvas.addEventListener("mouseleave", () => {
         if (focus && !focus.pinned) setFocus(null);
       });
       canvas.addEventListener("click", (ev) => onClick(block, ev));
       paintBase(block);
+    }
+    if (arr.win) {
+      addMinimap(arr, section);
+      drawMinimap(arr);
     }
     container.appendChild(section);
   }
@@ -521,8 +548,10 @@ const ConvGradView = (() => {
   }
 
   function groupByBlock(l) {
-    // the highlighted cells of each block, so a redraw touches only those
+    // the highlighted cells of each block, so a redraw touches only those; per array their bounding
+    // box and (up to a limit) their places, for the windows and minimaps
     l.byBlock = new Map();
+    l.byArray = new Map();
     const nds = {};
     for (const [k, role] of l.roles) {
       const bar = k.indexOf("|");
@@ -530,6 +559,14 @@ const ConvGradView = (() => {
       const idx = k.slice(bar + 1).split(",").map(Number);
       if (!(name in nds)) nds[name] = layoutOf(name).nd;
       const cell = cellOf(name, idx, nds[name]);
+      if (!l.byArray.has(name)) l.byArray.set(name, { r0: Infinity, r1: -Infinity, c0: Infinity, c1: -Infinity, cells: [] });
+      const box = l.byArray.get(name);
+      box.r0 = Math.min(box.r0, cell.row);
+      box.r1 = Math.max(box.r1, cell.row);
+      box.c0 = Math.min(box.c0, cell.col);
+      box.c1 = Math.max(box.c1, cell.col);
+      if (role === "element") box.element = cell;
+      if (box.cells.length < 20000) box.cells.push({ row: cell.row, col: cell.col, role });
       const bk = key(name, cell.lead);
       if (!blocks.has(bk)) continue; // not drawn
       if (!l.byBlock.has(bk)) l.byBlock.set(bk, []);
@@ -538,12 +575,145 @@ const ConvGradView = (() => {
     return l;
   }
 
-  function setFocus(f) {
+  function setFocus(f, moveAll = false) {
+    // moveAll: every window moves to show the highlighted cells (go to, --at); otherwise the array
+    // under the pointer keeps its window and the others follow
     const before = [...light.byBlock.keys()];
     focus = f;
     light = groupByBlock(computeLight(f));
-    for (const bk of new Set([...before, ...light.byBlock.keys()])) if (blocks.has(bk)) drawBlock(blocks.get(bk));
+    const moved = new Set();
+    for (const [name, box] of light.byArray) {
+      if (!moveAll && f && name === f.name) continue;
+      const arr = arrays.get(name);
+      if (!arr || !arr.win) continue;
+      const { rows, cols } = arr.win;
+      if (box.r0 >= rows[0] && box.r1 < rows[1] && box.c0 >= cols[0] && box.c1 < cols[1]) continue;
+      const target = box.element || { row: Math.floor((box.r0 + box.r1) / 2), col: Math.floor((box.c0 + box.c1) / 2) };
+      if (setWindow(name, target.row, target.col)) moved.add(name);
+    }
+    for (const bk of new Set([...before, ...light.byBlock.keys()])) {
+      const block = blocks.get(bk);
+      if (block && !moved.has(block.name)) drawBlock(block);
+    }
+    for (const arr of arrays.values()) if (arr.win) drawMinimap(arr);
     renderPanel();
+  }
+
+  // -- windows onto large planes ---------------------------------------------------------------------
+  function setWindow(name, row, col) {
+    // centre the array's window on (row, col), clamped to the plane; repaint its blocks if it moved
+    const arr = arrays.get(name);
+    if (!arr || !arr.win) return false;
+    const place = (extent, size, at) => {
+      const lo = Math.max(extent[0], Math.min(extent[1] - size, at - Math.floor(size / 2)));
+      return [lo, lo + size];
+    };
+    const rows = place(arr.rows, arr.win.rows[1] - arr.win.rows[0], row);
+    const cols = place(arr.cols, arr.win.cols[1] - arr.win.cols[0], col);
+    if (rows[0] === arr.win.rows[0] && cols[0] === arr.win.cols[0]) return false;
+    arr.win = { rows, cols };
+    for (const block of arr.blocks) {
+      block.rows = rows;
+      block.cols = cols;
+      paintBase(block);
+      drawBlock(block);
+    }
+    arr.caption.textContent = windowCaption(arr);
+    drawMinimap(arr);
+    return true;
+  }
+
+  function windowCaption(arr) {
+    const { rows, cols } = arr.win;
+    const span = (r) => `${r[0]}–${r[1] - 1}`;
+    const size = `${arr.rows[1] - arr.rows[0]}×${arr.cols[1] - arr.cols[0]}`;
+    return (arr.lay.nd >= 2 ? `rows ${span(rows)}, columns ${span(cols)} of ${size}` : `positions ${span(cols)} of ${arr.cols[1] - arr.cols[0]}`) +
+      " shown (click the map to move)";
+  }
+
+  function minimapScale(arr) {
+    const nr = arr.rows[1] - arr.rows[0];
+    const nc = arr.cols[1] - arr.cols[0];
+    const scale = Math.min(4, MINIMAP / Math.max(nr, nc));
+    return { sx: scale, sy: arr.lay.nd >= 2 ? scale : Math.max(6, scale), nr, nc };
+  }
+
+  function drawMinimap(arr) {
+    // the whole plane (of the first block), the highlighted cells of every block, and the window
+    const { canvas } = arr.minimap;
+    const ctx = canvas.getContext("2d");
+    const { sx, sy, nr, nc } = minimapScale(arr);
+    if (!arr.minimap.base) {
+      const img = ctx.createImageData(canvas.width, canvas.height);
+      const probe = { name: arr.name, lead: arr.blocks.length ? arr.blocks[0].lead : [], nd: arr.lay.nd };
+      for (let y = 0; y < canvas.height; y++) {
+        const row = arr.rows[0] + Math.min(nr - 1, Math.floor(y / sy));
+        for (let x = 0; x < canvas.width; x++) {
+          const col = arr.cols[0] + Math.min(nc - 1, Math.floor(x / sx));
+          const [r, g, b] = rgbOf(baseColor(probe, row, col));
+          const o = (y * canvas.width + x) * 4;
+          img.data[o] = r;
+          img.data[o + 1] = g;
+          img.data[o + 2] = b;
+          img.data[o + 3] = 255;
+        }
+      }
+      arr.minimap.base = img;
+    }
+    ctx.putImageData(arr.minimap.base, 0, 0);
+    const box = light.byArray ? light.byArray.get(arr.name) : null;
+    if (box) {
+      for (const cell of box.cells) {
+        ctx.fillStyle = cell.role === "pad" ? COLORS.padRead : COLORS[cell.role];
+        const w = Math.max(2, sx);
+        const h = Math.max(2, sy);
+        ctx.fillRect((cell.col - arr.cols[0]) * sx - (w - sx) / 2, (cell.row - arr.rows[0]) * sy - (h - sy) / 2, w, h);
+      }
+    }
+    const { rows, cols } = arr.win;
+    ctx.strokeStyle = "#222";
+    ctx.lineWidth = 1.5;
+    ctx.strokeRect((cols[0] - arr.cols[0]) * sx + 0.75, (rows[0] - arr.rows[0]) * sy + 0.75,
+      (cols[1] - cols[0]) * sx - 1.5, (rows[1] - rows[0]) * sy - 1.5);
+  }
+
+  function addMinimap(arr, section) {
+    const { sx, sy, nr, nc } = minimapScale(arr);
+    const div = document.createElement("div");
+    div.className = "window";
+    const canvas = document.createElement("canvas");
+    canvas.className = "minimap";
+    canvas.dataset.array = arr.name;
+    canvas.width = Math.max(1, Math.round(nc * sx));
+    canvas.height = Math.max(1, Math.round(nr * sy));
+    canvas.title = "the whole plane: click to move the window";
+    canvas.addEventListener("click", (ev) => {
+      const rect = canvas.getBoundingClientRect();
+      setWindow(arr.name, arr.rows[0] + Math.floor((ev.clientY - rect.top) / sy), arr.cols[0] + Math.floor((ev.clientX - rect.left) / sx));
+    });
+    arr.caption = document.createElement("span");
+    arr.caption.className = "caption";
+    arr.caption.textContent = windowCaption(arr);
+    div.appendChild(canvas);
+    div.appendChild(arr.caption);
+    section.insertBefore(div, section.querySelector(".blocks"));
+    arr.minimap = { canvas, base: null };
+  }
+
+  function scrollToCell(name, index) {
+    // bring the element's cell to the middle of the window (its array's window already shows it)
+    const lay = layoutOf(name);
+    const cell = cellOf(name, index, lay.nd);
+    const block = blocks.get(key(name, cell.lead));
+    const target = block ? null : document.querySelector(`.array-${name}`);
+    if (!block) {
+      if (target) target.scrollIntoView({ block: "center" });
+      return;
+    }
+    const rect = block.canvas.getBoundingClientRect();
+    const x = rect.left + window.scrollX + (cell.col - block.cols[0] + 0.5) * block.px;
+    const y = rect.top + window.scrollY + (cell.row - block.rows[0] + 0.5) * block.px;
+    window.scrollTo({ left: Math.max(0, x - window.innerWidth / 2), top: Math.max(0, y - window.innerHeight / 2), behavior: "instant" });
   }
 
   function renderPanel() {
@@ -607,6 +777,7 @@ const ConvGradView = (() => {
     spec = R.makeSpec(cfg);
     config = cfg;
     blocks = new Map();
+    arrays = new Map();
     focus = null;
     light = groupByBlock(computeLight(null));
     const fwd = $("row-forward");
@@ -630,7 +801,9 @@ const ConvGradView = (() => {
       cfg = readForm();
       R.makeSpec(cfg);
     } catch (err) {
-      $("error").textContent = err.message;
+      // the grids still show the last good configuration: so does the form again
+      fillForm(config);
+      $("error").textContent = `${err.message} — not applied: the form shows the current configuration again`;
       return false;
     }
     build(cfg);
@@ -648,13 +821,19 @@ const ConvGradView = (() => {
     if (idx.length !== shape.length || idx.some((v, d) => !Number.isInteger(v) || v < 0 || v >= shape[d])) {
       throw new R.ConfigError(`go to: ${NAMES[name]} has shape (${userIndex(name, shape).join(", ")}); index out of range or of the wrong length`);
     }
-    setFocus({ name, index: idx, pinned: true });
+    setFocus({ name, index: idx, pinned: true }, true);
+    scrollToCell(name, idx);
   }
 
-  function start(cfg) {
+  function start(cfg, at) {
     initialConfig = cfg;
     fillForm(cfg);
     build(cfg);
+    if (at) {
+      // `convgrad explain --format html --at ...`: open on that element, pinned and centred
+      setFocus({ name: at.name, index: at.index, pinned: true }, true);
+      scrollToCell(at.name, at.index);
+    }
     $("goto").addEventListener("submit", (ev) => {
       ev.preventDefault();
       try {
@@ -687,6 +866,10 @@ const ConvGradView = (() => {
       const cell = cellOf(array, index, lay.nd);
       const block = blocks.get(key(array, cell.lead));
       if (!block) return null;
+      const arr = arrays.get(array);
+      if (arr.win && !(cell.row >= arr.win.rows[0] && cell.row < arr.win.rows[1] && cell.col >= arr.win.cols[0] && cell.col < arr.win.cols[1])) {
+        setWindow(array, cell.row, cell.col);
+      }
       block.canvas.scrollIntoView({ block: "center", inline: "center" });
       const rect = block.canvas.getBoundingClientRect();
       return {
@@ -709,6 +892,8 @@ const ConvGradView = (() => {
       };
     },
     goTo,
+    // the shown part of a windowed array: {rows: [lo, hi), cols: [lo, hi)} (null: all of it is drawn)
+    window: (array) => (arrays.get(array).win ? { rows: [...arrays.get(array).win.rows], cols: [...arrays.get(array).win.cols] } : null),
     setFocus: (array, index, pinned) => setFocus({ name: array, index, pinned: !!pinned }),
     apply,
     build,
