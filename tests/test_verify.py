@@ -197,9 +197,10 @@ def test_report_api_and_the_ready_to_paste_call(tmp_path):
     with pytest.raises(AssertionError):   # its last line compares and fails, as the report says
         exec(report.snippet(), scope)
     assert scope["got"].shape != scope["want"].shape or not np.allclose(scope["got"], scope["want"])
-    bundle = report._repr_mimebundle_()
-    assert "FAIL" in bundle["text/plain"] and "<pre" in bundle["text/html"]
     pytest.importorskip("matplotlib")
+    bundle = report._repr_mimebundle_()
+    assert "FAIL" in bundle["text/plain"] and "<pre" in bundle["text/html"] and "<script" not in bundle["text/html"]
+    assert "image/png" in bundle and "data:image/png;base64," in bundle["text/html"]
     out = report.figure(tmp_path / "wrong.png")
     assert pathlib.Path(out).stat().st_size > 1000
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass, field
 
+from .._display import mime_bundle
 from .advice import explanation
 from .calling import user_shape
 from .compare import TOLERANCE, describe, spatial_map
@@ -248,9 +248,7 @@ class VerifyReport:
     def figure(self, path=None):
         """The expected values, the user's, and the wrong elements of the failing quantity (needs matplotlib)."""
         try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            from matplotlib.figure import Figure   # no pyplot: leaves the caller's backend alone
         except ImportError:
             raise ImportError("VerifyReport.figure needs matplotlib: pip install 'convgrad[explain]'") from None
         f = self.finding
@@ -260,7 +258,8 @@ class VerifyReport:
         sel = (0, 0) if exp.ndim > 2 else ()
         planes = [exp[sel], got[sel], f.wrong.reshape(-1, *f.wrong.shape[2:]).mean(axis=0)]
         planes = [p.reshape(p.shape[0], -1) if p.ndim > 2 else (p[None] if p.ndim == 1 else p) for p in planes]
-        fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+        fig = Figure(figsize=(10, 3.6))
+        axes = fig.subplots(1, 3)
         titles = (f"expected {_NAMES[f.quantity]}[0, 0]", f"yours {_NAMES[f.quantity]}[0, 0]",
                   "fraction of samples x channels wrong")
         for ax, plane, title in zip(axes, planes, titles):
@@ -275,15 +274,21 @@ class VerifyReport:
         if path is None:
             return fig
         fig.savefig(path, dpi=110)
-        plt.close(fig)
         return str(path)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
+        """Jupyter: the text, static HTML (the verdict open, the rest folded) and the wrong-element figure."""
         text = self.text()
-        color = "#1a7f37" if self.ok else "#cf222e"
-        page = (f'<div style="border-left: 4px solid {color}; padding-left: 8px">'
-                f"<pre style='white-space: pre-wrap'>{html.escape(text)}</pre></div>")
-        return {"text/plain": text, "text/html": page}
+        verdict, _, rest = text.partition("\nminimal failing configuration")
+        sections = [("verdict", verdict)]
+        if rest:
+            sections.append(("minimal configuration, where the numbers go wrong, diagnosis",
+                             "minimal failing configuration" + rest))
+        f = self.finding
+        drawable = f is not None and f.wrong is not None and f.quantity != "grad_bias"
+        title = f"convgrad verify: {self.fn_name} ({self.op}): " + ("OK" if self.ok else f"FAIL ({self.quantity})")
+        return mime_bundle(text, title, sections, make_figure=self.figure if drawable else None,
+                           include=include, exclude=exclude)
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else f"FAIL {self.quantity} diagnosis={self.diagnosis}"
