@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .._display import mime_bundle
 from .advice import explanation
 from .calling import user_shape
@@ -255,22 +257,33 @@ class VerifyReport:
         if f is None or f.wrong is None or f.quantity == "grad_bias":
             raise ValueError("VerifyReport.figure: nothing to draw (no wrong elements over positions)")
         exp, got = f.expected, f.got
-        sel = (0, 0) if exp.ndim > 2 else ()
-        planes = [exp[sel], got[sel], f.wrong.reshape(-1, *f.wrong.shape[2:]).mean(axis=0)]
+        # the (sample, channel) pair with the most wrong elements, and its plane
+        counts = f.wrong.reshape(*f.wrong.shape[:2], -1).sum(axis=2)
+        n, c = (int(i) for i in np.unravel_index(int(np.argmax(counts)), counts.shape))
+        planes = [exp[n, c], got[n, c], f.wrong[n, c]]
         planes = [p.reshape(p.shape[0], -1) if p.ndim > 2 else (p[None] if p.ndim == 1 else p) for p in planes]
-        fig = Figure(figsize=(10, 3.6))
+        name = _NAMES[f.quantity]
+        titles = (f"expected {name}[{n}, {c}]", f"yours {name}[{n}, {c}]", "wrong elements (red)")
+        lo = float(min(np.nanmin(planes[0]), np.nanmin(np.where(np.isfinite(planes[1]), planes[1], np.nan))))
+        hi = float(max(np.nanmax(planes[0]), np.nanmax(np.where(np.isfinite(planes[1]), planes[1], np.nan))))
+        h, w = planes[0].shape
+        fig = Figure(figsize=(min(14.0, 3 * max(3.0, 0.45 * w) + 1.5), max(2.6, 0.45 * h + 1.6)))
         axes = fig.subplots(1, 3)
-        titles = (f"expected {_NAMES[f.quantity]}[0, 0]", f"yours {_NAMES[f.quantity]}[0, 0]",
-                  "fraction of samples x channels wrong")
-        for ax, plane, title in zip(axes, planes, titles):
-            im = ax.imshow(plane, cmap="viridis" if title.startswith(("exp", "your")) else "Reds", vmin=None)
+        for k, (ax, plane, title) in enumerate(zip(axes, planes, titles)):
+            if k < 2:
+                im = ax.imshow(plane, cmap="viridis", vmin=lo, vmax=hi)   # one scale: equal colours, equal values
+            else:
+                im = ax.imshow(plane.astype(float), cmap="Reds", vmin=0, vmax=1)
+            if h * w <= 144 and k < 2:
+                for (i, j), v in np.ndenumerate(plane):
+                    ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7,
+                            color="white" if v < (lo + hi) / 2 else "black")
             ax.set_title(title, fontsize=10)
-            ax.set_xticks(range(plane.shape[1]))
-            ax.set_yticks(range(plane.shape[0]))
+            ax.set_xticks(range(w))
+            ax.set_yticks(range(h))
             ax.tick_params(labelsize=8)
-            fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(axes[0].images[0], ax=list(axes[:2]), fraction=0.03)
         fig.suptitle(f"{self.fn_name}: {f.message}", fontsize=10)
-        fig.tight_layout()
         if path is None:
             return fig
         fig.savefig(path, dpi=110)
