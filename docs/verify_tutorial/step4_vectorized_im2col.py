@@ -20,7 +20,8 @@ def im2col_indices(C, H_pad, W_pad, KH, KW, stride):
     return c, k + i, l + j
 
 
-def _columns(dy, x, w, stride, padding):
+def gradient_columns(dy, x, w, stride, padding):
+    """x_pad, the im2col indices, dY's columns (dX before col2im), dW and db."""
     N, C, H, W = x.shape
     F = w.shape[0]
     x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -35,7 +36,7 @@ def _columns(dy, x, w, stride, padding):
 
 def conv_backward_fancy(dy, x, w, stride=1, padding=0):
     """First attempt: col2im with a fancy-index ``+=`` (repeated indices keep one write)."""
-    x_pad, (c, h, v), dcols, dw, db = _columns(dy, x, w, stride, padding)
+    x_pad, (c, h, v), dcols, dw, db = gradient_columns(dy, x, w, stride, padding)
     H, W = x.shape[2:]
     dx_pad = np.zeros_like(x_pad)
     dx_pad[:, c, h, v] += dcols                                                # BUG: overlapping windows
@@ -44,7 +45,7 @@ def conv_backward_fancy(dy, x, w, stride=1, padding=0):
 
 def conv_backward(dy, x, w, stride=1, padding=0):
     """Fixed: ``np.add.at`` accumulates every column, repeated indices included."""
-    x_pad, (c, h, v), dcols, dw, db = _columns(dy, x, w, stride, padding)
+    x_pad, (c, h, v), dcols, dw, db = gradient_columns(dy, x, w, stride, padding)
     H, W = x.shape[2:]
     dx_pad = np.zeros_like(x_pad)
     np.add.at(dx_pad, (slice(None), c, h, v), dcols)

@@ -1,6 +1,6 @@
 """Step 5: the two ends of dX -- removing the padding, and the unread tail.
 
-With the im2col of step 4, two more ways to get the edges of dX wrong:
+With the im2col of step 4 (its ``gradient_columns``), two more ways to get the edges of dX wrong:
 
 - ``conv_backward_crop`` removes the padding with ``[p:-p]``, which is right for p > 0 and an empty
   array for p = 0 (``a[0:-0]`` is ``a[0:0]``);
@@ -12,23 +12,11 @@ With the im2col of step 4, two more ways to get the edges of dX wrong:
 """
 import numpy as np
 
-from step4_vectorized_im2col import im2col_indices
-
-
-def _dcols(dy, x, w, stride, padding):
-    N, C, H, W = x.shape
-    F = w.shape[0]
-    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    c, h, v = im2col_indices(C, *x_pad.shape[2:], *w.shape[2:], stride)
-    cols = x_pad[:, c, h, v]                                                   # (N, C*KH*KW, H_out*W_out)
-    dy_flat = dy.reshape(N, F, -1)                                             # (N, F, H_out*W_out)
-    dw = np.einsum("nfp,nkp->fk", dy_flat, cols).reshape(w.shape)
-    dcols = np.einsum("fk,nfp->nkp", w.reshape(F, -1), dy_flat)                # (N, C*KH*KW, H_out*W_out)
-    return (c, h, v), dcols, dw, dy.sum(axis=(0, 2, 3))
+from step4_vectorized_im2col import gradient_columns
 
 
 def conv_backward_crop(dy, x, w, stride=1, padding=0):
-    (c, h, v), dcols, dw, db = _dcols(dy, x, w, stride, padding)
+    _, (c, h, v), dcols, dw, db = gradient_columns(dy, x, w, stride, padding)
     N, C, H, W = x.shape
     dx_pad = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
     np.add.at(dx_pad, (slice(None), c, h, v), dcols)
@@ -37,7 +25,7 @@ def conv_backward_crop(dy, x, w, stride=1, padding=0):
 
 
 def conv_backward_tail(dy, x, w, stride=1, padding=0):
-    (c, h, v), dcols, dw, db = _dcols(dy, x, w, stride, padding)
+    _, (c, h, v), dcols, dw, db = gradient_columns(dy, x, w, stride, padding)
     N, C, H, W = x.shape
     KH, KW = w.shape[2:]
     H_out, W_out = dy.shape[2:]
@@ -48,7 +36,7 @@ def conv_backward_tail(dy, x, w, stride=1, padding=0):
 
 
 def conv_backward(dy, x, w, stride=1, padding=0):
-    (c, h, v), dcols, dw, db = _dcols(dy, x, w, stride, padding)
+    _, (c, h, v), dcols, dw, db = gradient_columns(dy, x, w, stride, padding)
     N, C, H, W = x.shape
     dx_pad = np.zeros((N, C, H + 2 * padding, W + 2 * padding))                # the whole padded input
     np.add.at(dx_pad, (slice(None), c, h, v), dcols)
