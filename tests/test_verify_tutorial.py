@@ -7,8 +7,10 @@ import importlib.util
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import convgrad
 from convgrad.verify import BUGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,13 +30,8 @@ def build():
     return _build_module()
 
 
-@pytest.fixture(scope="module")
-def fresh(build):
-    """A fresh rendering of the tutorial (every `convgrad verify` command in it run again)."""
-    return build.render()
-
-
-def test_docs_verify_md_is_current(build, fresh):
+def test_docs_verify_md_is_current(build):
+    fresh = build.render()   # every `convgrad verify` command in it run again (the only slow test here)
     on_disk = TUTORIAL.read_text(encoding="utf-8")
     assert build.normalize(on_disk) == build.normalize(fresh), (
         "docs/verify.md is stale: run `make verify-tutorial` (python docs/verify_tutorial/build.py)")
@@ -46,7 +43,8 @@ def test_normalize_hides_only_the_timing_line(build):
     assert build.normalize(line) != build.normalize("checked 25 configurations in 0.6 s\nOK")
 
 
-def test_the_tutorial_shows_every_step_and_its_verdict(fresh):
+def test_the_tutorial_shows_every_step_and_its_verdict():
+    fresh = TUTORIAL.read_text(encoding="utf-8")   # the test above checks it is what the commands print
     runs = re.findall(r"^\$ convgrad verify (\S+) .*\n(?:.*\n)*?\$ echo \$\?\n(\d)$", fresh, flags=re.M)
     assert len(runs) == 12
     statuses = {target: int(status) for target, status in runs}
@@ -66,18 +64,29 @@ def test_a_run_that_contradicts_its_expectation_stops_the_build(build):
         build.source("step1_forward_loops.py", ["nope"])
 
 
+def _run_and_check_claims(block: str, where: Path) -> int:
+    """Run ``block``; every bare expression commented with a literal must equal it, strings included."""
+    namespace: dict = {"np": np, "convgrad": convgrad}
+    exec(compile(block, str(where), "exec"), namespace)  # noqa: S102 - our own documents
+    claims = [line.split("  # ", 1) for line in block.splitlines() if re.search(r"  # [({]", line)]
+    for code, comment in claims:
+        assert eval(code.strip(), namespace) == ast.literal_eval(comment.strip()), code  # noqa: S307
+    return len(claims)
+
+
 def test_the_tutorials_python_example_shows_true_values(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")   # it draws the figure
     block = re.search(r"## From Python\n.*?```python\n(.*?)```", TUTORIAL.read_text(encoding="utf-8"), flags=re.S).group(1)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(ROOT / "docs" / "verify_tutorial"))
-    namespace: dict = {}
-    exec(compile(block, str(TUTORIAL), "exec"), namespace)  # noqa: S102 - our own document
-    claims = [line.split("  # ") for line in block.splitlines() if "  # (" in line or "  # {" in line]
-    assert len(claims) == 2
-    for code, comment in claims:
-        assert eval(code.strip(), namespace) == ast.literal_eval(comment.strip())  # noqa: S307
+    assert _run_and_check_claims(block, TUTORIAL) == 2
     assert (tmp_path / "wrong.png").stat().st_size > 0
+
+
+def test_the_readme_python_example_shows_true_values():
+    # test_readme.py runs it too, but compares only the numbers of a commented tuple
+    block = re.search(r"```python\n(.*?)```", _readme_section(), flags=re.S).group(1)
+    assert _run_and_check_claims(block, README) == 2
 
 
 def _readme_section() -> str:
