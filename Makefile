@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean questions
+.PHONY: demo test bench clean questions verify-tutorial
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(BIN)/python
 questions: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[explain]'
 	$(BIN)/python -m convgrad.explain.questions
+
+# regenerate docs/verify.md, the `convgrad verify` tutorial, with the real output of its commands (a test checks it is current)
+verify-tutorial: $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python docs/verify_tutorial/build.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

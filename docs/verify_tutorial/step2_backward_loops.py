@@ -1,0 +1,25 @@
+"""Step 2: the backward pass as loops, first attempt: every window of the forward pass, visited again.
+
+The forward pass read x_pad[n, :, i*S:i*S+KH, j*S:j*S+KW]; this attempt forgets the stride when it
+turns the output position (i, j) back into the window's corner.
+"""
+import numpy as np
+
+
+def conv_backward(dy, x, w, stride=1, padding=0):
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    _, _, H_out, W_out = dy.shape
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    dx_pad = np.zeros_like(x_pad)
+    dw = np.zeros_like(w)
+    db = dy.sum(axis=(0, 2, 3))
+    for n in range(N):
+        for f in range(F):
+            for i in range(H_out):
+                for j in range(W_out):
+                    window = (n, slice(None), slice(i, i + KH), slice(j, j + KW))   # BUG: i, not i*stride
+                    dw[f] += x_pad[window] * dy[n, f, i, j]
+                    dx_pad[window] += w[f] * dy[n, f, i, j]
+    dx = dx_pad[:, :, padding:padding + H, padding:padding + W]
+    return dx, dw, db
