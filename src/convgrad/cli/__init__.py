@@ -7,7 +7,8 @@ Adding a sub-command is one entry in :data:`COMMANDS`.
 A user's mistake never ends in a traceback: a bad flag value or configuration (``ValueError``,
 ``TypeError``), a file that cannot be read or written (``OSError``) and a missing optional
 dependency each give one line ``convgrad COMMAND: error: ...`` and exit status 2; Ctrl-C gives one
-line and exit status 130 (128 + SIGINT, as a shell reports it).
+line and exit status 130 (128 + SIGINT, as a shell reports it). :func:`main` returns the exit
+status in every case (argparse's own exits included) instead of raising ``SystemExit``.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         if extra:
             _unrecognized(parser.subcommands[command], extra)
         return int(args.func(args) or 0)
+    except SystemExit as exc:
+        # argparse's own exits (--help: 0; a bad flag: 2, after the sub-command's usage): a status, as every path
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
     except KeyboardInterrupt:
         print(f"\nconvgrad {command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -110,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (`convgrad explain ... | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except ModuleNotFoundError as exc:
-        message = _missing_dependency(exc, command)
+    except ImportError as exc:
+        # a missing optional dependency: named with the extra that installs it
+        message = _missing_dependency(exc, command) if isinstance(exc, ModuleNotFoundError) else None
+        if message is None and "pip install" in str(exc):
+            message = str(exc)  # convgrad's own message for it
         if message is None:
             raise
         print(f"convgrad {command}: error: {message}", file=sys.stderr)
