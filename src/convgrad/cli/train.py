@@ -260,6 +260,7 @@ def run(args) -> int:
         return 130
     seconds = time.perf_counter() - start
     close_bar()
+    save(history)  # at the end as well (a resumed finished run, or another --out, gets its file too)
     final = history[-1]
     correct = int(round(final.test_accuracy * len(test)))
     new = history[first_epoch:] or history  # this invocation's epochs (all of them if none was left to do)
