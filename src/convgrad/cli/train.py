@@ -148,8 +148,10 @@ def _settings(args, saved: dict | None) -> dict:
     settings = {}
     for name, default in RUN_FLAGS.items():
         given = getattr(args, name)
+        if name == "data" and given is not None:
+            given = given.resolve()  # saved absolute: --resume works from any folder
         if saved is not None:
-            value = saved[name]
+            value = saved.get(name, default)
             if given is not None and str(given) != str(value):
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(f"{flag}: the run in {args.resume} was started with {flag} {value}; --resume continues "
@@ -225,7 +227,7 @@ def run(args) -> int:
     factory, close_bar = _progress_factory(epochs, len(train), not (args.no_progress or quiet), sys.stderr)
     width = len(str(epochs))
     weights_path = out / "weights.npz"
-    saved_settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in run_settings.items()}
+    saved_settings = {k: (str(v.resolve()) if isinstance(v, Path) else v) for k, v in run_settings.items()}
 
     def save(done: list) -> Path:
         resume = {"settings": saved_settings, "rng": rng.bit_generator.state, "history": [r.to_dict() for r in done]}
