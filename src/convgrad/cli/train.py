@@ -251,6 +251,14 @@ def run(args) -> int:
             fit(model, loss_fn, optimizer, train, test, epochs=epochs, batch_size=run_settings["batch_size"], rng=rng,
                 schedule=lambda e: cosine_lr(lr, e, epochs), progress_factory=factory, on_epoch=on_epoch,
                 start_epoch=first_epoch)
+        seconds = time.perf_counter() - start
+        close_bar()
+        save(history)  # at the end as well (a resumed finished run, or another --out, gets its file too)
+        written = [weights_path]
+        try:
+            written += train_figures.write(out, history, model, test)
+        except ImportError:
+            say("(install matplotlib for the pictures: pip install 'convgrad[train]')")
     except KeyboardInterrupt:
         close_bar()
         if history:
@@ -260,20 +268,11 @@ def run(args) -> int:
             where = f"no epoch was complete, so nothing was written to {out}"
         print(f"\nconvgrad train: interrupted: {where}", file=sys.stderr)
         return 130
-    seconds = time.perf_counter() - start
-    close_bar()
-    save(history)  # at the end as well (a resumed finished run, or another --out, gets its file too)
     final = history[-1]
     correct = int(round(final.test_accuracy * len(test)))
     new = history[first_epoch:] or history  # this invocation's epochs (all of them if none was left to do)
     say(f"test accuracy {100 * final.test_accuracy:.2f}% ({correct}/{len(test)}) after {epochs} epochs "
         f"in {seconds:.1f} s ({np.median([r.seconds for r in new]):.2f} s per epoch)")
-
-    written = [weights_path]
-    try:
-        written += train_figures.write(out, history, model, test)
-    except ImportError:
-        say("(install matplotlib for the pictures: pip install 'convgrad[train]')")
     for path in written:
         say(f"wrote {path}")
     say(f"try it: convgrad predict {weights_path} IMAGE.png")
