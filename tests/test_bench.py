@@ -76,3 +76,15 @@ def test_geometric_mean_and_table_last_line():
     assert "x/y/x" in lines[-2] and "1 / 2" in lines[-2]
     assert lines[-1].startswith("| **geometric mean** | | **0.50** | | **1.00** | | **0.75** |")
     assert not math.isnan(record["gemm_peak"])
+
+
+def test_bench_prints_one_table_and_accepts_an_unbatched_input(capsys):
+    """One table (not a row-by-row copy with `nan` first), no 'PyTorch None' under --no-torch."""
+    status = main(["bench", "--input", "3,9,8", "--weight", "4,3,3,3", "--repeats", "1", "--warmup", "0",
+                   "--threads", "1", "--no-torch", "--no-memory"])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("| layer |") == 1
+    assert "nan" not in captured.out and "None" not in captured.out
+    assert "convgrad alone (no PyTorch)" in captured.out
+    assert captured.err == ""  # no progress bar off a terminal

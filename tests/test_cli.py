@@ -4,8 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from convgrad.cli import main
 
 
@@ -48,11 +46,25 @@ def test_check_bad_configuration_exits_2_with_the_reason(capsys):
     assert main(["check", "--input", "1,3,8,8", "--weight", "4,2,3,3"]) == 2
     err = capsys.readouterr().err
     assert "weight.shape[1]" in err and "Traceback" not in err
-    with pytest.raises(SystemExit):
-        main(["check", "--stride", "two"])
+    assert main(["check", "--stride", "two"]) == 2
 
 
 def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "convgrad", "check", "--input", "1,1,4,4", "--weight", "1,1,2,2",
                           "--no-torch"], capture_output=True, text=True, check=True).stdout
     assert "grad_weight" in out and "OK" in out
+
+
+def test_check_progress_reaches_its_total_and_notes_say_why_a_column_is_empty(capsys):
+    from convgrad.checking import check_configuration, format_report
+
+    calls = []
+    report = check_configuration((1, 2, 6, 6), (3, 2, 3, 3), fd_entries=3, torch_check=False,
+                                 progress=lambda done, total: calls.append((done, total)))
+    dones = [d for d, _ in calls]
+    assert dones == sorted(dones) and calls[-1][0] == calls[-1][1] and len(calls) > 10
+    assert "- vs PyTorch: not compared" in format_report(report)
+    assert main(["check", "--input", "1,2,6,6", "--weight", "3,2,3,3", "--dtype", "float16"]) == 0
+    captured = capsys.readouterr()
+    assert "- vs PyTorch: not compared for float16" in captured.out
+    assert captured.err == ""  # no progress bar when stderr is not a terminal

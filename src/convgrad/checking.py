@@ -15,6 +15,7 @@ Used by ``convgrad check``; errors are relative: ``max |a - b| / max(1, max |b|)
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -47,6 +48,8 @@ class Report:
     rows: list[Row]
     tolerance: float
     fd_entries: int
+    #: why a column is empty (e.g. "vs PyTorch: PyTorch is not installed"), one sentence each
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +62,7 @@ class Report:
             "dtype": self.dtype,
             "tolerance": self.tolerance,
             "ok": self.ok,
+            "notes": list(self.notes),
             "rows": [dataclasses.asdict(r) | {"shape": list(r.shape)} for r in self.rows],
         }
 
@@ -89,13 +93,17 @@ def check_configuration(
     fd_entries=8,
     eps=None,
     torch_check=True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Compute the output and gradients of one configuration and compare them with references.
 
     Returns a :class:`Report` whose ``ok`` is true when every error is within the tolerance
     (``1e-8`` in float64; in float32 the finite differences are taken in float64 on the same
-    data and the tolerance is ``1e-4``).
+    data and the tolerance is ``1e-4``). ``progress(done, total)`` is called after each step
+    (a forward or backward pass, a finite-difference evaluation, PyTorch's pass).
     """
+    if isinstance(fd_entries, bool) or not isinstance(fd_entries, (int, np.integer)) or fd_entries < 0:
+        raise ValueError(f"check_configuration: fd_entries must be an integer >= 0, got {fd_entries!r}")
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
     input_shape = tuple(input_shape)
@@ -103,28 +111,42 @@ def check_configuration(
     if transposed:
         kwargs = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
         forward, backward = api.conv_transpose, api.conv_transpose_backward
-        batched = input_shape if len(input_shape) == len(weight_shape) else (1, *input_shape)
+        batched = (1, *input_shape) if len(input_shape) == len(weight_shape) - 1 else input_shape
         spec = conv_transpose_spec(batched, weight_shape, stride, padding, output_padding, groups, dilation)
         out_channels = spec.in_channels
         description = f"conv_transpose: input {input_shape}, weight {weight_shape}, " + _describe(kwargs)
     else:
         kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
         forward, backward = api.conv, api.conv_backward
-        batched = input_shape if len(input_shape) == len(weight_shape) else (1, *input_shape)
+        batched = (1, *input_shape) if len(input_shape) == len(weight_shape) - 1 else input_shape
         spec = conv_spec(batched, weight_shape, stride, padding, dilation, groups, padding_mode)
         out_channels = spec.out_channels
         description = f"conv: input {input_shape}, weight {weight_shape}, " + _describe(kwargs)
+
+    gradients = 3 if bias else 2
+    total = 4 + gradients * 2 * (1 + fd_entries) + (1 if torch_check else 0)
+    done = 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
 
     x = rng.standard_normal(input_shape).astype(dtype)
     w = rng.standard_normal(weight_shape).astype(dtype)
     b = rng.standard_normal(out_channels).astype(dtype) if bias else None
     y = forward(x, w, b, **kwargs, algorithm=algorithm)
+    advance()
     dy = rng.standard_normal(y.shape).astype(dtype)
     grads = backward(dy, x, w, **kwargs, algorithm=algorithm)
+    advance()
     values = {"output": y, "grad_input": grads.input, "grad_weight": grads.weight, "grad_bias": grads.bias}
 
     ref_y = forward(x, w, b, **kwargs, algorithm="direct")
+    advance()
     ref = backward(dy, x, w, **kwargs, algorithm="direct")
+    advance()
     refs = {"output": ref_y, "grad_input": ref.input, "grad_weight": ref.weight, "grad_bias": ref.bias}
 
     # Finite differences always in float64, on the same data.
@@ -140,9 +162,21 @@ def check_configuration(
     def perturbed(which: int, delta: np.ndarray, sign: float) -> float:
         args = [x64, w64, b64]
         args[which] = args[which] + sign * delta
-        return loss(*args)
+        value = loss(*args)
+        advance()
+        return value
 
-    torch_values = _torch_values(x, w, b, dy, kwargs, transposed) if torch_check else None
+    notes = []
+    if torch_check:
+        torch_values, why = _torch_values(x, w, b, dy, kwargs, transposed)
+        advance()
+        if torch_values is None:
+            notes.append(f"vs PyTorch: {why}")
+    else:
+        torch_values = None
+        notes.append("vs PyTorch: not compared (torch_check=False, --no-torch)")
+    if fd_entries == 0:
+        notes.append("vs FD entries: no entries asked for (fd_entries=0)")
 
     rows = []
     for q in QUANTITIES:
@@ -183,23 +217,26 @@ def check_configuration(
             alg_name = f"auto -> {picks[0][1]}"
         else:
             alg_name = "auto -> " + ", ".join(f"{name} ({q})" for q, name in picks)
-    return Report(description, alg_name, str(dtype), rows, tolerance, fd_entries)
+    advance(total - done)  # the steps skipped (no bias, fewer entries than asked)
+    return Report(description, alg_name, str(dtype), rows, tolerance, fd_entries, notes)
 
 
 def _describe(kwargs: dict) -> str:
     return ", ".join(f"{k} {v!r}" for k, v in kwargs.items())
 
 
-def _torch_values(x, w, b, dy, kwargs, transposed) -> dict | None:
-    """PyTorch's output and gradients, or ``None`` when torch is absent or cannot express the case."""
+def _torch_values(x, w, b, dy, kwargs, transposed) -> tuple[dict | None, str]:
+    """``(values, "")``: PyTorch's output and gradients, or ``(None, why)`` when it cannot give them."""
     try:
         import torch
         import torch.nn.functional as F
     except ImportError:
-        return None
+        return None, "PyTorch is not installed (pip install torch==2.13.0 for this column)"
     nd = w.ndim - 2
-    if nd > 3 or x.dtype == np.float16:
-        return None
+    if nd > 3:
+        return None, f"PyTorch has no {nd}-d convolution"
+    if x.dtype == np.float16:
+        return None, "not compared for float16 (convgrad computes float16 in float32; --dtype float32 compares that)"
     try:
         tx = torch.tensor(x, requires_grad=True)
         tw = torch.tensor(w, requires_grad=True)
@@ -208,7 +245,7 @@ def _torch_values(x, w, b, dy, kwargs, transposed) -> dict | None:
             fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nd - 1]
             pad = kwargs["padding"]
             if not isinstance(pad, int) and any(not isinstance(p, int) for p in pad):
-                return None
+                return None, "PyTorch's transposed convolution has no asymmetric padding"
             ty = fn(tx, tw, tb, kwargs["stride"], pad, kwargs["output_padding"], kwargs["groups"], kwargs["dilation"])
         else:
             batched = x.ndim == w.ndim
@@ -222,14 +259,14 @@ def _torch_values(x, w, b, dy, kwargs, transposed) -> dict | None:
             fn = (F.conv1d, F.conv2d, F.conv3d)[nd - 1]
             ty = fn(txp, tw, tb, kwargs["stride"], 0, kwargs["dilation"], kwargs["groups"])
         ty.backward(torch.tensor(dy))
-    except (RuntimeError, NotImplementedError):
-        return None
+    except (RuntimeError, NotImplementedError) as exc:
+        return None, f"PyTorch refused this configuration ({str(exc).splitlines()[0]})"
     return {
         "output": ty.detach().numpy(),
         "grad_input": tx.grad.numpy(),
         "grad_weight": tw.grad.numpy(),
         "grad_bias": None if tb is None else tb.grad.numpy(),
-    }
+    }, ""
 
 
 def format_report(report: Report) -> str:
@@ -251,6 +288,9 @@ def format_report(report: Report) -> str:
             f"{f(r.vs_fd_entries):>11} {f(r.vs_torch):>10}"
         )
     lines.append("")
+    lines.extend(f"- {note}" for note in report.notes)
+    if report.notes:
+        lines.append("")
     verdict = "OK" if report.ok else "FAILED"
     lines.append(f"{verdict}: every error {'within' if report.ok else 'NOT within'} {report.tolerance:g}")
     return "\n".join(lines)

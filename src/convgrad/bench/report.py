@@ -63,9 +63,11 @@ def format_table(record: dict) -> str:
     """The Markdown table, with the geometric means on the last line."""
     m = record["machine"]
     s = record["settings"]
+    compared = s.get("with_torch", True) and m.get("torch")
+    torch = f"PyTorch {m['torch']}" if compared else "convgrad alone (no PyTorch)"
     lines = [
         f"{record['date']} · {m['cpu']} · {m['cpus']} CPUs · {s['threads']} threads · NumPy {m['numpy']} "
-        f"({m['blas']}) · PyTorch {m.get('torch')} · median of {s['repeats']} · "
+        f"({m['blas']}) · {torch} · median of {s['repeats']} · "
         f"float32 GEMM peak {record['gemm_peak']:.0f} GFLOP/s · workspace limit {s['workspace_limit'] / 2**20:.0f} MiB",
         "",
         HEADER,

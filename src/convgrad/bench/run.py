@@ -92,6 +92,7 @@ def run_benchmark(
             "repeats": repeats,
             "warmup": warmup,
             "algorithm": algorithm,
+            "with_torch": with_torch,
             "workspace_limit": workspace_limit if workspace_limit is not None else runtime.get_workspace_limit(),
         },
         "gemm_peak_samples": [],

@@ -54,12 +54,34 @@ def add_conv_arguments(parser: argparse.ArgumentParser, *, input_default: str, w
     g.add_argument("--stride", type=_int_or_ints, default=1, metavar="S", help="stride, one value or one per dim")
     g.add_argument("--padding", type=_padding, default=0, metavar="P",
                    help="padding: int, per-dim ints, low:high pairs, 'same' or 'valid'")
-    g.add_argument("--dilation", type=_int_or_ints, default=1, metavar="D")
-    g.add_argument("--groups", type=int, default=1, metavar="G")
-    g.add_argument("--padding-mode", choices=PADDING_MODES, default="zeros")
+    g.add_argument("--dilation", type=_int_or_ints, default=1, metavar="D",
+                   help="spacing between kernel taps, one value or one per dim")
+    g.add_argument("--groups", type=int, default=1, metavar="G",
+                   help="channel groups: input and output channels split into G independent convolutions")
+    g.add_argument("--padding-mode", choices=PADDING_MODES, default="zeros",
+                   help="what the padded border holds")
     g.add_argument("--transposed", action="store_true", help="a transposed convolution")
     g.add_argument("--output-padding", type=_int_or_ints, default=0, metavar="A",
                    help="output_padding of a transposed convolution")
+
+
+def _typed(shape) -> str:
+    return ",".join(str(v) for v in shape)
+
+
+def check_ranks(input_shape: tuple[int, ...], weight_shape: tuple[int, ...]) -> None:
+    """ValueError naming --weight / --input when their lengths cannot describe one convolution.
+
+    The shapes are quoted as the user typed them (the library would add the batch dim first).
+    """
+    if len(weight_shape) < 3:
+        raise ValueError(f"--weight: expected C_out,C_in/groups and at least one kernel size (3 or more numbers), "
+                         f"got {len(weight_shape)}: {_typed(weight_shape)!r}")
+    dims = len(weight_shape) - 2
+    if len(input_shape) not in (dims + 1, dims + 2):
+        raise ValueError(
+            f"--input: a weight with {dims} kernel size{'s' if dims > 1 else ''} ({_typed(weight_shape)!r}) needs an input of "
+            f"{dims + 2} numbers (N,C,{dims} sizes) or {dims + 1} (C,{dims} sizes), got {len(input_shape)}: {_typed(input_shape)!r}")
 
 
 def conv_kwargs(args: argparse.Namespace) -> dict:

@@ -1,6 +1,7 @@
 """The pictures ``convgrad train`` writes: learning curves and the learned first-layer filters.
 
-Needs matplotlib (the ``train`` extra); :func:`write` raises ``ImportError`` without it.
+Needs matplotlib (the ``train`` extra); :func:`write` raises ``ImportError`` without it. Each file
+is written atomically (a temporary file, then a rename).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_path
 
 
 def _pyplot():
@@ -25,6 +28,14 @@ def write(out: Path, history, model, test) -> list[Path]:
     plt = _pyplot()
     return [curves(out / "curves.png", history, plt), filters(out / "filters.png", model[0].weight.value, plt),
             mistakes(out / "mistakes.png", model, test, plt)]
+
+
+def _save(fig, path: Path, plt, **kwargs) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, **kwargs)
+    finally:
+        plt.close(fig)
 
 
 def curves(path: Path, history, plt) -> Path:
@@ -49,8 +60,7 @@ def curves(path: Path, history, plt) -> Path:
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle("convgrad train: a CNN trained with convgrad's own gradients")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path, plt)
     return path
 
 
@@ -61,7 +71,10 @@ def filters(path: Path, weight: np.ndarray, plt) -> Path:
     cols = min(8, count)
     rows = math.ceil(count / cols)
     scale = float(np.abs(w).max()) or 1.0
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.9), dpi=110, squeeze=False)
+    # "compressed" packs the square tiles without the empty band between rows that fixed-aspect
+    # images leave in an ordinary grid (the colorbar takes width, the rows kept their full height)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 0.8, 1.1 * rows + 0.6), dpi=110, squeeze=False,
+                             layout="compressed")
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -73,8 +86,7 @@ def filters(path: Path, weight: np.ndarray, plt) -> Path:
     k = "x".join(str(s) for s in w.shape[1:])
     fig.suptitle(f"First-layer filters: {count} learned {k} kernels (red positive, blue negative)", fontsize=10)
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path, plt, bbox_inches="tight")
     return path
 
 
@@ -98,6 +110,5 @@ def mistakes(path: Path, model, test, plt, limit: int = 24) -> Path:
     shown = f" (first {len(wrong)})" if total > len(wrong) else ""
     fig.suptitle(f"Held-out mistakes: {total} of {len(test)} images{shown}, true class as predicted class", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path, plt, bbox_inches="tight")
     return path

@@ -53,6 +53,36 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The optimizer's running state as named arrays (copies): enough to continue a run exactly.
+
+        Hyper-parameters are not included (they are the constructor's arguments); ``lr`` is,
+        since schedules change it.
+        """
+        return {"steps": np.array(self.steps), "lr": np.array(self.lr), **{k: np.array(v, copy=True)
+                                                                           for k, v in self._state().items()}}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`state_dict` returned, for the same parameter list."""
+        mine = self.state_dict()
+        missing = sorted(set(mine) - set(state))
+        unexpected = sorted(set(state) - set(mine))
+        if missing or unexpected:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: missing entries {missing}, unexpected {unexpected}")
+        for name, value in state.items():
+            if np.shape(value) != np.shape(mine[name]):
+                raise ValueError(f"{type(self).__name__}.load_state_dict: {name!r} has shape {np.shape(value)}, "
+                                 f"expected {np.shape(mine[name])}")
+        self.steps = int(state["steps"])
+        self.lr = float(state["lr"])
+        self._load_state({k: np.asarray(v) for k, v in state.items() if k not in ("steps", "lr")})
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        pass
+
     def _trainable(self):
         return ((i, p) for i, p in enumerate(self.params) if p.requires_grad)
 
@@ -103,6 +133,25 @@ class SGD(Optimizer):
                 g = g + self.momentum * buf if self.nesterov else buf
             p.value -= self.lr * g
         self.steps += 1
+
+    def _state(self) -> dict[str, np.ndarray]:
+        # a buffer not yet created (before the first step) is stored as an empty array
+        return {f"momentum_buffer/{i}": (np.zeros(0, p.dtype) if b is None else b)
+                for i, (p, b) in enumerate(zip(self.params, self._buffers))}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        # shapes of not-yet-created buffers differ legitimately: compare names only, then shapes per buffer
+        mine = set(self.state_dict())
+        if set(state) != mine:
+            raise ValueError(f"SGD.load_state_dict: expected entries {sorted(mine)}, got {sorted(state)}")
+        for i, p in enumerate(self.params):
+            b = np.asarray(state[f"momentum_buffer/{i}"])
+            if b.size and b.shape != p.shape:
+                raise ValueError(f"SGD.load_state_dict: momentum_buffer/{i} has shape {b.shape}, expected {p.shape}")
+        self.steps = int(state["steps"])
+        self.lr = float(state["lr"])
+        self._buffers = [np.array(state[f"momentum_buffer/{i}"], dtype=p.dtype, copy=True) if np.size(state[f"momentum_buffer/{i}"])
+                         else None for i, p in enumerate(self.params)]
 
     def __repr__(self) -> str:
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
@@ -191,6 +240,19 @@ class Adam(Optimizer):
                                       self._view(self._v_max, i), self._t[i])
                 p.value -= update.astype(p.dtype, copy=False)
         self.steps += 1
+
+    def _state(self) -> dict[str, np.ndarray]:
+        state = {"m": self._m, "v": self._v, "t": np.array(self._t, dtype=np.int64)}
+        if self._v_max is not None:
+            state["v_max"] = self._v_max
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self._m[...] = state["m"]
+        self._v[...] = state["v"]
+        if self._v_max is not None:
+            self._v_max[...] = state["v_max"]
+        self._t = [int(t) for t in state["t"]]
 
     def __repr__(self) -> str:
         return (f"Adam(lr={self.lr}, betas={self.betas}, eps={self.eps}, weight_decay={self.weight_decay}, "

@@ -82,14 +82,16 @@ def evaluate(model: Module, loss_fn, data: Dataset, batch_size: int = 512) -> tu
 def fit(model: Module, loss_fn, optimizer: Optimizer, train: Dataset, test: Dataset, *, epochs: int, batch_size: int,
         rng: np.random.Generator, schedule: Callable[[int], float] | None = None,
         progress_factory: Callable[[int], Callable[[int, float], None]] | None = None,
-        on_epoch: Callable[[EpochResult], None] | None = None) -> list[EpochResult]:
+        on_epoch: Callable[[EpochResult], None] | None = None, start_epoch: int = 0) -> list[EpochResult]:
     """Train for ``epochs``, evaluating on ``test`` after each; returns one :class:`EpochResult` per epoch.
 
     ``schedule(epoch)`` sets ``optimizer.lr`` before each epoch; ``progress_factory(epoch)``
-    returns the per-batch ``progress`` callback of that epoch.
+    returns the per-batch ``progress`` callback of that epoch. ``start_epoch`` continues a run
+    whose first ``start_epoch`` epochs are done (model, optimizer and ``rng`` restored to their
+    state after them): the results are those of epochs ``start_epoch + 1 .. epochs``.
     """
     history = []
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         if schedule is not None:
             optimizer.lr = schedule(epoch)
         progress = progress_factory(epoch) if progress_factory is not None else None
