@@ -45,6 +45,13 @@ MISTAKES = [
     Mistake(["predict", "a.npz", "b.png", "--jsn"], 2, r"^convgrad predict: error: unrecognized arguments: --jsn"),
     Mistake(["bench", "--repaets", "3"], 2, r"^convgrad bench: error: unrecognized arguments: --repaets 3"),
     Mistake(["chek"], 2, r"invalid choice: 'chek'"),
+    Mistake(["verify", "{tmp}/nothing.py:f", "--op", "forward"], 2, r"^convgrad verify: error: no such file: .*nothing.py"),
+    Mistake(["verify", "{tmp}/notes.txt", "--op", "forward"], 2, r"^convgrad verify: error: expected FILE.py:FUNCTION"),
+    Mistake(["verify", "{tmp}/notes.txt:f", "--op", "sideways"], 2, r"argument --op: invalid choice: 'sideways'"),
+    Mistake(["verify", "{tmp}/notes.txt:f", "--op", "forward", "--time-limit", "0"], 2, r"--time-limit: expected a positive"),
+    Mistake(["verify", "{tmp}/notes.txt:f", "--op", "forward", "--figure", "{tmp}/no/dir/x.png"], 2, r"--figure: folder"),
+    Mistake(["verify", "{tmp}/notes.txt:f", "--op", "forward", "--padding", "full"], 2, r"--padding: expected a comma-separated"),
+    Mistake(["verify", "{tmp}/notes.txt:f", "--op", "forward", "--tme-limit", "3"], 2, r"did you mean --time-limit\?"),
     # check
     Mistake(["check", "--fd-entries", "-3"], 2, r"argument --fd-entries: expected an integer >= 0, got -3"),
     Mistake(["check", "--input", "1,3,8,8", "--weight", "2,3,3"], 2,

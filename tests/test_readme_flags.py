@@ -20,7 +20,7 @@ from convgrad.cli import build_parser
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 #: Sub-commands whose README flag table must exist.
-DOCUMENTED = ["check", "train", "predict", "bench"]
+DOCUMENTED = ["check", "verify", "train", "predict", "bench"]
 #: Flags every sub-command has, documented once in the README's general paragraph.
 COMMON = {"-h", "--help", "-q", "--quiet"}
 

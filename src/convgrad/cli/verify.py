@@ -28,7 +28,6 @@ def register(sub) -> None:
             "first failure to a minimal configuration, show where the wrong numbers are and name the likely "
             "mistake with its fix. Exit 0 when correct, 1 when a bug was found, 2 for a usage error."
         ),
-        formatter_class=__import__("argparse").ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("target", metavar="FILE.py:FUNCTION", help="the file and the function in it to check")
     p.add_argument("--op", choices=OPS, required=True,
@@ -104,7 +103,7 @@ def run(args) -> int:
         fn = load_function(args.target)
     except UsageError as exc:
         return _usage(str(exc))
-    show = sys.stderr.isatty()
+    show = sys.stderr.isatty() and not getattr(args, "quiet", False)
 
     def progress(checked: int, phase: str) -> None:
         if show:
