@@ -39,8 +39,8 @@ def _specs() -> dict:
 
 def _modeled() -> tuple[str, ...]:
     names = getattr(costmodel, "MODELED", None)
-    if names is None:  # after the redesign: every registered algorithm the cost model knows
-        names = tuple(n for n in algorithms.available_algorithms() if algorithms.get_algorithm(n).modeled)
+    if names is None:  # after the redesign: every registered algorithm auto may pick
+        names = costmodel.modeled()
     return tuple(names)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..spec import ConvSpec, source_index
 from .base import Algorithm
+from .registry import register
 
 
 def _sources(spec: ConvSpec) -> list[list[list[int | None]]]:
@@ -54,7 +55,7 @@ def _group_slices(spec: ConvSpec, g: int) -> tuple[slice, slice]:
 
 class Direct(Algorithm):
     name = "direct"
-    summary = "plain loops over positions and kernel taps, written from the index formulas (the reference)"
+    auto_candidate = False  # the slow reference: only when asked for by name
     handles_padding_modes = True
 
     def forward(self, x, w, spec):
@@ -120,3 +121,6 @@ class Direct(Algorithm):
                         acc += dy[(slice(None), out_ch, *i)] @ w[(out_ch, slice(None), *k)]
                 dx[(slice(None), in_ch, *src)] += acc
         return dx
+
+
+register(Direct())

@@ -26,8 +26,10 @@ import math
 import numpy as np
 
 from .. import parallel
-from ..spec import ConvSpec
+from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
+from .work import Work
+from .registry import register
 
 try:  # optional: faster single-precision transforms
     import scipy.fft as _fft
@@ -109,7 +111,25 @@ def _from_frequency(a: np.ndarray, shape) -> np.ndarray:
 
 class Fft(Algorithm):
     name = "fft"
-    summary = "convolution theorem (scipy.fft if installed, else numpy.fft): for long kernels at stride 1"
+    channel_products = False
+
+    def work(self, spec: ConvSpec, op: str) -> Work:
+        n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+        L = [fast_length(s) for s in spec.read_span]
+        size = math.prod(L)
+        freqs = math.prod(L[:-1]) * (L[-1] // 2 + 1)
+        # the transforms (n log n per value) and the copies around them count as elementwise work
+        elem = n * (spec.in_channels + spec.out_channels) * size * (math.log2(max(size, 2)) + 4)
+        # one small complex product per frequency (8 flops per multiply-add)
+        flops = 8.0 * freqs * n * G * og * cg
+        # NumPy's stacked matmul calls BLAS once per frequency (and group): thousands of tiny calls in 2-D/3-D
+        chunks = max(1, n // 4)
+        calls = chunks * G * freqs * (1 if op != "grad_weight" else 2) + chunks * 8 + 10
+        return Work(0.0, elem, calls, flops)
+
+    def examples(self):
+        return (conv_spec((2, 3, 9, 8), (4, 3, 5, 3), padding=(0, 1), dilation=(1, 2)),
+                conv_spec((5, 4, 9, 8), (6, 2, 5, 3), padding=(3, 0), dilation=(1, 2), groups=2))
 
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         if any(s != 1 for s in spec.stride):
@@ -216,3 +236,6 @@ class Fft(Algorithm):
         full = _fft.irfftn(spectrum, s=geo.L, axes=geo.axes)  # (O, C_g, *L)
         taps = (slice(None), slice(None), *(slice(0, ke, d) for ke, d in zip(geo.keff, spec.dilation)))
         return np.ascontiguousarray(full[taps], dtype=x.dtype)
+
+
+register(Fft())
