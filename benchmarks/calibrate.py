@@ -87,10 +87,9 @@ def measure(repeats: int, threads: int):
                 dy = rng.standard_normal(spec.output_shape, dtype=np.float32)
                 operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}
                 for op in OPS:
-                    for alg in costmodel.MODELED:
-                        if algorithms.get_algorithm(alg).unsupported(spec, op) is not None:
-                            continue
-                        if alg in ("gemm", "im2row") and costmodel.gemm_scratch_bytes(spec) > 2**30:
+                    for alg in costmodel.modeled():
+                        algorithm = algorithms.get_algorithm(alg)
+                        if algorithm.unsupported(spec, op) is not None or algorithm.scratch_bytes(spec) > 2**30:
                             continue
                         f = lambda: algorithms.run(op, spec, *operands[op], alg)  # noqa: E731
                         f()
@@ -110,8 +109,13 @@ def _time(f) -> float:
     return time.perf_counter() - t
 
 
-KEYS = ("gemm", "call", "small", "run", "tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm_im2col", "im2row",
-        "rowgemm")
+def _elem_key(name: str) -> str:
+    """The coefficient weighing algorithm ``name``'s elementwise work (its ``elem_coefficient``, or its name)."""
+    return algorithms.get_algorithm(name).elem_coefficient or name
+
+
+#: The fitted coefficients: the shared terms, then each algorithm's elementwise coefficient.
+KEYS = ("gemm", "call", "small", "run", *(_elem_key(name) for name in costmodel.modeled()))
 
 
 def _features(row, specs):
@@ -123,7 +127,7 @@ def _features(row, specs):
     f["call"] = wk.calls
     f["small"] = wk.small
     f["run"] = wk.runs
-    f[costmodel._ELEM_KEY.get(row["algorithm"], row["algorithm"])] = wk.elem
+    f[_elem_key(row["algorithm"])] = wk.elem
     return np.array([f[k] for k in KEYS])
 
 
@@ -150,7 +154,7 @@ def _model(coef, setup):
 
 def _setup_columns(rows) -> np.ndarray:
     """One indicator column per modelled algorithm: row ``i`` has a 1 in its algorithm's column."""
-    return np.array([[r["algorithm"] == a for a in costmodel.MODELED] for r in rows], dtype=float)
+    return np.array([[r["algorithm"] == a for a in costmodel.modeled()] for r in rows], dtype=float)
 
 
 def fit(rows, specs):
@@ -171,7 +175,7 @@ def fit(rows, specs):
     sol = sol / scale
     out = dict(zip([KEYS[i] for i in rest], sol[: len(rest)]))
     out["call"] = CALL
-    setup = {a: float(v) for a, v in zip(costmodel.MODELED, sol[len(rest):])}
+    setup = {a: float(v) for a, v in zip(costmodel.modeled(), sol[len(rest):])}
     return {k: out[k] for k in KEYS}, setup
 
 
@@ -184,7 +188,7 @@ def fit_setup(rows, specs):
         est = np.array([costmodel.estimate(r["algorithm"], specs[r["config"]], r["op"]) for r in rows])
     t = np.array([r["seconds"] for r in rows])
     sol, _ = nnls(_setup_columns(rows) / t[:, None], (t - est) / t)
-    return dict(costmodel.COEFFICIENTS), {a: float(v) for a, v in zip(costmodel.MODELED, sol)}
+    return dict(costmodel.COEFFICIENTS), {a: float(v) for a, v in zip(costmodel.modeled(), sol)}
 
 
 def evaluate(rows, specs, coef, setup):

@@ -49,6 +49,7 @@ import math
 import numpy as np
 
 from .. import blas, parallel, runtime, workspace
+from ..reparam import grad_input_as_forward, grad_input_kernel
 from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
 from .work import Work, efficiency
@@ -214,14 +215,12 @@ class Winograd(Algorithm):
     name = "winograd"
 
     def work(self, spec: ConvSpec, op: str) -> Work:
-        n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
-        c_in, c_out = spec.in_channels, spec.out_channels
-        kernel, dilation, lo = spec.kernel_size, spec.dilation, spec.pad_lo
-        sizes = (spec.input_size, spec.output_size)
-        if op == "grad_input":  # the forward of the transposed problem
-            lo = tuple((k - 1) * d - p for k, d, p in zip(kernel, dilation, lo))
-            sizes = sizes[::-1]
-            c_in, c_out, og, cg = c_out, c_in, cg, og
+        # grad_input is the forward of its re-parameterization (convgrad.reparam): count that one
+        form = grad_input_as_forward(spec) if op == "grad_input" else spec
+        n, G, og, cg = spec.batch, spec.groups, form.out_per_group, form.in_per_group
+        c_in, c_out = form.in_channels, form.out_channels
+        kernel, dilation, lo = spec.kernel_size, spec.dilation, form.pad_lo
+        sizes = (form.input_size, form.output_size)
         total = Work(0.0, 0.0, 0.0)
         for _, _, lo_w, in_len, out_len in _pieces(sizes[0], sizes[1], lo, dilation):
             if in_len == 0:
@@ -269,17 +268,13 @@ class Winograd(Algorithm):
         return y
 
     def grad_input(self, dy, w, spec):
-        # dx[h] = sum_k dy[h + P_lo - k*D] w[k]: the correlation of dy with the flipped kernel,
-        # input and output channels exchanged within each group, lo = (K-1)*D - P_lo.
+        # dx is the forward of dy by the flipped kernel (convgrad.reparam); at stride 1 it needs no
+        # input dilation, so it is this algorithm's own forward with the form's low padding
         dx = np.zeros(spec.input_shape, dtype=dy.dtype)
         if spec.batch == 0:
             return dx
-        nd, G = spec.ndim, spec.groups
-        wf = np.flip(w, axis=tuple(range(2, 2 + nd)))
-        wf = wf.reshape((G, spec.out_per_group, spec.in_per_group) + spec.kernel_size).swapaxes(1, 2)
-        wf = np.ascontiguousarray(wf).reshape((spec.in_channels, spec.out_per_group) + spec.kernel_size)
-        lo = tuple((k - 1) * d - p for k, d, p in zip(spec.kernel_size, spec.dilation, spec.pad_lo))
-        _correlate(dy, wf, dx, lo, spec.dilation, G)
+        form = grad_input_as_forward(spec)
+        _correlate(dy, grad_input_kernel(w, spec), dx, form.pad_lo, form.dilation, form.groups)
         for j, unread in enumerate(spec.unread_inputs):  # exactly zero, not a tile's rounding residue
             if unread:
                 dx[(slice(None), slice(None)) + (slice(None),) * j + (slice(-unread, None),)] = 0
