@@ -31,8 +31,7 @@ copies of the input instead of ``gemm``'s 25, and the products have inner dimens
 
 Needs stride 1 along every dimension but the last. A NaN or inf can reach a result through a
 junk position of 3-D and higher (``0 * inf``): the dispatcher checks and recomputes then.
-The batch is cut into chunks whose scratch (:func:`scratch_bytes`, ``K_w`` times the input plus
-the output) fits the workspace limit, run on the worker threads (:mod:`convgrad.parallel`); each
+The batch is cut into chunks whose scratch (``K_w`` times the input plus the output) fits the workspace limit, run on the worker threads (:mod:`convgrad.parallel`); each
 chunk is laid out batch last on its own.
 """
 
@@ -98,11 +97,6 @@ def _sizes(spec: ConvSpec, batch: int) -> dict[str, int]:
     return {"padded": spec.batch * spec.in_channels * math.prod(spec.read_span),
             "cols": spec.in_channels * lay.kw * (lay.columns + lay.tail),
             "out": spec.out_channels * lay.ext}
-
-
-def scratch_bytes(spec: ConvSpec, itemsize: int = 4) -> int:
-    """Scratch of ``rowgemm`` for the whole batch in one chunk: padded input, row-window matrix, output grid."""
-    return sum(_sizes(spec, spec.batch).values()) * itemsize
 
 
 class _Chunks:
