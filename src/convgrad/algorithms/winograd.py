@@ -244,7 +244,7 @@ class Winograd(Algorithm):
     def examples(self):
         return (conv_spec((2, 3, 9, 8), (4, 3, 3, 3), padding=1, dilation=(2, 1)),
                 conv_spec((5, 4, 9, 8), (6, 2, 3, 3), dilation=(2, 1), padding=1, groups=2),
-                conv_spec((2, 2, 13), (3, 2, 3), padding=(3, 0)))  # 1-D, pad beyond the kernel: pieces
+                conv_spec((2, 2, 13), (3, 2, 3), padding=((3, 0),)))  # 1-D, pad beyond the kernel: pieces
 
     def spreads_nonfinite(self, op: str) -> bool:
         return True  # a tile's transform mixes all its inputs
