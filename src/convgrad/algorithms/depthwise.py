@@ -108,12 +108,12 @@ class Depthwise(Algorithm):
 
         def scratch():
             width = pl.cb * m * lay.columns(chunk)
-            return (workspace.zeros((pl.nph, spec.in_channels, chunk, Q), x.dtype),  # (phases, C, nb, Q)
-                    workspace.empty((spec.out_channels, chunk, Q), x.dtype),  # (O, nb, Q)
-                    workspace.empty(width, x.dtype))  # one product
+            return {"x": workspace.zeros((pl.nph, spec.in_channels, chunk, Q), x.dtype),  # (phases, C, nb, Q)
+                    "y": workspace.empty((spec.out_channels, chunk, Q), x.dtype),  # (O, nb, Q)
+                    "product": workspace.empty(width, x.dtype)}
 
         def process(s, n0, n1):
-            xph, yext, tmp = s
+            xph, yext, tmp = s["x"], s["y"], s["product"]
             nb = n1 - n0
             lay.scatter_input(x[n0:n1], xph)
             ncol = lay.columns(nb)
@@ -134,7 +134,7 @@ class Depthwise(Algorithm):
             else:
                 np.add(lay.output_view(yext, nb), bias_b, out=y[n0:n1])
 
-        parallel.run(pl.chunking, scratch, process)
+        parallel.run_chunks(pl.chunking, scratch, process)
         return y
 
     def grad_input(self, dy, w, spec):
@@ -148,12 +148,12 @@ class Depthwise(Algorithm):
 
         def scratch():
             width = pl.cb * m * lay.columns(chunk)
-            return (workspace.empty((pl.nph, spec.in_channels, chunk, Q), dy.dtype),  # (phases, C, nb, Q)
-                    workspace.zeros((spec.out_channels, chunk, Q), dy.dtype),  # (O, nb, Q); margins stay 0
-                    workspace.empty(width, dy.dtype))
+            return {"dx": workspace.empty((pl.nph, spec.in_channels, chunk, Q), dy.dtype),  # (phases, C, nb, Q)
+                    "dy": workspace.zeros((spec.out_channels, chunk, Q), dy.dtype),  # (O, nb, Q); margins stay 0
+                    "product": workspace.empty(width, dy.dtype)}
 
         def process(s, n0, n1):
-            dxph, dyext, tmp = s
+            dxph, dyext, tmp = s["dx"], s["dy"], s["product"]
             nb = n1 - n0
             lay.output_view(dyext, nb)[...] = dy[n0:n1]
             dxph[:, :, :nb] = 0
@@ -172,7 +172,7 @@ class Depthwise(Algorithm):
                         dest += t_.sum(axis=1)
             lay.gather_input(dxph, dx[n0:n1])
 
-        parallel.run(pl.chunking, scratch, process)
+        parallel.run_chunks(pl.chunking, scratch, process)
         return dx
 
     def grad_weight(self, x, dy, spec):
@@ -185,12 +185,12 @@ class Depthwise(Algorithm):
         chunk = pl.chunking.chunk
 
         def scratch():
-            return (workspace.zeros((pl.nph, spec.in_channels, chunk, Q), x.dtype),  # (phases, C, nb, Q)
-                    workspace.zeros((spec.out_channels, chunk, Q), x.dtype),  # (O, nb, Q); margins stay 0
-                    np.zeros((ntaps, G, m, 1), dtype=x.dtype))  # partial sum
+            return {"x": workspace.zeros((pl.nph, spec.in_channels, chunk, Q), x.dtype),  # (phases, C, nb, Q)
+                    "dy": workspace.zeros((spec.out_channels, chunk, Q), x.dtype),  # (O, nb, Q); margins stay 0
+                    "dw": np.zeros((ntaps, G, m, 1), dtype=x.dtype)}  # partial sum
 
         def process(s, n0, n1):
-            xph, dyext, dwt = s
+            xph, dyext, dwt = s["x"], s["dy"], s["dw"]
             nb = n1 - n0
             lay.scatter_input(x[n0:n1], xph)
             lay.output_view(dyext, nb)[...] = dy[n0:n1]
@@ -203,10 +203,7 @@ class Depthwise(Algorithm):
                     xs = taps[t][c0:c1, :, None]  # (C_b, cols, 1)
                     dwt[t, c0:c1] += np.matmul(d, xs)  # (C_b, m, 1): one dot product per output channel
 
-        partials = parallel.run(pl.chunking, scratch, process)
-        total = partials[0][2]
-        for p in partials[1:]:
-            total += p[2]
+        total = parallel.run_chunks(pl.chunking, scratch, process, reduce=("dw",))["dw"]
         return np.ascontiguousarray(total[..., 0].transpose(1, 2, 0)).reshape(spec.weight_shape)  # (G, m, T)
 
 

@@ -153,7 +153,7 @@ class Fft(Algorithm):
         # padded real copies and complex spectra of both sides, with their per-frequency copies
         per_item = (spec.in_channels + spec.out_channels) * (math.prod(geo.L) * 8 + geo.freqs * 32)
         plan = parallel.plan(spec.batch, per_item)
-        parallel.run(plan, lambda: None, lambda _, n0, n1: body(n0, n1))
+        parallel.run_chunks(plan, dict, lambda _, n0, n1: body(n0, n1))
 
     def forward(self, x, w, spec):
         y = np.empty(spec.output_shape, dtype=x.dtype)
@@ -219,7 +219,8 @@ class Fft(Algorithm):
         per_item = (spec.in_channels + spec.out_channels) * (math.prod(geo.L) * 8 + geo.freqs * 32)
         plan = parallel.plan(spec.batch, per_item, math.prod(shape) * 8)
 
-        def process(acc, n0, n1):
+        def process(s, n0, n1):
+            acc = s["dw_spectrum"]
             X = _per_frequency(_fft.rfftn(geo.padded(x[n0:n1]), s=geo.L, axes=geo.axes))  # (F, nb, C)
             dyp = np.zeros((n1 - n0, spec.out_channels) + geo.L, dtype=dy.dtype)
             dyp[(slice(None), slice(None), *(slice(0, o) for o in spec.output_size))] = dy[n0:n1]
@@ -227,11 +228,8 @@ class Fft(Algorithm):
             for g in range(G):
                 acc[g] += np.matmul(D[:, :, g * og : (g + 1) * og].transpose(0, 2, 1), X[:, :, g * cg : (g + 1) * cg])
 
-        partials = parallel.run(plan, lambda: np.zeros(shape, dtype=ctype), process)
-        total = partials[0]
-        for part in partials[1:]:
-            total += part
-        del partials
+        total = parallel.run_chunks(plan, lambda: {"dw_spectrum": np.zeros(shape, dtype=ctype)}, process,
+                                    reduce=("dw_spectrum",))["dw_spectrum"]
         spectrum = total.transpose(0, 2, 3, 1).reshape((spec.out_channels, cg) + geo.fshape)  # (O, C_g, *F)
         full = _fft.irfftn(spectrum, s=geo.L, axes=geo.axes)  # (O, C_g, *L)
         taps = (slice(None), slice(None), *(slice(0, ke, d) for ke, d in zip(geo.keff, spec.dilation)))

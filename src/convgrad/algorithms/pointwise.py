@@ -72,7 +72,7 @@ class Pointwise(Algorithm):
                     m = wg[g].T if transpose else wg[g]
                     blas.gemm(m, an[g * rows_in : (g + 1) * rows_in], on[g * rows_out : (g + 1) * rows_out], beta=beta)
 
-        parallel.run(_chunks(spec), lambda: None, process)
+        parallel.run_chunks(_chunks(spec), dict, process)
         return out
 
     bias_ops = frozenset({"forward"})
@@ -90,17 +90,19 @@ class Pointwise(Algorithm):
 
     def grad_weight(self, x, dy, spec):
         G, og, cg = spec.groups, spec.out_per_group, spec.in_per_group
-        total = np.zeros((G, og, cg), dtype=x.dtype)
 
-        def process(part, n0, n1):
+        def process(s, n0, n1):
+            part = s["dw"]
             for n in range(n0, n1):
                 xn = x[n].reshape(spec.in_channels, -1)  # (C, P)
                 dyn = dy[n].reshape(spec.out_channels, -1)  # (O, P)
                 for g in range(G):
                     blas.gemm(dyn[g * og : (g + 1) * og], xn[g * cg : (g + 1) * cg].T, part[g], beta=1.0)
 
-        for part in parallel.run(_chunks(spec), lambda: np.zeros_like(total), process):
-            total += part
+        total = parallel.run_chunks(_chunks(spec), lambda: {"dw": np.zeros((G, og, cg), dtype=x.dtype)}, process,
+                                    reduce=("dw",)).get("dw")
+        if total is None:  # an empty batch
+            total = np.zeros((G, og, cg), dtype=x.dtype)
         return total.reshape(spec.weight_shape)
 
 

@@ -252,7 +252,7 @@ class RowGemm(Algorithm):
             else:
                 np.add(src, bias.reshape((1, -1) + (1,) * spec.ndim), out=y[n0:n1])
 
-        parallel.run(chunks.plan, lambda: chunks.scratch(x.dtype), process)
+        parallel.run_chunks(chunks.plan, lambda: chunks.scratch(x.dtype), process)
         return y
 
     def grad_weight(self, x, dy, spec):
@@ -282,10 +282,7 @@ class RowGemm(Algorithm):
                                          dyb.block(c0, c1, g * og, (g + 1) * og), s["dwb"].block(r, r + rows, 0, og),
                                          beta=1.0)
 
-        partials = parallel.run(chunks.plan, scratch, process)
-        dwt = partials[0]["dw"]
-        for p in partials[1:]:
-            dwt += p["dw"]
+        dwt = parallel.run_chunks(chunks.plan, scratch, process, reduce=("dw",))["dw"]
         dwt = dwt.reshape(-1, G, cg, spec.kernel_size[-1], og)  # (T_outer, G, C_g, K_w, O_g)
         return np.ascontiguousarray(dwt.transpose(1, 4, 2, 0, 3)).reshape(spec.weight_shape)
 
@@ -321,7 +318,7 @@ class RowGemm(Algorithm):
             np.moveaxis(dx[n0:n1], 0, -1)[(slice(None), *_kept(spec), slice(None))] = \
                 dxp[(slice(None), *_inner(spec), slice(None))]
 
-        parallel.run(chunks.plan, lambda: chunks.scratch(dy.dtype), process)
+        parallel.run_chunks(chunks.plan, lambda: chunks.scratch(dy.dtype), process)
         return dx
 
 

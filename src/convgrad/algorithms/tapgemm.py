@@ -83,6 +83,10 @@ def weight_from_taps(wt: np.ndarray, spec: ConvSpec) -> np.ndarray:
 CHANNELS_LAST = {"forward": (False, False), "grad_input": (False, False), "grad_weight": (True, False)}
 
 
+#: The names of a worker's buffers (:meth:`_Plan.scratch`), in the order the operations unpack them.
+_SIDES = ("in", "in_buf", "out", "out_buf", "stack", "stack_buf", "state")
+
+
 class _Plan:
     """Everything an operation needs: layout, stacks, chunking, buffers and the products' operands.
 
@@ -127,6 +131,13 @@ class _Plan:
         o, cols = self.spec.out_channels, self.chunking.chunk * self.grid_size
         a = (workspace.zeros if zero else workspace.empty)((cols, o) if self.y_cl else (o, cols), dtype)
         return a, blas.Buffer(a)
+
+    def scratch(self, dtype, zero_input: bool = True, zero_output: bool = True) -> dict:
+        """One worker's named buffers (:data:`_SIDES`): input side, output side, stack block, layout state."""
+        xa, xbuf = self.input_side(dtype, zero=zero_input)
+        ya, ybuf = self.output_side(dtype, zero=zero_output)
+        sa, sbuf = self.stack_side(dtype)
+        return {"in": xa, "in_buf": xbuf, "out": ya, "out_buf": ybuf, "stack": sa, "stack_buf": sbuf, "state": {}}
 
     def stack_side(self, dtype) -> tuple[np.ndarray | None, blas.Buffer | None]:
         if self.stack_size == 1:
@@ -280,10 +291,10 @@ class TapGemm(Algorithm):
         _, wbuf = pl.weights(w)
 
         def scratch():
-            return (*pl.input_side(x.dtype), *pl.output_side(x.dtype, zero=False), *pl.stack_side(x.dtype), {})
+            return pl.scratch(x.dtype, zero_output=False)
 
         def process(s, n0, n1):
-            xa, xbuf, ya, ybuf, sa, sbuf, state = s
+            xa, xbuf, ya, ybuf, sa, sbuf, state = (s[k] for k in _SIDES)
             nb = n1 - n0
             pl.fresh(state, "x", xa, nb)
             pl.scatter(x[n0:n1], xa)
@@ -298,7 +309,7 @@ class TapGemm(Algorithm):
             else:
                 np.add(pl.output_grid(ya, nb), bias_b, out=y[n0:n1])
 
-        parallel.run(pl.chunking, scratch, process)
+        parallel.run_chunks(pl.chunking, scratch, process)
         return y
 
     def grad_input(self, dy, w, spec):
@@ -310,10 +321,10 @@ class TapGemm(Algorithm):
         _, wbuf = pl.weights(w)
 
         def scratch():
-            return (*pl.input_side(dy.dtype, zero=False), *pl.output_side(dy.dtype), *pl.stack_side(dy.dtype), {})
+            return pl.scratch(dy.dtype, zero_input=False)
 
         def process(s, n0, n1):
-            dxa, dxbuf, dya, dybuf, sa, sbuf, state = s
+            dxa, dxbuf, dya, dybuf, sa, sbuf, state = (s[k] for k in _SIDES)
             nb = n1 - n0
             pl.fresh(state, "dy", dya, nb)
             pl.output_grid(dya, nb)[...] = dy[n0:n1]  # margins stay 0
@@ -332,7 +343,7 @@ class TapGemm(Algorithm):
                             pl.tap_view(dxa, t, g, nb, c0, c1)[...] += sa[i * cg : (i + 1) * cg, : c1 - c0]
             pl.gather(dxa, dx[n0:n1])
 
-        parallel.run(pl.chunking, scratch, process)
+        parallel.run_chunks(pl.chunking, scratch, process)
         return dx
 
     def grad_weight(self, x, dy, spec):
@@ -345,12 +356,14 @@ class TapGemm(Algorithm):
         pl = _Plan(spec, "grad_weight", x.itemsize, fixed_extra=math.prod(shape) * x.itemsize)
 
         def scratch():
-            dws = workspace.zeros(shape, x.dtype)  # (stacks*G*O_g, T_s*C_g) partial sum
-            return (*pl.input_side(x.dtype), *pl.output_side(x.dtype), *pl.stack_side(x.dtype), {}, dws,
-                    blas.Buffer(dws))
+            s = pl.scratch(x.dtype)
+            s["dw"] = workspace.zeros(shape, x.dtype)  # (stacks*G*O_g, T_s*C_g) partial sum
+            s["dw_buf"] = blas.Buffer(s["dw"])
+            return s
 
         def process(s, n0, n1):
-            xa, xbuf, dya, dybuf, sa, sbuf, state, _, dwbuf = s
+            xa, xbuf, dya, dybuf, sa, sbuf, state = (s[k] for k in _SIDES)
+            dwbuf = s["dw_buf"]
             nb = n1 - n0
             pl.fresh(state, "x", xa, nb)
             pl.fresh(state, "dy", dya, nb)
@@ -363,10 +376,7 @@ class TapGemm(Algorithm):
                         src = pl.stacked(xa, xbuf, stack, g, nb, c0, c1, sa, sbuf)  # (T_s*C_g, cols)
                         _product(d, src.T, pl.weight_block(dwbuf, j, g), 1.0)
 
-        partials = parallel.run(pl.chunking, scratch, process)
-        total = partials[0][7]
-        for p in partials[1:]:
-            total += p[7]
+        total = parallel.run_chunks(pl.chunking, scratch, process, reduce=("dw",))["dw"]
         total = total.reshape(nstacks, spec.groups, og, probe * cg)
         wt = np.empty((len(pl.lay.taps), spec.groups, og, cg), dtype=x.dtype)  # (T, G, O_g, C_g)
         for j, stack in enumerate(pl.stacks):

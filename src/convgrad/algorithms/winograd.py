@@ -331,10 +331,10 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
         v = workspace.empty(pl.v_shape(False), x.dtype)
         m = workspace.empty((4 * o, width), x.dtype)  # the four planes' products of one column block
         ya = workspace.empty((2, o, chunk * Q), x.dtype)
-        return eo, v, blas.Buffer(v), m, blas.Buffer(m), ya
+        return {"planes": eo, "v": v, "v_buf": blas.Buffer(v), "m": m, "m_buf": blas.Buffer(m), "y": ya}
 
     def process(s, n0, n1):
-        eo, v, vbuf, m, mbuf, ya = s
+        eo, v, vbuf, m, mbuf, ya = s["planes"], s["v"], s["v_buf"], s["m"], s["m_buf"], s["y"]
         nb = n1 - n0
         prob.scatter(x[n0:n1], eo)
         for c0, c1 in pl.blocks(nb):
@@ -361,7 +361,7 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
         yc[..., 0::2] = even[..., : (prob.out[-1] + 1) // 2]
         yc[..., 1::2] = odd[..., : prob.out[-1] // 2]
 
-    parallel.run(pl.chunking, scratch, process)
+    parallel.run_chunks(pl.chunking, scratch, process)
 
 
 def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
@@ -379,10 +379,12 @@ def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
         dm = workspace.empty((4 * o, width), x.dtype)
         dya = workspace.zeros((2, o, chunk * Q), x.dtype)  # margins stay 0
         du = workspace.zeros(shape, x.dtype)
-        return eo, v, blas.Buffer(v), dm, blas.Buffer(dm), dya, du, blas.Buffer(du)
+        return {"planes": eo, "v": v, "v_buf": blas.Buffer(v), "dm": dm, "dm_buf": blas.Buffer(dm), "dy": dya,
+                "du": du, "du_buf": blas.Buffer(du)}
 
     def process(s, n0, n1):
-        eo, v, vbuf, dm, dmbuf, dya, du, dubuf = s
+        eo, v, vbuf, dm, dmbuf, dya = s["planes"], s["v"], s["v_buf"], s["dm"], s["dm_buf"], s["dy"]
+        dubuf = s["du_buf"]
         nb = n1 - n0
         prob.scatter(x[n0:n1], eo, channels_last=True)
         even, odd = prob.output_views(dya, nb, o)  # (nb, O, *out_lead, T)
@@ -406,11 +408,8 @@ def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
                         vb = vbuf.block(r, r + n, g * cg, (g + 1) * cg)  # (cols, C_g)
                         blas.gemm_blocks(src, vb, dubuf.block(r0, r0 + og, 0, cg), beta=1.0)
 
-    parts = parallel.run(pl.chunking, scratch, process)
-    total = np.zeros(shape, dtype=x.dtype)
-    for part in parts:
-        total += part[6]
-    return total
+    # the workers' partial sums (scratch: the caller adds it up before the operation ends)
+    return parallel.run_chunks(pl.chunking, scratch, process, reduce=("du",))["du"]
 
 
 register(Winograd())
