@@ -44,20 +44,20 @@ class ForwardForm:
     spatially reversed.
     """
 
-    batch: int
-    in_channels: int
-    out_channels: int
-    groups: int
-    grouping: str
-    input_size: tuple[int, ...]
-    kernel_size: tuple[int, ...]
-    output_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
-    input_dilation: tuple[int, ...]
-    pad_lo: tuple[int, ...]
-    pad_hi: tuple[int, ...]
-    flip_kernel: bool
+    batch: int  # elements of the operand
+    in_channels: int  # channels of the operand
+    out_channels: int  # kernels
+    groups: int  # feature or batch groups, as ``grouping`` says
+    grouping: str  # "feature" or "batch"
+    input_size: tuple[int, ...]  # the operand's spatial size, before input dilation
+    kernel_size: tuple[int, ...]  # the kernel's spatial size
+    output_size: tuple[int, ...]  # the result's spatial size
+    stride: tuple[int, ...]  # window strides
+    dilation: tuple[int, ...]  # kernel dilation (rhs_dilation)
+    input_dilation: tuple[int, ...]  # lhs_dilation: samples spread this far apart
+    pad_lo: tuple[int, ...]  # before the (dilated) operand; negative: a crop
+    pad_hi: tuple[int, ...]  # after it; negative: a crop
+    flip_kernel: bool  # the kernel used spatially reversed
 
     @property
     def in_per_group(self) -> int:
