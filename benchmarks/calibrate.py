@@ -26,6 +26,7 @@ import numpy as np
 import convgrad
 from convgrad import algorithms, blas
 from convgrad.algorithms import costmodel
+from convgrad.bench.layers import LAYERS
 from convgrad.spec import conv_spec
 
 OPS = ("forward", "grad_input", "grad_weight")
@@ -39,14 +40,15 @@ def corpus():
         c.append((name or f"2d N{n} {ci}->{co} {h}x{h} k{k} s{s} p{p} d{d} g{g}", (n, ci, h, h), (co, ci // g, k, k),
                   dict(stride=s, padding=p, dilation=d, groups=g)))
 
-    add2(8, 64, 64, 56, 3, p=1, name="a/4")
-    add2(8, 128, 256, 28, 3, s=2, p=1, name="b/4")
-    add2(8, 256, 64, 56, 1, name="c/4")
-    add2(4, 3, 64, 224, 7, s=2, p=3, name="d/4")
-    add2(8, 128, 128, 56, 3, p=1, g=128, name="e/4")
-    add2(4, 64, 64, 64, 3, p=2, d=2, name="f/4")
-    add2(64, 1, 6, 28, 5, p=2, name="g1")
-    add2(64, 6, 16, 14, 5, name="g2")
+    def bench_layer(name, divide=4):  # a layer of `convgrad bench` (convgrad.bench.layers), its batch divided
+        layer = LAYERS[name]
+        c.append((f"{name}/{divide}" if divide > 1 else name, (layer.batch // divide, *layer.input_shape[1:]),
+                  layer.weight_shape, layer.kwargs()))
+
+    for name in "abcdef":
+        bench_layer(name)
+    bench_layer("g1", 1)
+    bench_layer("g2", 1)
     add2(8, 64, 64, 28, 3, p=1)
     add2(8, 32, 32, 56, 3, p=1)
     add2(8, 128, 128, 14, 3, p=1)
@@ -66,10 +68,10 @@ def corpus():
     add2(8, 16, 16, 32, 3, p=3, d=3)
     add2(32, 1, 16, 8, 3, p=1, name="lenet conv1")  # convgrad train's network on the 8x8 digits
     add2(32, 16, 32, 4, 3, p=1, name="lenet conv2")
-    c.append(("h/4", (4, 64, 16000), (64, 64, 9), dict(padding=4)))
+    bench_layer("h")
     c.append(("1d N8 32->32 L8000 k3", (8, 32, 8000), (32, 32, 3), dict(padding=1)))
     c.append(("1d N8 16->16 L4000 k31", (8, 16, 4000), (16, 16, 31), dict(padding=15)))
-    c.append(("i/4", (1, 16, 32, 32, 32), (32, 16, 3, 3, 3), dict(padding=1)))
+    bench_layer("i")
     c.append(("3d N2 8->8 16^3 s2", (2, 8, 16, 16, 16), (8, 8, 3, 3, 3), dict(stride=2, padding=1)))
     return c
 
