@@ -11,6 +11,7 @@ import pytest
 
 import convgrad
 from convgrad import algorithms
+from convgrad.algorithms import costmodel
 from convgrad.algorithms.registry import REGISTRY
 from _configs import GRID, case_of, supported_pairs
 from test_algorithms import check_against_direct
@@ -19,11 +20,14 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 
 @pytest.fixture
-def rowsum():
+def rowsum(monkeypatch):
     code = re.search(r"```python\n# src/convgrad/algorithms/rowsum.py\n(.*?)```", DOC.read_text(), re.S).group(1)
     module = types.ModuleType("convgrad.algorithms.rowsum")
     module.__package__ = "convgrad.algorithms"
     sys.modules[module.__name__] = module
+    # and its coefficients, as the page says
+    monkeypatch.setitem(costmodel.COEFFICIENTS, "rowsum", 0)
+    monkeypatch.setitem(costmodel.SETUP, "rowsum", 0)
     try:
         exec(compile(code, str(DOC), "exec"), module.__dict__)  # noqa: S102 - the page's own example
         yield REGISTRY["rowsum"]
