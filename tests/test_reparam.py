@@ -59,13 +59,18 @@ def _spec(c):
                      groups=c["groups"])
 
 
+def _arrays(spec):
+    """Random ``x``, ``w``, ``dy`` for ``spec``."""
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(spec.input_shape), rng.standard_normal(spec.weight_shape),
+            rng.standard_normal(spec.output_shape))
+
+
 @settings(max_examples=60, deadline=None)
 @given(configs)
 def test_grad_input_is_the_forward_of_its_form(c):
     spec = _spec(c)
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal(spec.weight_shape)
-    dy = rng.standard_normal(spec.output_shape)
+    _, w, dy = _arrays(spec)
     form = reparam.grad_input_as_forward(spec)
     # grad_input_kernel already flips; _forward flips again when the form says so: undo one
     k = np.flip(reparam.grad_input_kernel(w, spec), axis=tuple(range(2, 2 + spec.ndim)))
@@ -78,9 +83,7 @@ def test_grad_input_is_the_forward_of_its_form(c):
 @given(configs)
 def test_grad_weight_is_the_forward_of_its_form(c):
     spec = _spec(c)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal(spec.input_shape)
-    dy = rng.standard_normal(spec.output_shape)
+    x, _, dy = _arrays(spec)
     form = reparam.grad_weight_as_forward(spec)
     dwt = _forward(form, x.swapaxes(0, 1), np.ascontiguousarray(dy.swapaxes(0, 1)))  # (C_g, C_out, *K)
     assert form.output_size == spec.kernel_size
