@@ -9,6 +9,7 @@ from convgrad.bench.report import format_table
 from convgrad.cli import main
 
 
+@pytest.mark.slow  # over 10 s on the shared 2-core machine
 def test_bench_command_on_a_tiny_layer_emits_valid_json(capsys):
     status = main(["bench", "--input", "2,3,9,8", "--weight", "4,3,3,3", "--padding", "1", "--stride", "2",
                    "--repeats", "2", "--warmup", "0", "--threads", "1", "--json", "-"])

@@ -131,6 +131,7 @@ def test_unread_inputs_get_exactly_zero_gradient_even_next_to_nan():
     assert spec.unread_inputs == (0, 1)
 
 
+@pytest.mark.slow  # over 10 s on the shared 2-core machine
 @pytest.mark.parametrize("min_inner, target", [(1, 1), (10**6, 10**6)], ids=["one-tap-per-product", "all-taps-stacked"])
 def test_tapgemm_agrees_with_direct_whatever_the_stacking(monkeypatch, min_inner, target):
     """The grid mostly has few channels (stacked taps); force each way of grouping taps over all of it."""
@@ -144,6 +145,7 @@ def test_tapgemm_agrees_with_direct_whatever_the_stacking(monkeypatch, min_inner
     assert sum(check_against_direct(case, "tapgemm") for case in GRID) == len(GRID)
 
 
+@pytest.mark.slow  # over 10 s on the shared 2-core machine
 @pytest.mark.parametrize("min_inner", [1, 10**6], ids=["one-tap-per-product", "all-taps-stacked"])
 def test_tapgemm_interleaved_chunks_agree_with_direct(monkeypatch, min_inner):
     """The grid's batches of 1-2 make one-element chunks; with 5 elements on two threads the chunks
@@ -218,6 +220,7 @@ def test_float32_error_is_a_small_multiple_of_torch_on_layer_sizes(algorithm):
 # -- auto and measure -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 10 s on the shared 2-core machine
 def test_auto_and_measure_agree_with_direct_over_the_grid():
     from test_algorithms import _spec
 
