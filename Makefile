@@ -29,7 +29,7 @@ bench: $(BIN)/python
 # regenerate docs/questions.md and its pictures (a test checks they are current)
 questions: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[explain]'
-	$(BIN)/python -m convgrad.explain.questions
+	$(BIN)/python docs/tools/questions.py
 
 # regenerate docs/verify.md, the `convgrad verify` tutorial, with the real output of its commands (a test checks it is current)
 verify-tutorial: $(BIN)/python
