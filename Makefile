@@ -30,7 +30,7 @@ bench: $(BIN)/python
 # regenerate docs/questions.md and its pictures (a test checks they are current)
 questions: $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[explain]'
-	$(BIN)/python -m convgrad.explain.questions
+	$(BIN)/python docs/tools/questions.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

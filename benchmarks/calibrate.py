@@ -26,6 +26,7 @@ import numpy as np
 import convgrad
 from convgrad import algorithms, blas
 from convgrad.algorithms import costmodel
+from convgrad.bench.layers import LAYERS
 from convgrad.spec import conv_spec
 
 OPS = ("forward", "grad_input", "grad_weight")
@@ -39,14 +40,15 @@ def corpus():
         c.append((name or f"2d N{n} {ci}->{co} {h}x{h} k{k} s{s} p{p} d{d} g{g}", (n, ci, h, h), (co, ci // g, k, k),
                   dict(stride=s, padding=p, dilation=d, groups=g)))
 
-    add2(8, 64, 64, 56, 3, p=1, name="a/4")
-    add2(8, 128, 256, 28, 3, s=2, p=1, name="b/4")
-    add2(8, 256, 64, 56, 1, name="c/4")
-    add2(4, 3, 64, 224, 7, s=2, p=3, name="d/4")
-    add2(8, 128, 128, 56, 3, p=1, g=128, name="e/4")
-    add2(4, 64, 64, 64, 3, p=2, d=2, name="f/4")
-    add2(64, 1, 6, 28, 5, p=2, name="g1")
-    add2(64, 6, 16, 14, 5, name="g2")
+    def bench_layer(name, divide=4):  # a layer of `convgrad bench` (convgrad.bench.layers), its batch divided
+        layer = LAYERS[name]
+        c.append((f"{name}/{divide}" if divide > 1 else name, (layer.batch // divide, *layer.input_shape[1:]),
+                  layer.weight_shape, layer.kwargs()))
+
+    for name in "abcdef":
+        bench_layer(name)
+    bench_layer("g1", 1)
+    bench_layer("g2", 1)
     add2(8, 64, 64, 28, 3, p=1)
     add2(8, 32, 32, 56, 3, p=1)
     add2(8, 128, 128, 14, 3, p=1)
@@ -66,10 +68,10 @@ def corpus():
     add2(8, 16, 16, 32, 3, p=3, d=3)
     add2(32, 1, 16, 8, 3, p=1, name="lenet conv1")  # convgrad train's network on the 8x8 digits
     add2(32, 16, 32, 4, 3, p=1, name="lenet conv2")
-    c.append(("h/4", (4, 64, 16000), (64, 64, 9), dict(padding=4)))
+    bench_layer("h")
     c.append(("1d N8 32->32 L8000 k3", (8, 32, 8000), (32, 32, 3), dict(padding=1)))
     c.append(("1d N8 16->16 L4000 k31", (8, 16, 4000), (16, 16, 31), dict(padding=15)))
-    c.append(("i/4", (1, 16, 32, 32, 32), (32, 16, 3, 3, 3), dict(padding=1)))
+    bench_layer("i")
     c.append(("3d N2 8->8 16^3 s2", (2, 8, 16, 16, 16), (8, 8, 3, 3, 3), dict(stride=2, padding=1)))
     return c
 
@@ -87,10 +89,9 @@ def measure(repeats: int, threads: int):
                 dy = rng.standard_normal(spec.output_shape, dtype=np.float32)
                 operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}
                 for op in OPS:
-                    for alg in costmodel.MODELED:
-                        if algorithms.get_algorithm(alg).unsupported(spec, op) is not None:
-                            continue
-                        if alg in ("gemm", "im2row") and costmodel.gemm_scratch_bytes(spec) > 2**30:
+                    for alg in costmodel.modeled():
+                        algorithm = algorithms.get_algorithm(alg)
+                        if algorithm.unsupported(spec, op) is not None or algorithm.scratch_bytes(spec) > 2**30:
                             continue
                         f = lambda: algorithms.run(op, spec, *operands[op], alg)  # noqa: E731
                         f()
@@ -110,8 +111,13 @@ def _time(f) -> float:
     return time.perf_counter() - t
 
 
-KEYS = ("gemm", "call", "small", "run", "tapgemm", "winograd", "depthwise", "pointwise", "fft", "gemm_im2col", "im2row",
-        "rowgemm")
+def _elem_key(name: str) -> str:
+    """The coefficient weighing algorithm ``name``'s elementwise work (its ``elem_coefficient``, or its name)."""
+    return algorithms.get_algorithm(name).elem_coefficient or name
+
+
+#: The fitted coefficients: the shared terms, then each algorithm's elementwise coefficient.
+KEYS = ("gemm", "call", "small", "run", *(_elem_key(name) for name in costmodel.modeled()))
 
 
 def _features(row, specs):
@@ -123,7 +129,7 @@ def _features(row, specs):
     f["call"] = wk.calls
     f["small"] = wk.small
     f["run"] = wk.runs
-    f[costmodel._ELEM_KEY.get(row["algorithm"], row["algorithm"])] = wk.elem
+    f[_elem_key(row["algorithm"])] = wk.elem
     return np.array([f[k] for k in KEYS])
 
 
@@ -150,7 +156,7 @@ def _model(coef, setup):
 
 def _setup_columns(rows) -> np.ndarray:
     """One indicator column per modelled algorithm: row ``i`` has a 1 in its algorithm's column."""
-    return np.array([[r["algorithm"] == a for a in costmodel.MODELED] for r in rows], dtype=float)
+    return np.array([[r["algorithm"] == a for a in costmodel.modeled()] for r in rows], dtype=float)
 
 
 def fit(rows, specs):
@@ -171,7 +177,7 @@ def fit(rows, specs):
     sol = sol / scale
     out = dict(zip([KEYS[i] for i in rest], sol[: len(rest)]))
     out["call"] = CALL
-    setup = {a: float(v) for a, v in zip(costmodel.MODELED, sol[len(rest):])}
+    setup = {a: float(v) for a, v in zip(costmodel.modeled(), sol[len(rest):])}
     return {k: out[k] for k in KEYS}, setup
 
 
@@ -184,7 +190,7 @@ def fit_setup(rows, specs):
         est = np.array([costmodel.estimate(r["algorithm"], specs[r["config"]], r["op"]) for r in rows])
     t = np.array([r["seconds"] for r in rows])
     sol, _ = nnls(_setup_columns(rows) / t[:, None], (t - est) / t)
-    return dict(costmodel.COEFFICIENTS), {a: float(v) for a, v in zip(costmodel.MODELED, sol)}
+    return dict(costmodel.COEFFICIENTS), {a: float(v) for a, v in zip(costmodel.modeled(), sol)}
 
 
 def evaluate(rows, specs, coef, setup):

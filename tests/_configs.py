@@ -279,30 +279,76 @@ def max_rel(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
 
 
+def spec_of(case: Case):
+    """The :class:`~convgrad.spec.ConvSpec` an algorithm sees for ``case``, and the operations in the order of its call.
+
+    For a transposed convolution its forward is the ``grad_input`` of the spec, and so on.
+    """
+    from convgrad.spec import conv_spec, conv_transpose_spec
+
+    if case.transposed:
+        spec = conv_transpose_spec(case.input_shape, case.weight_shape, case.stride, case.padding,
+                                   case.output_padding, case.groups, case.dilation)
+        return spec, ("grad_input", "forward", "grad_weight")
+    spec = conv_spec(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
+                     case.padding_mode)
+    return spec, ("forward", "grad_input", "grad_weight")
+
+
+def case_of(spec) -> Case:
+    """A :class:`Case` (a plain convolution with bias) computing ``spec``."""
+    return Case(spec.batch, spec.in_channels, spec.out_channels, spec.groups, spec.input_size, spec.kernel_size,
+                stride=spec.stride, padding=spec.padding, dilation=spec.dilation, padding_mode=spec.padding_mode)
+
+
 def supports(algorithm: str, case_or_shapes, **kwargs) -> bool:
     """Whether ``algorithm`` computes every operation of a configuration.
 
-    The specialised fast algorithms (issue 3: winograd, pointwise, depthwise, fft) support
-    narrow regimes and refuse the rest with a ``ValueError`` saying why; tests written for one
-    fixed configuration skip them there (tests/test_fast_algorithms.py checks the same
-    properties inside each regime). Takes a :class:`Case`, or ``(input_shape, weight_shape)`` and
+    The specialised fast algorithms support narrow regimes and refuse the rest with a
+    ``ValueError`` saying why. Takes a :class:`Case`, or ``(input_shape, weight_shape)`` and
     the keyword arguments of ``conv``.
     """
     from convgrad import algorithms
-    from convgrad.spec import conv_spec, conv_transpose_spec
+    from convgrad.spec import conv_spec
 
     if algorithm in ("auto", "measure"):
         return True
     if isinstance(case_or_shapes, Case):
-        case = case_or_shapes
-        if case.transposed:
-            spec = conv_transpose_spec(case.input_shape, case.weight_shape, case.stride, case.padding,
-                                       case.output_padding, case.groups, case.dilation)
-        else:
-            spec = conv_spec(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation,
-                             case.groups, case.padding_mode)
+        spec, ops = spec_of(case_or_shapes)
     else:
         input_shape, weight_shape = case_or_shapes
-        spec = conv_spec(input_shape, weight_shape, **kwargs)
+        spec, ops = conv_spec(input_shape, weight_shape, **kwargs), ("forward", "grad_input", "grad_weight")
     alg = algorithms.get_algorithm(algorithm)
-    return all(alg.unsupported(spec, op) is None for op in ("forward", "grad_input", "grad_weight"))
+    return all(alg.unsupported(spec, op) is None for op in ops)
+
+
+def supported_pairs(cases, algorithms) -> list:
+    """``pytest.param(case, algorithm)`` for the pairs where the algorithm computes the case -- only those.
+
+    A test parametrized with this neither skips nor passes vacuously outside an algorithm's regime;
+    that the algorithms refuse the other pairs, saying why, is tested once (tests/test_algorithms.py).
+    """
+    import pytest
+
+    return [pytest.param(case, name, id=f"{case}-{name}") for case in cases for name in algorithms
+            if supports(name, case)]
+
+
+def supporting(algorithms, case_or_shapes, **kwargs) -> list[str]:
+    """The algorithms among ``algorithms`` that compute the configuration (as :func:`supports` takes it)."""
+    return [name for name in algorithms if supports(name, case_or_shapes, **kwargs)]
+
+
+def in_regime(algorithm: str, case: Case, pick: int = 0) -> Case:
+    """``case`` if ``algorithm`` computes it, else one of the algorithm's own example configurations.
+
+    For property tests: every drawn example exercises the algorithm (the examples are the
+    configurations each algorithm declares in its regime, ``Algorithm.examples``).
+    """
+    if supports(algorithm, case):
+        return case
+    from convgrad import algorithms
+
+    examples = algorithms.get_algorithm(algorithm).examples()
+    assert examples, f"{algorithm} declares no example configurations"
+    return case_of(examples[pick % len(examples)])

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import convgrad
 from convgrad import algorithms
 from convgrad.spec import conv_spec, conv_transpose_spec
-from _configs import GRID, Case, max_rel, random_case
+from _configs import GRID, Case, case_of, max_rel, random_case, supported_pairs, supports
 
 FAST = [a for a in convgrad.available_algorithms() if a != "direct"]
 
@@ -50,16 +50,40 @@ def check_against_direct(case: Case, algorithm: str, dtype=np.float64, seed=0, t
     return True
 
 
-@pytest.mark.parametrize("algorithm", FAST)
-@pytest.mark.parametrize("case", GRID, ids=str)
+@pytest.mark.parametrize("case, algorithm", supported_pairs(GRID, FAST))
 def test_grid_against_direct(case, algorithm):
-    check_against_direct(case, algorithm)
+    assert check_against_direct(case, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", FAST)
+def test_refuses_the_grid_cases_outside_its_regime_saying_why(algorithm):
+    """The pairs the grid test leaves out: ``run`` raises a ValueError naming the algorithm and the reason."""
+    outside = [case for case in GRID if not supports(algorithm, case)]
+    assert not any(check_against_direct(case, algorithm) for case in outside)
 
 
 @pytest.mark.parametrize("algorithm", FAST)
 def test_every_algorithm_supports_some_grid_case(algorithm):
     """Guard against an algorithm that refuses everything and so is never really tested."""
-    assert sum(check_against_direct(c, algorithm) for c in GRID) >= 3
+    assert sum(supports(algorithm, c) for c in GRID) >= 3
+
+
+EXAMPLES = [pytest.param(spec, name, id=f"{name}-{i}") for name in FAST
+            for i, spec in enumerate(algorithms.get_algorithm(name).examples())]
+
+
+@pytest.mark.parametrize("algorithm", [name for name in FAST if algorithms.get_algorithm(name).auto_candidate])
+def test_every_algorithm_auto_may_pick_declares_examples(algorithm):
+    """Its examples are what the regime tests run on (test_fast_algorithms.py): at least two."""
+    assert len(algorithms.get_algorithm(algorithm).examples()) >= 2
+
+
+@pytest.mark.parametrize("spec, algorithm", EXAMPLES)
+def test_declared_examples_are_in_regime_and_agree_with_direct(spec, algorithm):
+    """An algorithm's own example configurations: supported for every operation, and exact."""
+    alg = algorithms.get_algorithm(algorithm)
+    assert all(alg.unsupported(spec, op) is None for op in ("forward", "grad_input", "grad_weight"))
+    assert check_against_direct(case_of(spec), algorithm)
 
 
 @st.composite

@@ -1,7 +1,6 @@
 """The benchmark command runs end to end on a tiny layer and writes a valid record (not a timed test)."""
 
 import json
-import math
 
 import pytest
 
@@ -10,6 +9,7 @@ from convgrad.bench.report import format_table
 from convgrad.cli import main
 
 
+@pytest.mark.slow  # over 10 s on the shared 2-core machine
 def test_bench_command_on_a_tiny_layer_emits_valid_json(capsys):
     status = main(["bench", "--input", "2,3,9,8", "--weight", "4,3,3,3", "--padding", "1", "--stride", "2",
                    "--repeats", "2", "--warmup", "0", "--threads", "1", "--json", "-"])
@@ -24,7 +24,8 @@ def test_bench_command_on_a_tiny_layer_emits_valid_json(capsys):
         for op in ("forward", "backward", "both"):
             assert len(entry["times"][lib][op]) == 2
             assert all(t > 0 for t in entry["times"][lib][op])
-        assert entry["peak_memory"][lib] >= 0
+        # measured (None when it could not be): an int number of bytes; a layer this small may need no new page
+        assert isinstance(entry["peak_memory"][lib], int) and entry["peak_memory"][lib] >= 0
     assert entry["ratio"]["both"] == pytest.approx(entry["median"]["convgrad"]["both"] / entry["median"]["torch"]["both"])
     assert record["geomean_ratio"]["both"] == pytest.approx(entry["ratio"]["both"])
     assert record["gemm_peak"] > 0
@@ -75,4 +76,4 @@ def test_geometric_mean_and_table_last_line():
     assert "| a | 1000 / 2000 | 0.50 |" in lines[-2]
     assert "x/y/x" in lines[-2] and "1 / 2" in lines[-2]
     assert lines[-1].startswith("| **geometric mean** | | **0.50** | | **1.00** | | **0.75** |")
-    assert not math.isnan(record["gemm_peak"])
+    assert "float32 GEMM peak 100 GFLOP/s" in lines[0] and "workspace limit 32 MiB" in lines[0]

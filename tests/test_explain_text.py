@@ -35,7 +35,7 @@ SNAPSHOT_CONFIGS = {
     "tail_1d_stride2": dict(input_shape=(1, 1, 8), weight_shape=(1, 1, 3), stride=2),
     "groups_dilation_2d": dict(input_shape=(2, 4, 9, 8), weight_shape=(6, 2, 3, 2), stride=(2, 3), padding=(1, 2),
                                dilation=(2, 1), groups=2),
-    "reflect_same_even": dict(input_shape=(1, 2, 6, 7), weight_shape=(2, 2, 2, 4), padding="same", padding_mode="zeros"),
+    "zeros_same_even": dict(input_shape=(1, 2, 6, 7), weight_shape=(2, 2, 2, 4), padding="same", padding_mode="zeros"),
     "circular_1d": dict(input_shape=(1, 1, 5), weight_shape=(1, 1, 3), padding=2, padding_mode="circular", stride=2),
     "transposed_2d": dict(input_shape=(1, 4, 3, 4), weight_shape=(4, 1, 3, 2), stride=(2, 3), padding=(1, 0),
                           output_padding=(1, 2), groups=2, transposed=True),

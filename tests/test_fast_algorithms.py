@@ -11,8 +11,14 @@ from convgrad import algorithms, workspace
 from convgrad.spec import conv_spec
 from _configs import max_rel
 
-# the algorithms that chunk the batch under the workspace limit
-CHUNKED = [name for name in ("tapgemm", "winograd", "depthwise", "fft", "rowgemm") if name in convgrad.available_algorithms()]
+# every registered algorithm auto may pick, each tested on the example configurations it declares
+AUTO = [name for name in convgrad.available_algorithms() if algorithms.get_algorithm(name).auto_candidate]
+# those that cut the batch into chunks under the workspace limit (no unchunked scratch)
+CHUNKED = [name for name in AUTO if algorithms.get_algorithm(name).scratch_bytes(conv_spec((64, 8, 32, 32), (8, 8, 3, 3))) == 0]
+
+
+def _examples(name):
+    return algorithms.get_algorithm(name).examples()
 
 
 def _operands(spec, seed=0, dtype=np.float64):
@@ -28,20 +34,9 @@ def _all_ops(spec, x, w, dy, name):
             algorithms.run("grad_weight", spec, x, dy, name))
 
 
-# a configuration in each algorithm's regime, with groups and a stride or dilation
-REGIME = {
-    "tapgemm": dict(stride=2, padding=1, groups=2, weight=(6, 2, 3, 3)),
-    "winograd": dict(dilation=(2, 1), padding=1, groups=2, weight=(6, 2, 3, 3)),
-    "depthwise": dict(stride=2, padding=1, groups=4, weight=(8, 1, 3, 3)),
-    "fft": dict(padding=(3, 0), dilation=(1, 2), groups=2, weight=(6, 2, 5, 3)),
-    "rowgemm": dict(stride=(1, 2), dilation=(2, 1), padding=1, groups=2, weight=(6, 2, 3, 3)),
-}
-
-
-@pytest.mark.parametrize("algorithm", CHUNKED)
+@pytest.mark.parametrize("algorithm", AUTO)
 def test_results_do_not_depend_on_threads_or_workspace(algorithm):
-    cfg = dict(REGIME[algorithm])
-    spec = conv_spec((5, 4, 9, 8), cfg.pop("weight"), **cfg)
+    spec = _examples(algorithm)[1]  # in each algorithm's regime, with a batch of several elements
     x, w, dy = _operands(spec)
     results = []
     for threads, limit in ((1, 2**30), (2, 0), (3, 5000)):
@@ -52,7 +47,16 @@ def test_results_do_not_depend_on_threads_or_workspace(algorithm):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.parametrize("algorithm", CHUNKED)
+def _scratch_spec(algorithm):
+    """A 3x3 layer of 48 elements the algorithm computes: 8 -> 8 channels, else depthwise."""
+    for groups in (1, 8):
+        spec = conv_spec((48, 8, 40, 40), (8, 8 // groups, 3, 3), padding=1, groups=groups)
+        if all(algorithms.get_algorithm(algorithm).unsupported(spec, op) is None for op in algorithms.OPERATIONS):
+            return spec
+    return None
+
+
+@pytest.mark.parametrize("algorithm", [name for name in CHUNKED if _scratch_spec(name) is not None])
 @pytest.mark.parametrize("op", ["forward", "grad_input", "grad_weight"])
 def test_scratch_memory_stays_under_the_workspace_limit(algorithm, op):
     """NumPy reports its allocations to tracemalloc: the peak beyond the result is the scratch.
@@ -60,8 +64,7 @@ def test_scratch_memory_stays_under_the_workspace_limit(algorithm, op):
     The limit holds for chunks of the batch; one batch element's scratch (Winograd's is about
     ten times the element) is the smallest unit, so the limit here is above that.
     """
-    groups = 8 if algorithm == "depthwise" else 1
-    spec = conv_spec((48, 8, 40, 40), (8, 8 // groups, 3, 3), padding=1, groups=groups)
+    spec = _scratch_spec(algorithm)
     x, w, dy = _operands(spec, dtype=np.float32)
     operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
     limit = 2 * 2**20  # a few batch elements' worth: many chunks
@@ -83,18 +86,10 @@ def test_scratch_memory_stays_under_the_workspace_limit(algorithm, op):
 
 # -- NaN and inf land exactly where a direct sum puts them ------------------------------------------
 
-# one configuration in each algorithm's regime. Position len//3 of x is x[1, 0, 0, 0]: column 0,
-# which the padded margin of the row above reaches through the last tap of a row (flat layout)
-# although no output reads it through that tap.
-NONFINITE_SPECS = {
-    "tapgemm": conv_spec((2, 3, 7, 6), (4, 3, 3, 3), padding=1),
-    "winograd": conv_spec((2, 3, 9, 8), (4, 3, 3, 3), padding=1, dilation=(2, 1)),
-    "depthwise": conv_spec((2, 3, 7, 6), (6, 1, 3, 3), padding=1, groups=3),
-    "pointwise": conv_spec((2, 3, 5, 4), (4, 3, 1, 1)),
-    "fft": conv_spec((2, 3, 9, 8), (4, 3, 5, 3), padding=(0, 1), dilation=(1, 2)),
-    # 3-D: the output grid's widened rows (junk) reach inputs their tap does not read
-    "rowgemm": conv_spec((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), padding=(0, 0, 1), stride=(1, 1, 2)),
-}
+# each algorithm's first example configuration: chosen so that a poisoned position is one its
+# layout reaches without reading it (e.g. position len//3 of x is x[1, 0, 0, 0]: column 0, which
+# the padded margin of the row above reaches through the last tap of a row in the flat layout;
+# rowgemm's 3-D example: the output grid's widened rows reach inputs their tap does not read)
 
 
 def _poisoned(spec, where, value, seed=0):
@@ -108,16 +103,15 @@ def _poisoned(spec, where, value, seed=0):
 
 @pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
 @pytest.mark.parametrize("where", ["x", "w", "dy"])
-@pytest.mark.parametrize("algorithm", sorted(NONFINITE_SPECS))
+@pytest.mark.parametrize("algorithm", AUTO)
 def test_nonfinite_values_propagate_only_into_the_results_that_read_them(algorithm, where, value):
-    if algorithm not in convgrad.available_algorithms():
-        pytest.skip(f"{algorithm} not registered")
-    spec = NONFINITE_SPECS[algorithm]
+    spec = _examples(algorithm)[0]
     x, w, dy = _poisoned(spec, where, value)
     ops = {"x": ("forward", "grad_weight"), "w": ("forward", "grad_input"), "dy": ("grad_input", "grad_weight")}[where]
     for op in ops:
         operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
-        expect = algorithms.run(op, spec, *operands, "gemm")
+        # the reference loops: independent of every fast algorithm (and of the NaN fallback, gemm)
+        expect = algorithms.run(op, spec, *operands, "direct")
         for name in (algorithm, "auto"):
             got = algorithms.run(op, spec, *operands, name)
             np.testing.assert_array_equal(np.isnan(got), np.isnan(expect), err_msg=f"{name} {op}: NaN positions")
@@ -137,6 +131,7 @@ def test_unread_inputs_get_exactly_zero_gradient_even_next_to_nan():
     assert spec.unread_inputs == (0, 1)
 
 
+@pytest.mark.slow  # over 10 s on the shared 2-core machine
 @pytest.mark.parametrize("min_inner, target", [(1, 1), (10**6, 10**6)], ids=["one-tap-per-product", "all-taps-stacked"])
 def test_tapgemm_agrees_with_direct_whatever_the_stacking(monkeypatch, min_inner, target):
     """The grid mostly has few channels (stacked taps); force each way of grouping taps over all of it."""
@@ -150,6 +145,7 @@ def test_tapgemm_agrees_with_direct_whatever_the_stacking(monkeypatch, min_inner
     assert sum(check_against_direct(case, "tapgemm") for case in GRID) == len(GRID)
 
 
+@pytest.mark.slow  # over 10 s on the shared 2-core machine
 @pytest.mark.parametrize("min_inner", [1, 10**6], ids=["one-tap-per-product", "all-taps-stacked"])
 def test_tapgemm_interleaved_chunks_agree_with_direct(monkeypatch, min_inner):
     """The grid's batches of 1-2 make one-element chunks; with 5 elements on two threads the chunks
@@ -175,41 +171,46 @@ def test_tapgemm_interleaved_chunks_agree_with_direct(monkeypatch, min_inner):
 
 # -- float32 accuracy on layer-like sizes (long sums, where transforms lose the most) -----------------
 
-ACCURACY_CASES = {
-    "tapgemm": dict(input=(2, 48, 20, 18), weight=(32, 48, 3, 3), stride=2, padding=1),
-    "winograd": dict(input=(2, 64, 18, 20), weight=(48, 64, 3, 3), padding=1),
-    "depthwise": dict(input=(2, 32, 20, 18), weight=(32, 1, 3, 3), padding=1, groups=32),
-    "pointwise": dict(input=(2, 96, 12, 10), weight=(40, 96, 1, 1)),
-    "fft": dict(input=(2, 32, 24, 20), weight=(32, 32, 9, 9), padding=4),
-}
+def _layer_sized(spec):
+    """An algorithm's example widened to layer-like sums: 16x the channels per group (16x the groups
+    when there is one input channel per group), twice the spatial size, batch 2."""
+    import dataclasses
+
+    if spec.in_per_group == 1 and spec.groups > 1:
+        groups, cg, og = 16 * spec.groups, 1, spec.out_per_group
+    else:
+        groups, cg, og = spec.groups, 16 * spec.in_per_group, 8 * spec.out_per_group
+    wide = dataclasses.replace(spec, batch=2, groups=groups, in_channels=groups * cg, out_channels=groups * og,
+                               input_size=tuple(2 * h for h in spec.input_size))
+    return conv_spec(wide.input_shape, wide.weight_shape, stride=spec.stride, padding=spec.padding,
+                     dilation=spec.dilation, groups=groups)
 
 
-@pytest.mark.parametrize("algorithm", sorted(ACCURACY_CASES))
+@pytest.mark.parametrize("algorithm", AUTO)
 def test_float32_error_is_a_small_multiple_of_torch_on_layer_sizes(algorithm):
-    if algorithm not in convgrad.available_algorithms():
-        pytest.skip(f"{algorithm} not registered")
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
 
     from _configs import max_rel
 
-    cfg = dict(ACCURACY_CASES[algorithm])
-    shape_x, shape_w = cfg.pop("input"), cfg.pop("weight")
+    spec = _layer_sized(_examples(algorithm)[1])
+    assert all(lo == hi for lo, hi in spec.padding), "torch takes symmetric padding"
+    conv = getattr(F, f"conv{spec.ndim}d")
+    cfg = dict(stride=spec.stride, padding=spec.pad_lo, dilation=spec.dilation, groups=spec.groups)
     rng = np.random.default_rng(7)
-    x = rng.standard_normal(shape_x).astype(np.float32)
-    w = rng.standard_normal(shape_w).astype(np.float32)
-    y64 = F.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), **cfg)
-    dy = rng.standard_normal(tuple(y64.shape)).astype(np.float32)
+    x = rng.standard_normal(spec.input_shape).astype(np.float32)
+    w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+    dy = rng.standard_normal(spec.output_shape).astype(np.float32)
 
     def torch_all(dtype):
         tx = torch.tensor(x, dtype=dtype, requires_grad=True)
         tw = torch.tensor(w, dtype=dtype, requires_grad=True)
-        y = F.conv2d(tx, tw, **cfg)
+        y = conv(tx, tw, **cfg)
         y.backward(torch.tensor(dy, dtype=dtype))
         return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()
 
     exact, theirs = torch_all(torch.float64), torch_all(torch.float32)
-    y = convgrad.conv2d(x, w, **cfg, algorithm=algorithm)
+    y = convgrad.conv(x, w, **cfg, algorithm=algorithm)
     g = convgrad.conv_backward(dy, x, w, **cfg, needs=("input", "weight"), algorithm=algorithm)
     for name, ours, t, e in zip(("output", "grad_input", "grad_weight"), (y, g.input, g.weight), theirs, exact):
         budget = 8 * max(max_rel(t, e), 4 * np.finfo(np.float32).eps)
@@ -219,6 +220,7 @@ def test_float32_error_is_a_small_multiple_of_torch_on_layer_sizes(algorithm):
 # -- auto and measure -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 10 s on the shared 2-core machine
 def test_auto_and_measure_agree_with_direct_over_the_grid():
     from test_algorithms import _spec
 

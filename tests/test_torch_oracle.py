@@ -12,27 +12,11 @@ import pytest
 import torch
 
 import convgrad
-from _configs import GRID, Case, max_rel, random_case, torch_reference
+from _configs import GRID, Case, max_rel, random_case, supported_pairs, torch_reference
 
 torch.set_num_threads(1)
 ALGORITHMS = convgrad.available_algorithms()
 RANDOM_CASES = [random_case(random.Random(seed)) for seed in range(120)]
-
-
-def _supported(case: Case, algorithm: str) -> bool:
-    from convgrad import algorithms
-    from convgrad.spec import conv_spec, conv_transpose_spec
-
-    if case.transposed:
-        spec = conv_transpose_spec(case.input_shape, case.weight_shape, case.stride, case.padding, case.output_padding,
-                                   case.groups, case.dilation)
-        ops = ("grad_input", "forward", "grad_weight")
-    else:
-        spec = conv_spec(case.input_shape, case.weight_shape, case.stride, case.padding, case.dilation, case.groups,
-                         case.padding_mode)
-        ops = ("forward", "grad_input", "grad_weight")
-    alg = algorithms.get_algorithm(algorithm)
-    return all(alg.unsupported(spec, op) is None for op in ops)
 
 
 def _compare(case: Case, algorithm: str, dtype, seed=0):
@@ -44,11 +28,8 @@ def _compare(case: Case, algorithm: str, dtype, seed=0):
     return (y, g.input, g.weight, g.bias), ref
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("case", GRID + RANDOM_CASES, ids=str)
+@pytest.mark.parametrize("case, algorithm", supported_pairs(GRID + RANDOM_CASES, ALGORITHMS))
 def test_float64_matches_torch(case, algorithm):
-    if not _supported(case, algorithm):
-        pytest.skip(f"{algorithm} does not support {case}")
     ours, ref = _compare(case, algorithm, np.float64)
     names = ("output", "grad_input", "grad_weight", "grad_bias")
     for name, a, r in zip(names, ours, ref):
@@ -63,11 +44,8 @@ def test_float64_matches_torch(case, algorithm):
 FLOAT32_CASES = GRID[::3] + RANDOM_CASES[:40]
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("case", FLOAT32_CASES, ids=str)
+@pytest.mark.parametrize("case, algorithm", supported_pairs(FLOAT32_CASES, ALGORITHMS))
 def test_float32_error_is_a_small_multiple_of_torch_float32_error(case, algorithm):
-    if not _supported(case, algorithm):
-        pytest.skip(f"{algorithm} does not support {case}")
     x, w, b = case.arrays(3, np.float32)
     y32 = torch_reference(case, x, w, b, None)[0]
     dy = np.random.default_rng(5).standard_normal(y32.shape).astype(np.float32)
@@ -99,11 +77,8 @@ BEYOND = [
 ]
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS)
-@pytest.mark.parametrize("case", BEYOND, ids=str)
+@pytest.mark.parametrize("case, algorithm", supported_pairs(BEYOND, ALGORITHMS))
 def test_beyond_pytorch_matches_torch_after_explicit_padding(case, algorithm):
-    if not _supported(case, algorithm):
-        pytest.skip(f"{algorithm} does not support {case}")
     ours, ref = _compare(case, algorithm, np.float64)
     for a, r in zip(ours, ref):
         if r is not None:

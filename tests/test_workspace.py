@@ -9,6 +9,7 @@ import pytest
 import convgrad
 from convgrad import algorithms, workspace
 from convgrad.spec import conv_spec
+from _configs import supporting
 
 BIG = (256, 256)  # 256 KiB of float32: above MIN_BYTES
 
@@ -62,18 +63,27 @@ def test_worker_threads_of_an_operation_take_from_its_scope():
     workspace.clear()
 
 
-@pytest.mark.parametrize("algorithm", ["gemm", "tapgemm", "winograd", "depthwise", "im2row", "rowgemm"])
-@pytest.mark.parametrize("shape", [((1, 4, 30, 30), (1, 4, 3, 3)), ((3, 4, 40, 40), (4, 1, 3, 3)),
-                                   ((2, 64, 16, 16), (8, 16, 1, 1))], ids=["N1-O1", "depthwise", "1x1-groups"])
+SHAPES = {"N1-O1": ((1, 4, 30, 30), (1, 4, 3, 3)), "depthwise": ((3, 4, 40, 40), (4, 1, 3, 3)),
+          "1x1-groups": ((2, 64, 16, 16), (8, 16, 1, 1))}
+
+
+def _kwargs(shape) -> dict:
+    xs, ws = shape
+    return dict(padding=ws[-1] // 2, groups=xs[1] // ws[1])
+
+
+# every algorithm auto may pick (they use the workspace), on the shapes it computes
+WORKSPACE_PAIRS = [pytest.param(name, shape, id=f"{name}-{key}") for key, shape in SHAPES.items()
+                   for name in supporting([n for n in convgrad.available_algorithms()
+                                           if algorithms.get_algorithm(n).auto_candidate], shape, **_kwargs(shape))]
+
+
+@pytest.mark.parametrize("algorithm, shape", WORKSPACE_PAIRS)
 def test_results_never_share_memory_with_the_workspace(algorithm, shape, monkeypatch):
     """A result that were a view of a scratch block would change when the block is reused."""
     monkeypatch.setattr(workspace, "MIN_BYTES", 0)  # every scratch array from the cache
     xs, ws = shape
-    groups = xs[1] // ws[1]
-    spec = conv_spec(xs, ws, padding=ws[-1] // 2, groups=groups)
-    alg = algorithms.get_algorithm(algorithm)
-    if any(alg.unsupported(spec, op) for op in ("forward", "grad_input", "grad_weight")):
-        pytest.skip(f"{algorithm} does not do this configuration")
+    spec = conv_spec(xs, ws, **_kwargs(shape))
     rng = np.random.default_rng(0)
     x, w, dy = (rng.standard_normal(s).astype(np.float32) for s in (spec.input_shape, spec.weight_shape, spec.output_shape))
     results = [algorithms.run("forward", spec, x, w, algorithm), algorithms.run("grad_input", spec, dy, w, algorithm),

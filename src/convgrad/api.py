@@ -11,11 +11,11 @@ arithmetic to an algorithm (:func:`available_algorithms`); ``algorithm="auto"`` 
 
 from __future__ import annotations
 
-import inspect
 import operator
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import algorithms
 from .dtypes import as_real_array, result_dtype
@@ -46,6 +46,11 @@ __all__ = [
 
 NEEDS = ("input", "weight", "bias")
 
+#: A per-spatial-dim parameter: one int for every dim, or one per dim.
+Size = int | tuple[int, ...]
+#: Padding: an int, one per dim, one ``(low, high)`` pair per dim, ``"valid"`` or ``"same"``.
+Padding = int | str | tuple
+
 
 class Gradients(NamedTuple):
     """The gradients of a loss with respect to a convolution's operands; ``None`` where not asked for."""
@@ -56,7 +61,13 @@ class Gradients(NamedTuple):
 
 
 def available_algorithms() -> tuple[str, ...]:
-    """Names accepted by ``algorithm=`` (besides ``"auto"`` and ``"measure"``), e.g. ``('direct', 'gemm', ...)``."""
+    """Names accepted by ``algorithm=`` (besides ``"auto"`` and ``"measure"``).
+
+    Examples
+    --------
+    >>> "direct" in available_algorithms() and "gemm" in available_algorithms()
+    True
+    """
     return algorithms.available_algorithms()
 
 
@@ -149,7 +160,7 @@ def _bias_grad(dy: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
-# convolution
+# the shared plumbing: validate into a ConvSpec, hand the arithmetic to an algorithm
 # ------------------------------------------------------------------------------------------------
 
 
@@ -171,42 +182,110 @@ def _apply(op: str, spec: ConvSpec, x, w, bias, bias_channels: int, algorithm: s
 
 
 def _gradients(spec: ConvSpec, grad_output, x, w, out_shape, ops, needs, algorithm: str, func: str,
-               unbatched: bool) -> Gradients:
+               unbatched: bool, what: str = "the output") -> Gradients:
     """The gradients named in ``needs`` of the pass whose output has shape ``out_shape``.
 
     ``ops`` names the spec's operations that give them: ``(input_op, weight_operands_swapped)``;
     for a convolution the input gradient is ``grad_input`` and the weight's is
     ``grad_weight(x, dy)``; for a transposed one they are ``forward`` and ``grad_weight(dy, x)``.
+    An operand only the unasked gradient reads is never converted (it may be a placeholder).
     """
     input_op, swapped = ops
     dy = as_real_array(grad_output, func, "grad_output")
-    _check_grad_output(dy, out_shape[1:] if unbatched else out_shape, func, "the output")
+    _check_grad_output(dy, out_shape[1:] if unbatched else out_shape, func, what)
     if unbatched:
         dy = dy[None]
     compute, out = result_dtype(dy, x, w)
-    dy, x, w = (a.astype(compute, copy=False) for a in (dy, x, w))
-    first, second = (dy, x) if swapped else (x, dy)
-    return Gradients(
-        _finish(algorithms.run(input_op, spec, dy, w, algorithm, func=func), out, unbatched) if "input" in needs else None,
-        _finish(algorithms.run("grad_weight", spec, first, second, algorithm, func=func), out, False) if "weight" in needs else None,
-        _finish(_bias_grad(dy), out, False) if "bias" in needs else None,
-    )
+    dy = dy.astype(compute, copy=False)
+    grad_input = grad_weight = None
+    if "input" in needs:
+        grad_input = _finish(algorithms.run(input_op, spec, dy, w.astype(compute, copy=False), algorithm, func=func),
+                             out, unbatched)
+    if "weight" in needs:
+        x = x.astype(compute, copy=False)
+        first, second = (dy, x) if swapped else (x, dy)
+        grad_weight = _finish(algorithms.run("grad_weight", spec, first, second, algorithm, func=func), out, False)
+    return Gradients(grad_input, grad_weight, _finish(_bias_grad(dy), out, False) if "bias" in needs else None)
 
 
-def _conv(
-    input,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    algorithm="auto",
-    _func="conv",
-    _rank=None,
-):
+def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, func: str,
+             rank: int | None) -> np.ndarray:
+    algorithm = _algorithm(algorithm, func)
+    w = _weight(weight, func, rank)
+    x, unbatched = _batched_input(input, w, func)
+    spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=func)
+    return _apply("forward", spec, x, w, bias, spec.out_channels, algorithm, func, unbatched)
+
+
+def _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
+              func: str, rank: int | None, what: str = "the output") -> Gradients:
+    """The one backward of a convolution: every gradient the mask ``needs`` names."""
+    algorithm = _algorithm(algorithm, func)
+    wanted = _needs(needs, func)
+    w = _weight(weight, func, rank)
+    x, unbatched = _batched_input(input, w, func)
+    spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=func)
+    return _gradients(spec, grad_output, x, w, spec.output_shape, ("grad_input", False), wanted, algorithm, func,
+                      unbatched, what)
+
+
+def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A read-only array of ``shape`` that takes no memory: the operand a masked-out gradient would read
+    (``torch.nn.grad`` passes an empty tensor of the input's shape the same way)."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
+                    func: str, rank: int | None) -> np.ndarray:
+    """:func:`_backward` with only the input gradient asked for: the input itself is never read."""
+    _algorithm(algorithm, func)
+    shape = _shape(input_shape, func, "input_shape")
+    w = _weight(weight, func, rank)
+    _batched_ndim(len(shape), w.ndim, func, "input_shape", shape)
+    return _backward(grad_output, _placeholder(shape, w.dtype), w, stride, padding, dilation, groups, padding_mode,
+                     ("input",), algorithm, func, rank, "the convolution's output").input
+
+
+def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
+                     func: str, rank: int | None) -> np.ndarray:
+    """:func:`_backward` with only the weight gradient asked for: the weight itself is never read."""
+    _algorithm(algorithm, func)
+    shape = _shape(weight_shape, func, "weight_shape")
+    if rank is not None and len(shape) != rank + 2:
+        raise ValueError(f"{func}: weight_shape must have {rank + 2} entries, got {shape}")
+    if len(shape) < 3:
+        raise ValueError(f"{func}: weight_shape must have at least 3 entries (out, in/groups, *kernel), got {shape}")
+    x = as_real_array(input, func, "input")
+    return _backward(grad_output, x, _placeholder(shape, x.dtype), stride, padding, dilation, groups, padding_mode,
+                     ("weight",), algorithm, func, rank, "the convolution's output").weight
+
+
+def _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm, func: str,
+                       rank: int | None) -> np.ndarray:
+    algorithm = _algorithm(algorithm, func)
+    w = _weight(weight, func, rank)
+    x, unbatched = _batched_input(input, w, func)
+    spec = conv_transpose_spec(x.shape, w.shape, stride, padding, output_padding, groups, dilation, func=func)
+    return _apply("grad_input", spec, x, w, bias, spec.in_channels, algorithm, func, unbatched)
+
+
+def _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
+                        algorithm, func: str, rank: int | None) -> Gradients:
+    algorithm = _algorithm(algorithm, func)
+    wanted = _needs(needs, func)
+    w = _weight(weight, func, rank)
+    x, unbatched = _batched_input(input, w, func)
+    spec = conv_transpose_spec(x.shape, w.shape, stride, padding, output_padding, groups, dilation, func=func)
+    return _gradients(spec, grad_output, x, w, spec.input_shape, ("forward", True), wanted, algorithm, func, unbatched)
+
+
+# ------------------------------------------------------------------------------------------------
+# convolution
+# ------------------------------------------------------------------------------------------------
+
+
+def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
+         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
     """N-d convolution (cross-correlation), as ``torch.nn.functional.conv2d`` but for any rank.
 
     Parameters
@@ -236,33 +315,87 @@ def _conv(
     With ``g = o // (C_out/groups)`` and ``C_g = C_in/groups``::
 
         y[n, o, i] = b[o] + sum_{c < C_g} sum_k w[o, c, k] * x[n, g*C_g + c, i*S + k*D - P_lo]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv(np.ones((1, 1, 4, 4, 4, 4)), np.ones((1, 1, 3, 3, 3, 3))).shape   # 4-D: no rank limit
+    (1, 1, 2, 2, 2, 2)
     """
-    algorithm = _algorithm(algorithm, _func)
-    w = _weight(weight, _func, _rank)
-    x, unbatched = _batched_input(input, w, _func)
-    spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=_func)
-    return _apply("forward", spec, x, w, bias, spec.out_channels, algorithm, _func, unbatched)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv", None)
 
 
-def _conv_backward(
-    grad_output,
-    input,
-    weight,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    needs=NEEDS,
-    algorithm="auto",
-    _func="conv_backward",
-    _rank=None,
-) -> Gradients:
+def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+    """1-D convolution, as ``torch.nn.functional.conv1d``: :func:`conv` with a 3-D weight ``(C_out, C_in/groups, K)``.
+
+    Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(5.0).reshape(1, 1, 5)          # 0 1 2 3 4
+    >>> conv1d(x, np.array([[[1.0, 0.0, -1.0]]]))    # x[i] - x[i+2]: no flip (cross-correlation)
+    array([[[-2., -2., -2.]]])
+    >>> conv1d(x, np.array([[[1.0, 0.0, -1.0]]]), padding=1, stride=2)
+    array([[[-1., -2.,  3.]]])
+    """
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv1d", 1)
+
+
+def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+    """2-D convolution, as ``torch.nn.functional.conv2d``: :func:`conv` with a 4-D weight ``(C_out, C_in/groups, K_h, K_w)``.
+
+    Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, H, W)`` or ``(C_in, H, W)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> y = conv2d(x, np.ones((2, 1, 2, 2)), stride=2)   # sums of the four 2x2 blocks, two channels
+    >>> y.shape
+    (1, 2, 2, 2)
+    >>> y[0, 0]
+    array([[10., 18.],
+           [42., 50.]])
+    """
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2)
+
+
+def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+    """3-D convolution, as ``torch.nn.functional.conv3d``: :func:`conv` with a 5-D weight ``(C_out, C_in/groups, *K)``.
+
+    Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = conv3d(np.ones((1, 2, 3, 3, 3)), np.ones((4, 2, 2, 2, 2)))   # each output sums 2*2*2*2 ones
+    >>> y.shape, float(y.max())
+    ((1, 4, 2, 2, 2), 16.0)
+    """
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv3d", 3)
+
+
+def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1, padding: Padding = 0,
+                  dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto") -> Gradients:
     """Gradients of a loss through :func:`conv`, given ``grad_output = dL/dy``.
 
-    Returns ``Gradients(input, weight, bias)``; an entry not named in ``needs`` is ``None`` and is
-    not computed.
+    Parameters
+    ----------
+    grad_output : array_like, the shape of the convolution's output
+    input, weight, stride, padding, dilation, groups, padding_mode, algorithm
+        As for :func:`conv`.
+    needs : tuple of {"input", "weight", "bias"}
+        The gradients to compute; the others are ``None`` and cost nothing.
+
+    Returns
+    -------
+    Gradients
+        ``(input, weight, bias)``: ``dL/dx``, ``dL/dw``, ``dL/db``.
 
     Notes
     -----
@@ -275,87 +408,157 @@ def _conv_backward(
 
     ``dx`` is the transposed convolution of ``dy`` (the full correlation of the stride-dilated
     ``dy`` with the flipped kernel); ``dw`` is a correlation of ``x`` with ``dy`` in which stride and
-    dilation swap roles. Input positions no output reads (the unread tail when ``S`` does not
-    divide ``H + P_lo + P_hi - K_eff``, holes when ``S > K_eff``) get exactly zero. With a non-zero
-    ``padding_mode`` the border's gradient is added onto the elements it copied.
+    dilation swap roles (:mod:`convgrad.reparam`). Input positions no output reads (the unread
+    tail when ``S`` does not divide ``H + P_lo + P_hi - K_eff``, holes when ``S > K_eff``) get
+    exactly zero. With a non-zero ``padding_mode`` the border's gradient is added onto the
+    elements it copied.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x, w = np.arange(5.0).reshape(1, 1, 5), np.array([[[1.0, 0.0, -1.0]]])
+    >>> g = conv_backward(np.ones((1, 1, 3)), x, w)
+    >>> g.input, g.weight, g.bias
+    (array([[[ 1.,  1.,  0., -1., -1.]]]), array([[[3., 6., 9.]]]), array([3.]))
+    >>> conv_backward(np.ones((1, 1, 3)), x, w, needs=("bias",)).input is None
+    True
     """
-    algorithm = _algorithm(algorithm, _func)
-    wanted = _needs(needs, _func)
-    w = _weight(weight, _func, _rank)
-    x, unbatched = _batched_input(input, w, _func)
-    spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=_func)
-    return _gradients(spec, grad_output, x, w, spec.output_shape, ("grad_input", False), wanted, algorithm, _func, unbatched)
+    return _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
+                     "conv_backward", None)
 
 
-def _conv_input(
-    input_shape,
-    weight,
-    grad_output,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    algorithm="auto",
-    _func="conv_input",
-    _rank=None,
-) -> np.ndarray:
-    """Gradient of a convolution with respect to its input (``torch.nn.grad.conv2d_input``, any rank).
+def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
+               padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+               algorithm: str = "auto") -> np.ndarray:
+    """Gradient of a convolution with respect to its input, any rank (``torch.nn.grad.conv2d_input``).
 
-    ``input_shape`` is the shape of the convolution's input (batched or not); ``grad_output``
-    has the convolution's output shape. See :func:`conv_backward` for the formula.
+    :func:`conv_backward` asked for the input gradient only; the input itself is not needed, its
+    shape (batched or not) is. ``grad_output`` has the convolution's output shape; the other
+    parameters are those of :func:`conv`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv_input((1, 1, 5), np.array([[[1.0, 0.0, -1.0]]]), np.ones((1, 1, 3)))
+    array([[[ 1.,  1.,  0., -1., -1.]]])
     """
-    algorithm = _algorithm(algorithm, _func)
-    shape = _shape(input_shape, _func, "input_shape")
-    w = _weight(weight, _func, _rank)
-    dy = as_real_array(grad_output, _func, "grad_output")
-    unbatched = _batched_ndim(len(shape), w.ndim, _func, "input_shape", shape)
-    spec = conv_spec((1, *shape) if unbatched else shape, w.shape, stride, padding, dilation, groups, padding_mode, func=_func)
-    _check_grad_output(dy, spec.output_shape[1:] if unbatched else spec.output_shape, _func, "the convolution's output")
-    if unbatched:
-        dy = dy[None]
-    compute, out = result_dtype(dy, w)
-    dx = algorithms.run("grad_input", spec, dy.astype(compute, copy=False), w.astype(compute, copy=False), algorithm, func=_func)
-    return _finish(dx, out, unbatched)
+    return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
+                           "conv_input", None)
 
 
-def _conv_weight(
-    input,
-    weight_shape,
-    grad_output,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    algorithm="auto",
-    _func="conv_weight",
-    _rank=None,
-) -> np.ndarray:
-    """Gradient of a convolution with respect to its weight (``torch.nn.grad.conv2d_weight``, any rank).
+def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
+                 padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                 algorithm: str = "auto") -> np.ndarray:
+    """:func:`conv_input` with a 3-D weight, as ``torch.nn.grad.conv1d_input``.
 
-    See :func:`conv_backward` for the formula.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv1d_input((1, 1, 5), np.array([[[1.0, 0.0, -1.0]]]), np.array([[[1.0, 0.0, 0.0]]]))  # w placed at 0
+    array([[[ 1.,  0., -1.,  0.,  0.]]])
     """
-    algorithm = _algorithm(algorithm, _func)
-    shape = _shape(weight_shape, _func, "weight_shape")
-    if _rank is not None and len(shape) != _rank + 2:
-        raise ValueError(f"{_func}: weight_shape must have {_rank + 2} entries, got {shape}")
-    if len(shape) < 3:
-        raise ValueError(f"{_func}: weight_shape must have at least 3 entries (out, in/groups, *kernel), got {shape}")
-    x = as_real_array(input, _func, "input")
-    dy = as_real_array(grad_output, _func, "grad_output")
-    unbatched = _batched_ndim(x.ndim, len(shape), _func, "input", x.shape)
-    if unbatched:
-        x = x[None]
-    spec = conv_spec(x.shape, shape, stride, padding, dilation, groups, padding_mode, func=_func)
-    _check_grad_output(dy, spec.output_shape[1:] if unbatched else spec.output_shape, _func, "the convolution's output")
-    if unbatched:
-        dy = dy[None]
-    compute, out = result_dtype(x, dy)
-    dw = algorithms.run("grad_weight", spec, x.astype(compute, copy=False), dy.astype(compute, copy=False), algorithm, func=_func)
-    return _finish(dw, out, False)
+    return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
+                           "conv1d_input", 1)
+
+
+def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
+                 padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                 algorithm: str = "auto") -> np.ndarray:
+    """:func:`conv_input` with a 4-D weight, as ``torch.nn.grad.conv2d_input``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dx = conv2d_input((1, 1, 4, 4), np.ones((2, 1, 2, 2)), np.ones((1, 2, 2, 2)), stride=2)
+    >>> dx[0, 0]   # every input read once, by two output channels
+    array([[2., 2., 2., 2.],
+           [2., 2., 2., 2.],
+           [2., 2., 2., 2.],
+           [2., 2., 2., 2.]])
+    """
+    return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
+                           "conv2d_input", 2)
+
+
+def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
+                 padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                 algorithm: str = "auto") -> np.ndarray:
+    """:func:`conv_input` with a 5-D weight, as ``torch.nn.grad.conv3d_input``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(conv3d_input((1, 2, 3, 3, 3), np.ones((4, 2, 2, 2, 2)), np.ones((1, 4, 2, 2, 2))).sum())
+    512.0
+    """
+    return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
+                           "conv3d_input", 3)
+
+
+def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
+                padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                algorithm: str = "auto") -> np.ndarray:
+    """Gradient of a convolution with respect to its weight, any rank (``torch.nn.grad.conv2d_weight``).
+
+    :func:`conv_backward` asked for the weight gradient only; the weight itself is not needed, its
+    shape is. ``grad_output`` has the convolution's output shape; the other parameters are those of
+    :func:`conv`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv_weight(np.arange(5.0).reshape(1, 1, 5), (1, 1, 3), np.ones((1, 1, 3)))   # window sums of x
+    array([[[3., 6., 9.]]])
+    """
+    return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
+                            algorithm, "conv_weight", None)
+
+
+def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
+                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                  algorithm: str = "auto") -> np.ndarray:
+    """:func:`conv_weight` for a 3-D weight, as ``torch.nn.grad.conv1d_weight``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv1d_weight(np.arange(5.0).reshape(1, 1, 5), (1, 1, 3), np.array([[[0.0, 0.0, 1.0]]]))  # x[2 + k]
+    array([[[2., 3., 4.]]])
+    """
+    return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
+                            algorithm, "conv1d_weight", 1)
+
+
+def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
+                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                  algorithm: str = "auto") -> np.ndarray:
+    """:func:`conv_weight` for a 4-D weight, as ``torch.nn.grad.conv2d_weight``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> conv2d_weight(x, (2, 1, 2, 2), np.ones((1, 2, 2, 2)), stride=2)[0, 0]   # sums of x over the block positions
+    array([[20., 24.],
+           [36., 40.]])
+    """
+    return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
+                            algorithm, "conv2d_weight", 2)
+
+
+def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
+                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+                  algorithm: str = "auto") -> np.ndarray:
+    """:func:`conv_weight` for a 5-D weight, as ``torch.nn.grad.conv3d_weight``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv3d_weight(np.ones((1, 2, 3, 3, 3)), (4, 2, 2, 2, 2), np.ones((1, 4, 2, 2, 2))).shape
+    (4, 2, 2, 2, 2)
+    """
+    return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
+                            algorithm, "conv3d_weight", 3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,20 +566,9 @@ def _conv_weight(
 # ------------------------------------------------------------------------------------------------
 
 
-def _conv_transpose(
-    input,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    groups=1,
-    dilation=1,
-    *,
-    algorithm="auto",
-    _func="conv_transpose",
-    _rank=None,
-):
+def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
+                   padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
+                   algorithm: str = "auto") -> np.ndarray:
     """N-d transposed convolution, as ``torch.nn.functional.conv_transpose2d`` but for any rank.
 
     Parameters
@@ -387,6 +579,9 @@ def _conv_transpose(
     stride, dilation, output_padding : int or tuple of int
         ``0 <= output_padding < max(stride, dilation)``; it adds computed positions at the high end.
     padding : int, or tuple of ints or of ``(low, high)`` pairs, one per spatial dim
+    groups : int
+    algorithm : str
+        As for :func:`conv`.
 
     Returns
     -------
@@ -399,87 +594,79 @@ def _conv_transpose(
     stride, padding, dilation and groups that maps ``(N, C_out, *H_out)`` to ``(N, C_in, *H_in)``::
 
         y[n, c, h] = b[c] + sum_{o in group(c)} sum_k x[n, o, (h + P_lo - k*D)/S] * w[o, c - g*C_g, k]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv_transpose(np.array([[[1.0, 2.0]]]), np.array([[[1.0, 10.0, 100.0]]]), stride=2, output_padding=1)
+    array([[[  1.,  10., 102.,  20., 200.,   0.]]])
     """
-    algorithm = _algorithm(algorithm, _func)
-    w = _weight(weight, _func, _rank)
-    x, unbatched = _batched_input(input, w, _func)
-    spec = conv_transpose_spec(x.shape, w.shape, stride, padding, output_padding, groups, dilation, func=_func)
-    return _apply("grad_input", spec, x, w, bias, spec.in_channels, algorithm, _func, unbatched)
+    return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
+                              "conv_transpose", None)
 
 
-def _conv_transpose_backward(
-    grad_output,
-    input,
-    weight,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    groups=1,
-    dilation=1,
-    *,
-    needs=NEEDS,
-    algorithm="auto",
-    _func="conv_transpose_backward",
-    _rank=None,
-) -> Gradients:
+def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
+                     padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
+                     algorithm: str = "auto") -> np.ndarray:
+    """1-D transposed convolution, as ``torch.nn.functional.conv_transpose1d``: :func:`conv_transpose`, 3-D weight.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv_transpose1d(np.array([[[1.0, 2.0]]]), np.array([[[1.0, 10.0, 100.0]]]), stride=2)  # 1*w, then 2*w two on
+    array([[[  1.,  10., 102.,  20., 200.]]])
+    """
+    return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
+                              "conv_transpose1d", 1)
+
+
+def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
+                     padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
+                     algorithm: str = "auto") -> np.ndarray:
+    """2-D transposed convolution, as ``torch.nn.functional.conv_transpose2d``: :func:`conv_transpose`, 4-D weight.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv_transpose2d(np.ones((1, 2, 3, 3)), np.ones((2, 1, 3, 3)), stride=2, padding=1).shape  # (3-1)*2 - 2 + 3
+    (1, 1, 5, 5)
+    """
+    return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
+                              "conv_transpose2d", 2)
+
+
+def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
+                     padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
+                     algorithm: str = "auto") -> np.ndarray:
+    """3-D transposed convolution, as ``torch.nn.functional.conv_transpose3d``: :func:`conv_transpose`, 5-D weight.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv_transpose3d(np.ones((1, 1, 2, 2, 2)), np.ones((1, 3, 2, 2, 2)), stride=2).shape
+    (1, 3, 4, 4, 4)
+    """
+    return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
+                              "conv_transpose3d", 3)
+
+
+def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1,
+                            padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
+                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto") -> Gradients:
     """Gradients of a loss through :func:`conv_transpose`, given ``grad_output = dL/dy``.
 
     The input-gradient of a transposed convolution is the ordinary convolution of ``grad_output``
     with the same weight; its weight-gradient is the convolution's weight-gradient with ``input``
-    and ``grad_output`` exchanged; the bias gradient is the sum of ``grad_output``.
+    and ``grad_output`` exchanged; the bias gradient is the sum of ``grad_output``. Parameters as
+    for :func:`conv_transpose`, ``needs`` as for :func:`conv_backward`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x, w = np.array([[[1.0, 2.0]]]), np.array([[[1.0, 10.0, 100.0]]])
+    >>> g = conv_transpose_backward(np.ones((1, 1, 6)), x, w, stride=2, output_padding=1)
+    >>> g.input, g.weight, g.bias
+    (array([[[111., 111.]]]), array([[[3., 3., 3.]]]), array([6.]))
     """
-    algorithm = _algorithm(algorithm, _func)
-    wanted = _needs(needs, _func)
-    w = _weight(weight, _func, _rank)
-    x, unbatched = _batched_input(input, w, _func)
-    spec = conv_transpose_spec(x.shape, w.shape, stride, padding, output_padding, groups, dilation, func=_func)
-    return _gradients(spec, grad_output, x, w, spec.input_shape, ("forward", True), wanted, algorithm, _func, unbatched)
-
-
-# ------------------------------------------------------------------------------------------------
-# rank-checked aliases, as in torch.nn.functional and torch.nn.grad
-# ------------------------------------------------------------------------------------------------
-
-
-def _public(impl, name: str, rank: int | None = None, torch_name: str | None = None):
-    """The public function ``name``: ``impl`` with its error prefix and rank check bound.
-
-    The implementations take two private keyword arguments (the function name used in error
-    messages and the required number of spatial dims); the public functions hide them.
-    """
-
-    def public(*args, **kwargs):
-        return impl(*args, **kwargs, _func=name, _rank=rank)
-
-    sig = inspect.signature(impl)
-    public.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if not p.name.startswith("_")])
-    public.__name__ = public.__qualname__ = name
-    public.__module__ = __name__
-    doc = impl.__doc__ or ""
-    if rank is not None:
-        doc = (
-            f"{rank}-D version of :func:`convgrad.{impl.__name__[1:]}` (weight must be {rank + 2}-D); "
-            f"mirrors ``{torch_name}``.\n\n" + doc
-        )
-    public.__doc__ = doc
-    return public
-
-
-conv = _public(_conv, "conv")
-conv_backward = _public(_conv_backward, "conv_backward")
-conv_input = _public(_conv_input, "conv_input")
-conv_weight = _public(_conv_weight, "conv_weight")
-conv_transpose = _public(_conv_transpose, "conv_transpose")
-conv_transpose_backward = _public(_conv_transpose_backward, "conv_transpose_backward")
-conv1d = _public(_conv, "conv1d", 1, "torch.nn.functional.conv1d")
-conv2d = _public(_conv, "conv2d", 2, "torch.nn.functional.conv2d")
-conv3d = _public(_conv, "conv3d", 3, "torch.nn.functional.conv3d")
-conv_transpose1d = _public(_conv_transpose, "conv_transpose1d", 1, "torch.nn.functional.conv_transpose1d")
-conv_transpose2d = _public(_conv_transpose, "conv_transpose2d", 2, "torch.nn.functional.conv_transpose2d")
-conv_transpose3d = _public(_conv_transpose, "conv_transpose3d", 3, "torch.nn.functional.conv_transpose3d")
-conv1d_input = _public(_conv_input, "conv1d_input", 1, "torch.nn.grad.conv1d_input")
-conv2d_input = _public(_conv_input, "conv2d_input", 2, "torch.nn.grad.conv2d_input")
-conv3d_input = _public(_conv_input, "conv3d_input", 3, "torch.nn.grad.conv3d_input")
-conv1d_weight = _public(_conv_weight, "conv1d_weight", 1, "torch.nn.grad.conv1d_weight")
-conv2d_weight = _public(_conv_weight, "conv2d_weight", 2, "torch.nn.grad.conv2d_weight")
-conv3d_weight = _public(_conv_weight, "conv3d_weight", 3, "torch.nn.grad.conv3d_weight")
+    return _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
+                               algorithm, "conv_transpose_backward", None)

@@ -315,7 +315,12 @@ def can_set_threads() -> bool:
 
 @contextlib.contextmanager
 def single_threaded():
-    """Run BLAS on one thread inside the block (nested and concurrent uses are counted)."""
+    """Run BLAS on one thread inside the block (nested and concurrent uses are counted).
+
+    BLAS has one thread count for the whole process: while any block is open, every BLAS call
+    of the process, from any thread, runs on one thread; the count is restored when the last
+    block closes.
+    """
     global _single_users, _saved_threads
     if not can_set_threads():
         yield

@@ -7,8 +7,10 @@ the calling thread and threads of a shared pool -- each taking the next chunk wh
 with the last, so a core slowed by another process simply takes fewer chunks. NumPy releases
 the GIL inside array operations and BLAS calls, so the workers really run at the same time.
 
-Every worker owns its scratch (created once by ``make_scratch`` and reused for all its chunks)
-and returns it at the end, which is how per-worker partial sums (the weight gradient) come back.
+Every worker owns its scratch (created once by ``make_scratch`` and reused for all its chunks).
+:func:`run_chunks` is the one executor the chunked algorithms use: the scratch is a dict of named
+buffers, and the buffers named in ``reduce`` (per-worker partial sums, such as the weight
+gradient) come back summed over the workers.
 While more than one worker runs, NumPy's BLAS is set to one thread (:func:`convgrad.blas.single_threaded`).
 """
 
@@ -23,7 +25,7 @@ from typing import Callable
 
 from . import blas, runtime
 
-__all__ = ["Plan", "plan", "run"]
+__all__ = ["Plan", "plan", "run", "run_chunks"]
 
 
 @dataclass(frozen=True)
@@ -164,3 +166,38 @@ def run(the_plan: Plan, make_scratch: Callable[[], object], process: Callable[[o
         if error is not None:
             raise error
     return [r for r in results if r is not None]
+
+
+def run_chunks(the_plan: Plan, make_scratch: Callable[[], dict], process: Callable[[dict, int, int], None],
+               reduce: tuple[str, ...] = ()) -> dict:
+    """Call ``process(scratch, start, stop)`` for every chunk of ``the_plan``; return the reduced partials.
+
+    Parameters
+    ----------
+    make_scratch : callable
+        Called once per worker, in that worker: the worker's named buffers, ``{name: array or object}``
+        (layouts the chunks share, partial sums, caches), reused for all its chunks.
+    process : callable
+        Computes one chunk ``[start, stop)`` of the batch into the caller's result, using ``scratch``.
+    reduce : tuple of str
+        The scratch entries that are per-worker partial sums: returned as ``{name: sum over workers}``
+        (summed in worker order, the calling thread's first; ``{}`` for an empty batch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = np.arange(10.0)
+    >>> def add(s, a, b):
+    ...     s["total"] += data[a:b].sum()
+    >>> run_chunks(Plan(batch=10, chunk=3, workers=1), lambda: {"total": np.zeros(())}, add, reduce=("total",))
+    {'total': array(45.)}
+    """
+    partials = run(the_plan, make_scratch, process)
+    out = {}
+    for name in reduce:
+        if partials:
+            total = partials[0][name]
+            for part in partials[1:]:
+                total += part[name]
+            out[name] = total
+    return out

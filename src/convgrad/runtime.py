@@ -19,6 +19,19 @@ batch element whose scratch alone exceeds the limit is still computed, one eleme
 into chunks and runs them on ``num_threads`` worker threads (NumPy releases the GIL inside array
 operations), with NumPy's BLAS set to one thread meanwhile; with ``num_threads=1`` everything runs
 in the calling thread and BLAS keeps its own thread count.
+
+**Process-wide state.** Besides the two settings, convgrad keeps three things for the life of
+the process:
+
+- *scratch blocks* (:mod:`convgrad.workspace`): memory given back by finished operations is kept
+  for the next ones, up to ``workspace.CACHE_FACTOR`` (2) times the workspace limit;
+  :func:`convgrad.workspace.clear` frees it;
+- *BLAS threads* (:func:`convgrad.blas.single_threaded`): while convgrad's workers run, NumPy's
+  BLAS (OpenBLAS) is set to one thread for the **whole process** -- BLAS has one process-wide
+  thread count -- and restored when the last such operation ends; another thread of the program
+  calling BLAS meanwhile runs it on one thread too;
+- *algorithm choices*: ``auto``'s picks (per configuration, thread count and workspace limit)
+  and ``measure``'s measurements; :func:`convgrad.clear_algorithm_cache` forgets both.
 """
 
 from __future__ import annotations

@@ -78,5 +78,11 @@ def choose_algorithm(
 
 
 def clear_algorithm_cache() -> None:
-    """Forget what ``algorithm="measure"`` has measured: the next call of each configuration measures again."""
-    algorithms.clear_measured_choices()
+    """Forget every algorithm choice convgrad keeps for the life of the process.
+
+    What ``algorithm="measure"`` has measured (the next call of each configuration measures
+    again) and the picks of ``algorithm="auto"`` (cached per configuration, thread count and
+    workspace limit, since an estimate costs as much as a small convolution's bookkeeping).
+    Scratch memory is a separate cache: :func:`convgrad.workspace.clear`.
+    """
+    algorithms.clear_caches()

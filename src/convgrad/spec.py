@@ -20,7 +20,6 @@ Notation (per spatial dimension, 0-based)::
 
 from __future__ import annotations
 
-import math
 import numbers
 import operator
 from dataclasses import dataclass
@@ -114,10 +113,6 @@ class ConvSpec:
         return tuple(lo for lo, _ in self.padding)
 
     @property
-    def pad_hi(self) -> tuple[int, ...]:
-        return tuple(hi for _, hi in self.padding)
-
-    @property
     def read_span(self) -> tuple[int, ...]:
         """Padded positions ``[0, (H_out-1)*S + K_eff)`` that some output reads, per dim."""
         return tuple((o - 1) * s + ke for o, s, ke in zip(self.output_size, self.stride, self.effective_kernel))
@@ -160,25 +155,6 @@ class ConvSpec:
 
     def group_of_input(self, c: int) -> int:
         return c // self.in_per_group
-
-    def with_zero_padding_mode(self) -> "ConvSpec":
-        """The same spec read as if the padding held zeros."""
-        return _replace(self, padding_mode="zeros")
-
-    def describe(self) -> str:
-        """A one-line summary, used in messages."""
-        parts = [f"input {self.input_shape}", f"weight {self.weight_shape}", f"output {self.output_shape}"]
-        if any(s != 1 for s in self.stride):
-            parts.append(f"stride {self.stride}")
-        if any(p != (0, 0) for p in self.padding):
-            parts.append(f"padding {self.padding}")
-        if any(d != 1 for d in self.dilation):
-            parts.append(f"dilation {self.dilation}")
-        if self.groups != 1:
-            parts.append(f"groups {self.groups}")
-        if self.padding_mode != "zeros":
-            parts.append(f"padding_mode {self.padding_mode!r}")
-        return ", ".join(parts)
 
 
 def _replace(spec: ConvSpec, **changes) -> ConvSpec:
@@ -501,13 +477,3 @@ def conv_transpose_spec(
         output_size=input_shape[2:],
         padding_mode="zeros",
     )
-
-
-def output_size_formula(h: int, k: int, s: int, d: int, lo: int, hi: int) -> str:
-    """The output-size formula with numbers filled in, e.g. ``floor((5 + 1 + 1 - 3)/2) + 1 = 3``."""
-    keff = d * (k - 1) + 1
-    return f"floor(({h} + {lo} + {hi} - {keff}) / {s}) + 1 = {(h + lo + hi - keff) // s + 1}"
-
-
-def prod(values) -> int:
-    return math.prod(values)

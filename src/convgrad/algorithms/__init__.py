@@ -11,6 +11,8 @@ a non-finite result of an algorithm that could have moved a NaN/inf (``spreads_n
 from __future__ import annotations
 
 import functools
+import importlib
+import pkgutil
 import time
 
 import numpy as np
@@ -20,35 +22,24 @@ from .. import padding as _padding
 from . import costmodel
 from ..spec import ConvSpec
 from .base import OPERATIONS, Algorithm
-from .depthwise import Depthwise
-from .direct import Direct
-from .fft import Fft
-from .gemm import Gemm
-from .im2row import Im2Row
-from .pointwise import Pointwise
-from .rowgemm import RowGemm
-from .tapgemm import TapGemm
-from .winograd import Winograd
+from .registry import REGISTRY as _REGISTRY
+from .registry import register
+
+
+def _import_algorithm_modules() -> None:
+    """Import every module of this package: each algorithm module registers itself (sorted by name)."""
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_algorithm_modules()
 
 __all__ = ["Algorithm", "available_algorithms", "get_algorithm", "candidates", "choose", "run", "register",
-           "measured_choices", "clear_measured_choices"]
+           "measured_choices", "clear_measured_choices", "clear_caches"]
 
 #: The choices besides a registered algorithm's name.
 CHOOSERS = ("auto", "measure")
-
-_REGISTRY: dict[str, Algorithm] = {}
-
-
-def register(algorithm: Algorithm) -> Algorithm:
-    """Add an algorithm instance to the registry under its ``name``."""
-    if not algorithm.name or algorithm.name == "auto":
-        raise ValueError(f"an algorithm needs a name other than 'auto', got {algorithm.name!r}")
-    _REGISTRY[algorithm.name] = algorithm
-    return algorithm
-
-
-for _alg in (Direct(), Gemm(), Im2Row(), RowGemm(), TapGemm(), Winograd(), Depthwise(), Pointwise(), Fft()):
-    register(_alg)
 
 
 def available_algorithms() -> tuple[str, ...]:
@@ -71,27 +62,19 @@ def get_algorithm(name: str, func: str = "convgrad") -> Algorithm:
 def candidates(spec: ConvSpec, op: str, itemsize: int = 4) -> list[str]:
     """The algorithms ``auto``/``measure`` choose from for ``op`` on ``spec``.
 
-    Those the cost model knows (``direct``, the slow reference, is never chosen) that support the
-    configuration; ``gemm`` and ``im2row`` (the core's im2col, which do not chunk) only while
-    their column matrix fits in the workspace limit. With several groups of one input and one output
-    channel (depthwise) only ``depthwise`` and ``fft``: the others' products would be 1x1 matrices,
-    scaled copies through BLAS, which the cost model's efficiency curve does not reach (layer e,
-    forward: ``winograd`` 330 ms, ``depthwise`` 27 ms).
+    The registered ones that declare ``auto_candidate`` (``direct``, the slow reference, does not)
+    and support the configuration, and whose unchunked scratch (``scratch_bytes``: the im2col
+    matrix of ``gemm`` and ``im2row``) fits in the workspace limit. With several groups of one
+    input and one output channel (depthwise), not those whose products are channel matrices
+    (``channel_products``): 1x1 matrices through BLAS. If none is left, the ``fallback`` one.
     """
-    names = []
-    depthwise = _REGISTRY.get("depthwise")
-    depthwise_only = (spec.groups > 1 and spec.in_per_group == 1 and spec.out_per_group == 1
-                      and depthwise is not None and depthwise.unsupported(spec, op) is None)
-    for name in costmodel.MODELED:
-        alg = _REGISTRY.get(name)
-        if alg is None or alg.unsupported(spec, op) is not None:
-            continue
-        if name in ("gemm", "im2row") and costmodel.gemm_scratch_bytes(spec, itemsize) > runtime.get_workspace_limit():
-            continue
-        if depthwise_only and name not in ("depthwise", "fft"):
-            continue
-        names.append(name)
-    return names or ["tapgemm"]
+    depthwise_shaped = spec.groups > 1 and spec.in_per_group == 1 and spec.out_per_group == 1
+    limit = runtime.get_workspace_limit()
+    names = [name for name, alg in _REGISTRY.items()
+             if alg.auto_candidate and alg.unsupported(spec, op) is None
+             and alg.scratch_bytes(spec, itemsize) <= limit
+             and not (depthwise_shaped and alg.channel_products)]
+    return names or [name for name, alg in _REGISTRY.items() if alg.fallback][:1]
 
 
 def choose(spec: ConvSpec, op: str, itemsize: int = 4) -> Algorithm:
@@ -129,6 +112,13 @@ def measured_choices() -> dict[tuple, str]:
 def clear_measured_choices() -> None:
     """Forget the choices of ``algorithm="measure"`` (they are kept for the life of the process)."""
     _measured.clear()
+
+
+def clear_caches() -> None:
+    """Forget every choice kept for the life of the process: ``measure``'s measurements and ``auto``'s cached picks."""
+    clear_measured_choices()
+    _choice.cache_clear()
+    _small_work.cache_clear()
 
 
 def _measure(op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, bias=None) -> tuple[Algorithm, np.ndarray | None]:
@@ -212,7 +202,7 @@ SMALL_WORK = 4e-3
 
 @functools.lru_cache(maxsize=1024)
 def _small_work(name: str, spec: ConvSpec, op: str) -> bool:
-    return name in costmodel.MODELED and costmodel.estimate(name, spec, op, 1) < SMALL_WORK
+    return _REGISTRY[name].auto_candidate and costmodel.estimate(name, spec, op, 1) < SMALL_WORK
 
 
 def _small(alg: Algorithm, spec: ConvSpec, op: str) -> bool:

@@ -15,12 +15,12 @@ all output positions at once, with no im2col copy. Two details make that exact:
 Per spatial dim ``j``, with ``S, D, K, P_lo, H, H_out`` as in :mod:`convgrad.spec`::
 
     Hq_j   = H_out_j + ((K_j - 1) * D_j) // S_j        phase-grid length
-    st_j   = prod(Hq_{j+1:})                          flat stride; P = prod(Hq)
+    st_j   = prod(Hq_{j+1:})                          flat stride; Q = prod(Hq)
     off(k) = sum_j ((k_j * D_j) // S_j) * st_j        where tap k reads
     L      = sum_j (H_out_j - 1) * st_j + 1           flat length of the outputs
 
-A chunk of ``nb`` batch elements is laid out as ``(channels, nb, P)`` -- element ``b`` at
-columns ``[b*P, (b+1)*P)`` -- so one product covers the whole chunk: columns ``[0, (nb-1)*P + L)``.
+A chunk of ``nb`` batch elements is laid out as ``(channels, nb, Q)`` -- element ``b`` at
+columns ``[b*Q, (b+1)*Q)`` -- so one product covers the whole chunk: columns ``[0, (nb-1)*Q + L)``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class FlatLayout:
 
     @property
     def size(self) -> int:
-        """``P``: flat length of one batch element's phase grid."""
+        """``Q``: flat length of one batch element's phase grid."""
         return math.prod(self.grid)
 
     @property
@@ -67,18 +67,18 @@ class FlatLayout:
         return sum((o - 1) * st for o, st in zip(self.spec.output_size, self.flat_strides)) + 1
 
     def columns(self, nb: int, interleaved: bool = False) -> int:
-        """Columns one product covers for a chunk of ``nb`` elements: ``(nb-1)*P + L``, or ``nb*L`` interleaved.
+        """Columns one product covers for a chunk of ``nb`` elements: ``(nb-1)*Q + L``, or ``nb*L`` interleaved.
 
         Interleaved (element ``b``, position ``p`` at column ``p*nb + b``), tap ``k`` reads at
         offset ``off(k)*nb`` and the margins are paid once for the chunk instead of once per
-        element: a 14x14 map read by a 5x5 kernel has ``P = 196`` for 100 outputs but ``L = 136``.
+        element: a 14x14 map read by a 5x5 kernel has ``Q = 196`` for 100 outputs but ``L = 136``.
         """
         return nb * self.length if interleaved else (nb - 1) * self.size + self.length
 
     # -- moving data in and out of the layout ----------------------------------------------------
-    # A chunk of ``nb`` batch elements lives in 2-D matrices: channels first, ``(rows, nb*P)``, or
-    # channels last, ``(nb*P, rows)`` -- one per phase on the input side. Element ``b``, flat grid
-    # position ``p`` is column (row) ``b*P + p``, or ``p*nb + b`` when the chunk is *interleaved*
+    # A chunk of ``nb`` batch elements lives in 2-D matrices: channels first, ``(rows, nb*Q)``, or
+    # channels last, ``(nb*Q, rows)`` -- one per phase on the input side. Element ``b``, flat grid
+    # position ``p`` is column (row) ``b*Q + p``, or ``p*nb + b`` when the chunk is *interleaved*
     # (batch innermost; see :meth:`columns`).
 
     def chunk_grid(self, mat: np.ndarray, nb: int, interleaved: bool = False, channels_last: bool = False) -> np.ndarray:
@@ -136,20 +136,20 @@ class FlatLayout:
             if pairs is not None:
                 dx[pairs[1]] = self.chunk_grid(mat, nb, interleaved, channels_last)[pairs[0]]
 
-    # the (phases, C, nb, P) and (O, nb, P) buffers of :mod:`.depthwise`
+    # the (phases, C, nb, Q) and (O, nb, Q) buffers of :mod:`.depthwise`
 
     def scatter_input(self, x: np.ndarray, buf: np.ndarray) -> None:
-        """:meth:`scatter` into a ``(phases, C, nb, P)`` buffer."""
+        """:meth:`scatter` into a ``(phases, C, nb, Q)`` buffer."""
         nb = x.shape[0]
         self.scatter(x, [reshaped(buf[q, :, :nb], (buf.shape[1], nb * self.size)) for q in range(buf.shape[0])])
 
     def gather_input(self, buf: np.ndarray, dx: np.ndarray) -> None:
-        """:meth:`gather` from a ``(phases, C, nb, P)`` buffer."""
+        """:meth:`gather` from a ``(phases, C, nb, Q)`` buffer."""
         nb = dx.shape[0]
         self.gather([reshaped(buf[q, :, :nb], (buf.shape[1], nb * self.size)) for q in range(buf.shape[0])], dx)
 
     def output_view(self, buf: np.ndarray, nb: int) -> np.ndarray:
-        """The output positions of an ``(O, nb, P)`` buffer as an ``(nb, O, *H_out)`` view."""
+        """The output positions of an ``(O, nb, Q)`` buffer as an ``(nb, O, *H_out)`` view."""
         return self.outputs(self.chunk_grid(reshaped(buf[:, :nb], (buf.shape[0], nb * self.size)), nb))
 
 

@@ -18,6 +18,15 @@ them -- or the algorithm says it cannot promise that (:meth:`Algorithm.spreads_n
 An algorithm with ``handles_padding_modes = False`` only ever sees
 ``spec.padding_mode == "zeros"``; the dispatcher pads explicitly and folds the gradient back
 for the other modes.
+
+An algorithm is the whole unit of extension: its module declares, next to the three
+operations, everything the rest of convgrad needs to know about it -- what it supports
+(:meth:`Algorithm.unsupported`, with a reason), whether ``auto`` may pick it (``auto_candidate``),
+the work it does for the cost model (:meth:`Algorithm.work`, weighed by the coefficients named
+``elem_coefficient`` and ``name`` in :mod:`.costmodel`), the scratch it needs beyond the
+chunked workspace (:meth:`Algorithm.scratch_bytes`), and a few configurations in its regime
+(:meth:`Algorithm.examples`) on which the tests check it against ``direct`` -- and ends with
+``register(TheAlgorithm())`` (:mod:`.registry`). See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..spec import ConvSpec
+from .work import Work
 
 OPERATIONS = ("forward", "grad_input", "grad_weight")
 
@@ -35,8 +45,18 @@ class Algorithm:
     """Base class: subclasses set ``name`` and implement the three operations."""
 
     name: ClassVar[str] = ""
-    #: One line for ``available_algorithms`` listings and docs.
-    summary: ClassVar[str] = ""
+    #: Whether ``auto`` and ``measure`` may pick it (then :meth:`work` must be implemented and
+    #: :mod:`.costmodel` must hold its coefficients). ``direct``, the slow reference, may not.
+    auto_candidate: ClassVar[bool] = True
+    #: The :data:`.costmodel.COEFFICIENTS` entry weighing :attr:`Work.elem` (default: ``name``).
+    elem_coefficient: ClassVar[str] = ""
+    #: Whether its products multiply matrices of a group's channels through BLAS. With one input
+    #: and one output channel per group (depthwise) they are 1x1 matrices -- scaled copies through
+    #: BLAS, which the cost model's efficiency curve does not reach (layer e, forward: winograd
+    #: 330 ms, depthwise 27 ms) -- so ``auto`` leaves such layers to the others.
+    channel_products: ClassVar[bool] = True
+    #: ``auto``'s pick when no candidate is left (one algorithm sets it; it must support everything).
+    fallback: ClassVar[bool] = False
     #: Whether the algorithm implements reflect/replicate/circular padding itself.
     handles_padding_modes: ClassVar[bool] = False
     #: Operations that add a per-channel bias themselves while writing their result (``bias=``
@@ -46,6 +66,18 @@ class Algorithm:
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         """Why this algorithm cannot compute ``op`` for ``spec``, or ``None`` if it can."""
         return None
+
+    def work(self, spec: ConvSpec, op: str) -> Work:
+        """The work ``op`` on ``spec`` costs (BLAS flops, elementwise values, calls, ...), for the cost model."""
+        raise NotImplementedError(f"algorithm {self.name!r} declares no work for the cost model")
+
+    def scratch_bytes(self, spec: ConvSpec, itemsize: int = 4) -> int:
+        """Scratch bytes it needs at once that do not shrink with the workspace limit (0: it chunks the batch)."""
+        return 0
+
+    def examples(self) -> tuple[ConvSpec, ...]:
+        """A few configurations in the algorithm's regime (supported for every operation), for the tests."""
+        return ()
 
     def spreads_nonfinite(self, op: str) -> bool:
         """Whether a NaN or inf in an operand can reach results of ``op`` that do not read it.

@@ -19,6 +19,12 @@ taps and ``i`` over output positions -- each a tuple over the spatial dims)::
 where ``x`` at a position outside ``[0, H)`` is zero (``padding_mode="zeros"``) or a copy of a
 real element; in the latter case ``dx`` is first computed for every padded position ``h`` and
 each padded position's value is then added onto the element it copies.
+
+The same two gradients are also forward convolutions -- ``dx`` of ``dy`` input-dilated by ``S``
+with the flipped kernel, ``dw`` of ``x`` by ``dy`` with stride and dilation exchanged -- which
+:mod:`convgrad.reparam` states once (:func:`~convgrad.reparam.grad_input_as_forward`,
+:func:`~convgrad.reparam.grad_weight_as_forward`) and ``tests/test_reparam.py`` checks against
+the loops here. ``direct`` itself does not use them: it stays the independent oracle.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 
 from ..spec import ConvSpec, source_index
 from .base import Algorithm
+from .registry import register
 
 
 def _sources(spec: ConvSpec) -> list[list[list[int | None]]]:
@@ -54,7 +61,7 @@ def _group_slices(spec: ConvSpec, g: int) -> tuple[slice, slice]:
 
 class Direct(Algorithm):
     name = "direct"
-    summary = "plain loops over positions and kernel taps, written from the index formulas (the reference)"
+    auto_candidate = False  # the slow reference: only when asked for by name
     handles_padding_modes = True
 
     def forward(self, x, w, spec):
@@ -120,3 +127,6 @@ class Direct(Algorithm):
                         acc += dy[(slice(None), out_ch, *i)] @ w[(out_ch, slice(None), *k)]
                 dx[(slice(None), in_ch, *src)] += acc
         return dx
+
+
+register(Direct())

@@ -26,8 +26,10 @@ import math
 import numpy as np
 
 from .. import parallel
-from ..spec import ConvSpec
+from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
+from .work import Work
+from .registry import register
 
 try:  # optional: faster single-precision transforms
     import scipy.fft as _fft
@@ -109,7 +111,25 @@ def _from_frequency(a: np.ndarray, shape) -> np.ndarray:
 
 class Fft(Algorithm):
     name = "fft"
-    summary = "convolution theorem (scipy.fft if installed, else numpy.fft): for long kernels at stride 1"
+    channel_products = False
+
+    def work(self, spec: ConvSpec, op: str) -> Work:
+        n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+        L = [fast_length(s) for s in spec.read_span]
+        size = math.prod(L)
+        freqs = math.prod(L[:-1]) * (L[-1] // 2 + 1)
+        # the transforms (n log n per value) and the copies around them count as elementwise work
+        elem = n * (spec.in_channels + spec.out_channels) * size * (math.log2(max(size, 2)) + 4)
+        # one small complex product per frequency (8 flops per multiply-add)
+        flops = 8.0 * freqs * n * G * og * cg
+        # NumPy's stacked matmul calls BLAS once per frequency (and group): thousands of tiny calls in 2-D/3-D
+        chunks = max(1, n // 4)
+        calls = chunks * G * freqs * (1 if op != "grad_weight" else 2) + chunks * 8 + 10
+        return Work(0.0, elem, calls, flops)
+
+    def examples(self):
+        return (conv_spec((2, 3, 9, 8), (4, 3, 5, 3), padding=(0, 1), dilation=(1, 2)),
+                conv_spec((5, 4, 9, 8), (6, 2, 5, 3), padding=(3, 0), dilation=(1, 2), groups=2))
 
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         if any(s != 1 for s in spec.stride):
@@ -133,7 +153,7 @@ class Fft(Algorithm):
         # padded real copies and complex spectra of both sides, with their per-frequency copies
         per_item = (spec.in_channels + spec.out_channels) * (math.prod(geo.L) * 8 + geo.freqs * 32)
         plan = parallel.plan(spec.batch, per_item)
-        parallel.run(plan, lambda: None, lambda _, n0, n1: body(n0, n1))
+        parallel.run_chunks(plan, dict, lambda _, n0, n1: body(n0, n1))
 
     def forward(self, x, w, spec):
         y = np.empty(spec.output_shape, dtype=x.dtype)
@@ -199,7 +219,8 @@ class Fft(Algorithm):
         per_item = (spec.in_channels + spec.out_channels) * (math.prod(geo.L) * 8 + geo.freqs * 32)
         plan = parallel.plan(spec.batch, per_item, math.prod(shape) * 8)
 
-        def process(acc, n0, n1):
+        def process(s, n0, n1):
+            acc = s["dw_spectrum"]
             X = _per_frequency(_fft.rfftn(geo.padded(x[n0:n1]), s=geo.L, axes=geo.axes))  # (F, nb, C)
             dyp = np.zeros((n1 - n0, spec.out_channels) + geo.L, dtype=dy.dtype)
             dyp[(slice(None), slice(None), *(slice(0, o) for o in spec.output_size))] = dy[n0:n1]
@@ -207,12 +228,12 @@ class Fft(Algorithm):
             for g in range(G):
                 acc[g] += np.matmul(D[:, :, g * og : (g + 1) * og].transpose(0, 2, 1), X[:, :, g * cg : (g + 1) * cg])
 
-        partials = parallel.run(plan, lambda: np.zeros(shape, dtype=ctype), process)
-        total = partials[0]
-        for part in partials[1:]:
-            total += part
-        del partials
+        total = parallel.run_chunks(plan, lambda: {"dw_spectrum": np.zeros(shape, dtype=ctype)}, process,
+                                    reduce=("dw_spectrum",))["dw_spectrum"]
         spectrum = total.transpose(0, 2, 3, 1).reshape((spec.out_channels, cg) + geo.fshape)  # (O, C_g, *F)
         full = _fft.irfftn(spectrum, s=geo.L, axes=geo.axes)  # (O, C_g, *L)
         taps = (slice(None), slice(None), *(slice(0, ke, d) for ke, d in zip(geo.keff, spec.dilation)))
         return np.ascontiguousarray(full[taps], dtype=x.dtype)
+
+
+register(Fft())

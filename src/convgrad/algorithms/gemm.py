@@ -37,8 +37,36 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import workspace
-from ..spec import ConvSpec
+from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
+from .work import Work, efficiency
+from .registry import register
+
+
+def im2col_scratch_bytes(spec: ConvSpec, itemsize: int = 4) -> int:
+    """The im2col matrix and the padded input, for the whole batch at once (``gemm`` and ``im2row`` do not chunk)."""
+    cols = spec.in_channels * math.prod(spec.kernel_size) * spec.batch * math.prod(spec.output_size)
+    return (cols + spec.batch * spec.in_channels * math.prod(spec.read_span)) * itemsize
+
+
+def im2col_work(spec: ConvSpec, op: str) -> Work:
+    """The work of im2col with the batch innermost and one product per group (``gemm``; ``im2row`` adds its runs)."""
+    n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+    T = math.prod(spec.kernel_size)
+    p = math.prod(spec.output_size)
+    flops = 2.0 * n * G * og * cg * T * p
+    k, m = {"forward": (cg * T, og), "grad_input": (og, cg * T), "grad_weight": (n * p, min(og, cg * T))}[op]
+    cols = spec.in_channels * T * n * p
+    outputs = n * spec.out_channels * p
+    # the padded input and the output side are transposed to and from batch-last order (each
+    # value moved alone: counted twice), the columns copied and, for dx, added back tap by tap
+    elem = cols + 2 * outputs + 2 * n * spec.in_channels * math.prod(spec.read_span)
+    if op == "grad_input":
+        elem += cols  # col2im, tap by tap
+    # with the batch innermost, a window row of all N elements is one run at stride 1
+    run = max(1, n * (spec.output_size[-1] if spec.stride[-1] == 1 else 1))
+    runs = cols / run * (2 if op == "grad_input" else 1)
+    return Work(flops / efficiency(k, m), elem, 12 + (T if op == "grad_input" else 0), runs=runs)
 
 
 def _kept(spec: ConvSpec) -> tuple:
@@ -113,7 +141,17 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 class Gemm(Algorithm):
     name = "gemm"
-    summary = "im2col with the batch innermost (long runs to copy) + one BLAS product per group; col2im tap by tap"
+    elem_coefficient = "gemm_im2col"
+
+    def work(self, spec: ConvSpec, op: str) -> Work:
+        return im2col_work(spec, op)
+
+    def scratch_bytes(self, spec: ConvSpec, itemsize: int = 4) -> int:
+        return im2col_scratch_bytes(spec, itemsize)
+
+    def examples(self):
+        return (conv_spec((2, 3, 7, 6), (4, 3, 3, 3), padding=1),
+                conv_spec((5, 4, 9, 8), (6, 2, 3, 3), stride=2, padding=1, groups=2))
 
     bias_ops = frozenset({"forward"})
 
@@ -146,3 +184,6 @@ class Gemm(Algorithm):
         dx = (np.empty if _covers(spec) else np.zeros)(spec.input_shape, dtype=dy.dtype)
         np.moveaxis(dx, 0, -1)[(slice(None), *_kept(spec), slice(None))] = dxp[(slice(None), *_inner(spec), slice(None))]
         return dx
+
+
+register(Gemm())

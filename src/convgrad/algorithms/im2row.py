@@ -29,8 +29,11 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..spec import ConvSpec
+from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
+from .gemm import im2col_scratch_bytes, im2col_work
+from .work import Work
+from .registry import register
 
 
 def _inner(spec: ConvSpec) -> tuple:
@@ -86,7 +89,22 @@ def output_rows(dy: np.ndarray, spec: ConvSpec) -> np.ndarray:
 
 class Im2Row(Algorithm):
     name = "im2row"
-    summary = "channels-last im2col (whole channel runs per copy) + one batched BLAS product; col2im tap by tap"
+
+    def work(self, spec: ConvSpec, op: str) -> Work:
+        # gemm's arithmetic in channels-last order: the same products, copies in runs of channels
+        # plus a transposing copy of the input and of the output side
+        base = im2col_work(spec, op)
+        runs = (spec.in_channels * math.prod(spec.kernel_size) * spec.batch * math.prod(spec.output_size)
+                / spec.in_per_group)
+        runs *= 2 if op == "grad_input" else 1  # the copies move runs of C_g channels
+        return Work(base.gemm, base.elem, base.calls, runs=runs)
+
+    def scratch_bytes(self, spec: ConvSpec, itemsize: int = 4) -> int:
+        return im2col_scratch_bytes(spec, itemsize)
+
+    def examples(self):
+        return (conv_spec((2, 3, 7, 6), (4, 3, 3, 3), padding=1),
+                conv_spec((5, 4, 9, 8), (6, 2, 3, 3), stride=2, padding=1, groups=2))
 
     def forward(self, x, w, spec):
         nd = spec.ndim
@@ -117,3 +135,6 @@ class Im2Row(Algorithm):
         dx = np.zeros(spec.input_shape, dtype=dy.dtype)
         np.moveaxis(dx, 1, -1)[(*_kept(spec), slice(None))] = dxp[(*_inner(spec), slice(None))]
         return dx
+
+
+register(Im2Row())

@@ -18,8 +18,10 @@ import math
 import numpy as np
 
 from .. import blas, parallel, runtime
-from ..spec import ConvSpec
+from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
+from .work import Work, efficiency
+from .registry import register
 
 
 def _chunks(spec: ConvSpec) -> parallel.Plan:
@@ -29,7 +31,18 @@ def _chunks(spec: ConvSpec) -> parallel.Plan:
 
 class Pointwise(Algorithm):
     name = "pointwise"
-    summary = "1x1 kernel, stride 1, no padding: one BLAS product per batch element, no copies"
+
+    def work(self, spec: ConvSpec, op: str) -> Work:
+        n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+        p = math.prod(spec.output_size)
+        flops = 2.0 * n * G * og * cg * p
+        k, m = {"forward": (cg, og), "grad_input": (og, cg), "grad_weight": (p, min(og, cg))}[op]
+        return Work(flops / efficiency(k, m), 0.0, n * G + 10)
+
+    def examples(self):
+        return (conv_spec((2, 3, 5, 4), (4, 3, 1, 1)),
+                conv_spec((5, 4, 9, 8), (6, 2, 1, 1), groups=2),
+                conv_spec((3, 6, 7), (4, 6, 1)))
 
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         if any(k != 1 for k in spec.kernel_size):
@@ -59,7 +72,7 @@ class Pointwise(Algorithm):
                     m = wg[g].T if transpose else wg[g]
                     blas.gemm(m, an[g * rows_in : (g + 1) * rows_in], on[g * rows_out : (g + 1) * rows_out], beta=beta)
 
-        parallel.run(_chunks(spec), lambda: None, process)
+        parallel.run_chunks(_chunks(spec), dict, process)
         return out
 
     bias_ops = frozenset({"forward"})
@@ -77,15 +90,20 @@ class Pointwise(Algorithm):
 
     def grad_weight(self, x, dy, spec):
         G, og, cg = spec.groups, spec.out_per_group, spec.in_per_group
-        total = np.zeros((G, og, cg), dtype=x.dtype)
 
-        def process(part, n0, n1):
+        def process(s, n0, n1):
+            part = s["dw"]
             for n in range(n0, n1):
                 xn = x[n].reshape(spec.in_channels, -1)  # (C, P)
                 dyn = dy[n].reshape(spec.out_channels, -1)  # (O, P)
                 for g in range(G):
                     blas.gemm(dyn[g * og : (g + 1) * og], xn[g * cg : (g + 1) * cg].T, part[g], beta=1.0)
 
-        for part in parallel.run(_chunks(spec), lambda: np.zeros_like(total), process):
-            total += part
+        total = parallel.run_chunks(_chunks(spec), lambda: {"dw": np.zeros((G, og, cg), dtype=x.dtype)}, process,
+                                    reduce=("dw",)).get("dw")
+        if total is None:  # an empty batch
+            total = np.zeros((G, og, cg), dtype=x.dtype)
         return total.reshape(spec.weight_shape)
+
+
+register(Pointwise())

@@ -31,8 +31,7 @@ copies of the input instead of ``gemm``'s 25, and the products have inner dimens
 
 Needs stride 1 along every dimension but the last. A NaN or inf can reach a result through a
 junk position of 3-D and higher (``0 * inf``): the dispatcher checks and recomputes then.
-The batch is cut into chunks whose scratch (:func:`scratch_bytes`, ``K_w`` times the input plus
-the output) fits the workspace limit, run on the worker threads (:mod:`convgrad.parallel`); each
+The batch is cut into chunks whose scratch (``K_w`` times the input plus the output) fits the workspace limit, run on the worker threads (:mod:`convgrad.parallel`); each
 chunk is laid out batch last on its own.
 """
 
@@ -46,8 +45,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .. import blas, parallel, workspace
-from ..spec import ConvSpec
+from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
+from .work import Work, efficiency
+from .registry import register
 from .gemm import Gemm, _covers, _inner, _kept
 
 
@@ -96,11 +97,6 @@ def _sizes(spec: ConvSpec, batch: int) -> dict[str, int]:
     return {"padded": spec.batch * spec.in_channels * math.prod(spec.read_span),
             "cols": spec.in_channels * lay.kw * (lay.columns + lay.tail),
             "out": spec.out_channels * lay.ext}
-
-
-def scratch_bytes(spec: ConvSpec, itemsize: int = 4) -> int:
-    """Scratch of ``rowgemm`` for the whole batch in one chunk: padded input, row-window matrix, output grid."""
-    return sum(_sizes(spec, spec.batch).values()) * itemsize
 
 
 class _Chunks:
@@ -193,7 +189,31 @@ def column_blocks(ext: int, rows: int, itemsize: int) -> list[tuple[int, int]]:
 
 class RowGemm(Algorithm):
     name = "rowgemm"
-    summary = "im2col of the last dimension's taps only, the other taps as column offsets: a few BLAS products"
+
+    def work(self, spec: ConvSpec, op: str) -> Work:
+        lay = RowLayout(spec)
+        n, G, og, cg = spec.batch, spec.groups, spec.out_per_group, spec.in_per_group
+        kw = lay.kw
+        # the products run over the output grid (widened outer dims in 3-D and up), inner dimension C_g*K_w
+        flops = 2.0 * G * og * cg * math.prod(spec.kernel_size) * lay.ext
+        k, m = {"forward": (cg * kw, og), "grad_input": (og, cg * kw), "grad_weight": (lay.ext, min(og, cg * kw))}[op]
+        cols = spec.in_channels * kw * lay.columns
+        outputs = spec.out_channels * lay.ext
+        # as gemm: padded input and output side transposed to and from batch-last order, the row
+        # windows copied; for dx the window matrix is zeroed and added back tap by tap
+        elem = cols + 2 * outputs + 2 * n * spec.in_channels * math.prod(spec.read_span)
+        if op == "grad_input":
+            elem += 2 * cols
+        run = max(1, n * (spec.output_size[-1] if spec.stride[-1] == 1 else 1))
+        runs = cols / run * (2 if op == "grad_input" else 1)
+        # ~40 us of Python more than gemm per operation (chunk plan, layout, BLAS operands by address)
+        return Work(flops / efficiency(k, m), elem, 32 + 2 * G * len(lay.offsets), runs=runs)
+
+    def examples(self):
+        # 3-D: the output grid's widened rows (junk) reach inputs their tap does not read
+        return (conv_spec((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), padding=(0, 0, 1), stride=(1, 1, 2)),
+                conv_spec((5, 4, 9, 8), (6, 2, 3, 3), stride=(1, 2), dilation=(2, 1), padding=1, groups=2),
+                conv_spec((4, 6, 14, 14), (16, 6, 5, 5)))  # LeNet's second layer, the regime auto picks it for
 
     bias_ops = frozenset({"forward"})
 
@@ -232,7 +252,7 @@ class RowGemm(Algorithm):
             else:
                 np.add(src, bias.reshape((1, -1) + (1,) * spec.ndim), out=y[n0:n1])
 
-        parallel.run(chunks.plan, lambda: chunks.scratch(x.dtype), process)
+        parallel.run_chunks(chunks.plan, lambda: chunks.scratch(x.dtype), process)
         return y
 
     def grad_weight(self, x, dy, spec):
@@ -262,10 +282,7 @@ class RowGemm(Algorithm):
                                          dyb.block(c0, c1, g * og, (g + 1) * og), s["dwb"].block(r, r + rows, 0, og),
                                          beta=1.0)
 
-        partials = parallel.run(chunks.plan, scratch, process)
-        dwt = partials[0]["dw"]
-        for p in partials[1:]:
-            dwt += p["dw"]
+        dwt = parallel.run_chunks(chunks.plan, scratch, process, reduce=("dw",))["dw"]
         dwt = dwt.reshape(-1, G, cg, spec.kernel_size[-1], og)  # (T_outer, G, C_g, K_w, O_g)
         return np.ascontiguousarray(dwt.transpose(1, 4, 2, 0, 3)).reshape(spec.weight_shape)
 
@@ -301,5 +318,8 @@ class RowGemm(Algorithm):
             np.moveaxis(dx[n0:n1], 0, -1)[(slice(None), *_kept(spec), slice(None))] = \
                 dxp[(slice(None), *_inner(spec), slice(None))]
 
-        parallel.run(chunks.plan, lambda: chunks.scratch(dy.dtype), process)
+        parallel.run_chunks(chunks.plan, lambda: chunks.scratch(dy.dtype), process)
         return dx
+
+
+register(RowGemm())

@@ -30,7 +30,7 @@ in float32 the error stays within a small factor of direct summation (one transf
 last dim. Along the leading dims dilation only moves the shifted slices.
 
 **Layout.** A chunk of ``nb`` batch elements is split by the parity of the padded last-dim
-position (``E`` even, ``Od`` odd, ``(C, nb*P)`` each) so that the four slices of a tile are
+position (``E`` even, ``Od`` odd, ``(C, nb*Q)`` each) so that the four slices of a tile are
 ``E[t], Od[t], E[t+1], Od[t+1]``: with the grid flattened, the input transform is four passes
 over contiguous rows (``V_0 = E - E>>1`` and so on). The grid is ``(*span, T + 1)`` per element:
 ``T`` tiles per row and one margin tile whose results are thrown away (like the margins of
@@ -49,8 +49,11 @@ import math
 import numpy as np
 
 from .. import blas, parallel, runtime, workspace
-from ..spec import ConvSpec
+from ..reparam import grad_input_as_forward, grad_input_kernel
+from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
+from .work import Work, efficiency
+from .registry import register
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 #: Bytes of the operands of one product (column block of the planes); as ``tapgemm``'s blocks.
@@ -72,7 +75,7 @@ class _Problem:
         self.kernel, self.dilation = tuple(kernel), tuple(dilation)  # leading dims only
         self.T = -(-self.out[-1] // 2)
         self.grid = tuple(o + (k - 1) * d for o, k, d in zip(self.out[:-1], self.kernel, self.dilation)) + (self.T + 1,)
-        self.P = math.prod(self.grid)
+        self.grid_size = math.prod(self.grid)
         self.strides = tuple(math.prod(self.grid[j + 1 :]) for j in range(len(self.grid)))
         taps = itertools.product(*map(range, self.kernel))
         self.taps = [sum(k * d * s for k, d, s in zip(tap, self.dilation, self.strides)) for tap in taps]
@@ -80,7 +83,7 @@ class _Problem:
         self.L = sum((o - 1) * s for o, s in zip(self.out[:-1], self.strides)) + self.grid[-1]
 
     def columns(self, nb: int) -> int:
-        return (nb - 1) * self.P + self.L
+        return (nb - 1) * self.grid_size + self.L
 
     def _lead_pairs(self):
         """Per leading dim: (grid slice, input slice) of the real positions."""
@@ -91,8 +94,8 @@ class _Problem:
         return out
 
     def scatter(self, x: np.ndarray, eo: np.ndarray, channels_last: bool = False) -> None:
-        """The chunk ``x`` ``(nb, C, *size)`` into the parity planes ``eo`` ``(2, C, nb*P)`` -- or
-        ``(2, nb*P, C)`` channels last -- leaving the rest (zero) alone."""
+        """The chunk ``x`` ``(nb, C, *size)`` into the parity planes ``eo`` ``(2, C, nb*Q)`` -- or
+        ``(2, nb*Q, C)`` channels last -- leaving the rest (zero) alone."""
         nb, c = x.shape[:2]
         lead = self._lead_pairs()
         lo, size = self.lo[-1], self.size[-1]
@@ -107,16 +110,16 @@ class _Problem:
             src = x[(slice(None), slice(None), *(s for _, s in lead), slice(s0, s0 + 2 * cnt - 1, 2))]
             grid_ix = (*(g for g, _ in lead), slice(m0, m0 + cnt))
             if channels_last:
-                grid = eo[par, : nb * self.P].reshape((nb,) + self.grid + (c,))  # (nb, *grid, C)
+                grid = eo[par, : nb * self.grid_size].reshape((nb,) + self.grid + (c,))  # (nb, *grid, C)
                 grid[(slice(None), *grid_ix)] = np.moveaxis(src, 1, -1)
             else:
-                grid = eo[par, :, : nb * self.P].reshape((c, nb) + self.grid)  # (C, nb, *grid)
+                grid = eo[par, :, : nb * self.grid_size].reshape((c, nb) + self.grid)  # (C, nb, *grid)
                 grid[(slice(None), slice(None), *grid_ix)] = np.moveaxis(src, 0, 1)
 
     def output_views(self, ya: np.ndarray, nb: int, o: int):
-        """The two outputs of each tile in ``ya`` ``(2, O, nb*P)`` as ``(nb, O, *out_lead, T)`` views."""
+        """The two outputs of each tile in ``ya`` ``(2, O, nb*Q)`` as ``(nb, O, *out_lead, T)`` views."""
         crop = (slice(None), slice(None), *(slice(0, n) for n in self.out[:-1]), slice(0, self.T))
-        return [np.moveaxis(ya[i, :, : nb * self.P].reshape((o, nb) + self.grid), 0, 1)[crop] for i in (0, 1)]
+        return [np.moveaxis(ya[i, :, : nb * self.grid_size].reshape((o, nb) + self.grid), 0, 1)[crop] for i in (0, 1)]
 
 
 def _pieces(input_size, output_size, pad_lo, dilation):
@@ -164,7 +167,7 @@ class _Plan:
         block_bytes = min(BLOCK_BYTES, max(runtime.get_workspace_limit() // (4 * threads), 1))
         self.width = max(64, block_bytes // ((self.cg + 4 * self.og) * itemsize))
         # per element: parity planes and the two outputs of each tile; per worker: a block of V and M
-        per_item = 2 * (c + o) * prob.P * itemsize
+        per_item = 2 * (c + o) * prob.grid_size * itemsize
         block = (4 * c * (self.width + self.span) + 4 * o * self.width) * itemsize
         self.chunking = parallel.plan(batch, per_item, fixed + block)
 
@@ -179,13 +182,13 @@ class _Plan:
     def transform_block(self, eo: np.ndarray, v: np.ndarray, nb: int, c0: int, c1: int, channels_last: bool) -> int:
         """``V_p`` of columns ``[c0, c1 + span)`` of the chunk into ``v``: ``BT`` on each tile, four passes.
 
-        ``eo`` is ``(2, C, chunk*P)`` (or ``(2, chunk*P, C)``); ``v`` the block buffer from
+        ``eo`` is ``(2, C, chunk*Q)`` (or ``(2, chunk*Q, C)``); ``v`` the block buffer from
         :meth:`v_shape`, plane ``p`` at rows ``[p*C, (p+1)*C)`` (or ``[p*n, (p+1)*n)`` channels last).
         Returns the number of columns made.
         """
-        end = min(c1 + self.span, nb * self.prob.P)
+        end = min(c1 + self.span, nb * self.prob.grid_size)
         n = end - c0
-        m = min(n, nb * self.prob.P - 1 - c0)  # the chunk's last column has no right neighbour
+        m = min(n, nb * self.prob.grid_size - 1 - c0)  # the chunk's last column has no right neighbour
         if channels_last:  # the positions are rows: shift by rows
             rows = self.width + self.span
             e0, e1 = eo[0, c0 : c0 + m], eo[0, c0 + 1 : c0 + m + 1]
@@ -210,8 +213,38 @@ class _Plan:
 
 class Winograd(Algorithm):
     name = "winograd"
-    summary = ("Winograd F(2,3) along the last spatial dim, the other kernel taps as shifted slices: "
-               "1.5x fewer multiplications for 3-tap kernels at stride 1")
+
+    def work(self, spec: ConvSpec, op: str) -> Work:
+        # grad_input is the forward of its re-parameterization (convgrad.reparam): count that one
+        form = grad_input_as_forward(spec) if op == "grad_input" else spec
+        n, G, og, cg = spec.batch, spec.groups, form.out_per_group, form.in_per_group
+        c_in, c_out = form.in_channels, form.out_channels
+        kernel, dilation, lo = spec.kernel_size, spec.dilation, form.pad_lo
+        sizes = (form.input_size, form.output_size)
+        total = Work(0.0, 0.0, 0.0)
+        for _, _, lo_w, in_len, out_len in _pieces(sizes[0], sizes[1], lo, dilation):
+            if in_len == 0:
+                continue
+            prob = _Problem(lo[:-1] + (lo_w,), sizes[0][:-1] + (in_len,), sizes[1][:-1] + (out_len,), kernel[:-1],
+                            dilation[:-1])
+            cols = n * prob.grid_size
+            taps = len(prob.taps)
+            flops = 2.0 * G * og * cg * 4 * taps * cols
+            k, m = {"forward": (cg, og), "grad_input": (cg, og), "grad_weight": (cols, min(og, cg))}[op]
+            inputs = n * c_in * math.prod(prob.size)
+            outputs = n * c_out * math.prod(prob.out)
+            # scatter into parity planes, four transform passes over the input side, four over the
+            # output side (and its two strided halves)
+            elem = inputs + 4 * c_in * cols + 4 * c_out * cols + 2 * outputs
+            width = max(64, BLOCK_BYTES // ((cg + 4 * og) * 4))
+            calls = 4 * G * taps * max(1, cols // width) + 20 * max(1, n // 2)
+            total = total + Work(flops / efficiency(k, m), elem, calls)
+        return total
+
+    def examples(self):
+        return (conv_spec((2, 3, 9, 8), (4, 3, 3, 3), padding=1, dilation=(2, 1)),
+                conv_spec((5, 4, 9, 8), (6, 2, 3, 3), dilation=(2, 1), padding=1, groups=2),
+                conv_spec((2, 2, 13), (3, 2, 3), padding=((3, 0),)))  # 1-D, pad beyond the kernel: pieces
 
     def spreads_nonfinite(self, op: str) -> bool:
         return True  # a tile's transform mixes all its inputs
@@ -235,17 +268,13 @@ class Winograd(Algorithm):
         return y
 
     def grad_input(self, dy, w, spec):
-        # dx[h] = sum_k dy[h + P_lo - k*D] w[k]: the correlation of dy with the flipped kernel,
-        # input and output channels exchanged within each group, lo = (K-1)*D - P_lo.
+        # dx is the forward of dy by the flipped kernel (convgrad.reparam); at stride 1 it needs no
+        # input dilation, so it is this algorithm's own forward with the form's low padding
         dx = np.zeros(spec.input_shape, dtype=dy.dtype)
         if spec.batch == 0:
             return dx
-        nd, G = spec.ndim, spec.groups
-        wf = np.flip(w, axis=tuple(range(2, 2 + nd)))
-        wf = wf.reshape((G, spec.out_per_group, spec.in_per_group) + spec.kernel_size).swapaxes(1, 2)
-        wf = np.ascontiguousarray(wf).reshape((spec.in_channels, spec.out_per_group) + spec.kernel_size)
-        lo = tuple((k - 1) * d - p for k, d, p in zip(spec.kernel_size, spec.dilation, spec.pad_lo))
-        _correlate(dy, wf, dx, lo, spec.dilation, G)
+        form = grad_input_as_forward(spec)
+        _correlate(dy, grad_input_kernel(w, spec), dx, form.pad_lo, form.dilation, form.groups)
         for j, unread in enumerate(spec.unread_inputs):  # exactly zero, not a tile's rounding residue
             if unread:
                 dx[(slice(None), slice(None)) + (slice(None),) * j + (slice(-unread, None),)] = 0
@@ -293,19 +322,19 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
     c, o = x.shape[1], y.shape[1]
     bias_col = None if bias_b is None else bias_b.reshape(o, 1)
     pl = _Plan(prob, c, o, groups, x.shape[0], x.itemsize, u.nbytes)
-    cg, og, P, width = pl.cg, pl.og, prob.P, pl.width
+    cg, og, Q, width = pl.cg, pl.og, prob.grid_size, pl.width
     ubuf = blas.Buffer(u)
 
     def scratch():
         chunk = pl.chunking.chunk
-        eo = workspace.zeros((2, c, chunk * P), x.dtype)  # an element's real positions are the same in every chunk
+        eo = workspace.zeros((2, c, chunk * Q), x.dtype)  # an element's real positions are the same in every chunk
         v = workspace.empty(pl.v_shape(False), x.dtype)
         m = workspace.empty((4 * o, width), x.dtype)  # the four planes' products of one column block
-        ya = workspace.empty((2, o, chunk * P), x.dtype)
-        return eo, v, blas.Buffer(v), m, blas.Buffer(m), ya
+        ya = workspace.empty((2, o, chunk * Q), x.dtype)
+        return {"planes": eo, "v": v, "v_buf": blas.Buffer(v), "m": m, "m_buf": blas.Buffer(m), "y": ya}
 
     def process(s, n0, n1):
-        eo, v, vbuf, m, mbuf, ya = s
+        eo, v, vbuf, m, mbuf, ya = s["planes"], s["v"], s["v_buf"], s["m"], s["m_buf"], s["y"]
         nb = n1 - n0
         prob.scatter(x[n0:n1], eo)
         for c0, c1 in pl.blocks(nb):
@@ -332,7 +361,7 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
         yc[..., 0::2] = even[..., : (prob.out[-1] + 1) // 2]
         yc[..., 1::2] = odd[..., : prob.out[-1] // 2]
 
-    parallel.run(pl.chunking, scratch, process)
+    parallel.run_chunks(pl.chunking, scratch, process)
 
 
 def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
@@ -340,20 +369,22 @@ def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
     c, o = x.shape[1], dy.shape[1]
     shape = (len(prob.taps) * 4 * o, c // groups)
     pl = _Plan(prob, c, o, groups, x.shape[0], x.itemsize, math.prod(shape) * x.itemsize)
-    cg, og, P, width = pl.cg, pl.og, prob.P, pl.width
+    cg, og, Q, width = pl.cg, pl.og, prob.grid_size, pl.width
     vrows = width + pl.span  # rows of one plane of the (channels-last) V block
 
     def scratch():
         chunk = pl.chunking.chunk
-        eo = workspace.zeros((2, chunk * P, c), x.dtype)  # channels last: the products read V row-major
+        eo = workspace.zeros((2, chunk * Q, c), x.dtype)  # channels last: the products read V row-major
         v = workspace.empty(pl.v_shape(True), x.dtype)
         dm = workspace.empty((4 * o, width), x.dtype)
-        dya = workspace.zeros((2, o, chunk * P), x.dtype)  # margins stay 0
+        dya = workspace.zeros((2, o, chunk * Q), x.dtype)  # margins stay 0
         du = workspace.zeros(shape, x.dtype)
-        return eo, v, blas.Buffer(v), dm, blas.Buffer(dm), dya, du, blas.Buffer(du)
+        return {"planes": eo, "v": v, "v_buf": blas.Buffer(v), "dm": dm, "dm_buf": blas.Buffer(dm), "dy": dya,
+                "du": du, "du_buf": blas.Buffer(du)}
 
     def process(s, n0, n1):
-        eo, v, vbuf, dm, dmbuf, dya, du, dubuf = s
+        eo, v, vbuf, dm, dmbuf, dya = s["planes"], s["v"], s["v_buf"], s["dm"], s["dm_buf"], s["dy"]
+        dubuf = s["du_buf"]
         nb = n1 - n0
         prob.scatter(x[n0:n1], eo, channels_last=True)
         even, odd = prob.output_views(dya, nb, o)  # (nb, O, *out_lead, T)
@@ -377,8 +408,8 @@ def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
                         vb = vbuf.block(r, r + n, g * cg, (g + 1) * cg)  # (cols, C_g)
                         blas.gemm_blocks(src, vb, dubuf.block(r0, r0 + og, 0, cg), beta=1.0)
 
-    parts = parallel.run(pl.chunking, scratch, process)
-    total = np.zeros(shape, dtype=x.dtype)
-    for part in parts:
-        total += part[6]
-    return total
+    # the workers' partial sums (scratch: the caller adds it up before the operation ends)
+    return parallel.run_chunks(pl.chunking, scratch, process, reduce=("du",))["du"]
+
+
+register(Winograd())

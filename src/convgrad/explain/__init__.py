@@ -10,7 +10,8 @@ by their full name, e.g. ``from convgrad.explain.figures import draw``.
 Modules: ``geometry`` (per-dim sizes and unread positions), ``relation`` (contributor sets),
 ``explanation`` (the object), ``derivation`` (text and dict), ``equivalents`` (the same gradients
 as calls in convgrad, PyTorch, JAX and TensorFlow), ``traps`` (warnings), ``figures`` and
-``animation`` (matplotlib), ``page`` (the HTML page), ``questions`` (docs/questions.md).
+``animation`` (matplotlib), ``page`` (the HTML page). docs/questions.md is written by docs
+tooling outside the library (docs/tools/questions.py).
 """
 
 from .explanation import OPERANDS, QUANTITIES, Explanation, explain

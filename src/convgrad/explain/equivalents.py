@@ -23,6 +23,8 @@ the tests; the JAX and TensorFlow ones were checked by hand (JAX 0.10, TensorFlo
 
 from __future__ import annotations
 
+from ..padding import padded_spec
+from ..reparam import grad_input_as_forward, grad_weight_as_forward
 from ..spec import source_index
 
 __all__ = ["equivalents"]
@@ -73,10 +75,14 @@ class _Config:
         self.G, self.Cg, self.Og = s.groups, s.in_per_group, s.out_per_group
         self.pads = s.padding
         self.a = s.unread_tail
-        self.keff = s.effective_kernel
         self.mode = s.padding_mode
         self.sym = all(lo == hi for lo, hi in s.padding)
         self.kw = f"stride={_t(self.S)}, padding={_pads_arg(self.pads)}, dilation={_t(self.D)}, groups={self.G}"
+        # the gradients as forward convolutions (convgrad.reparam), of the explicitly padded input
+        # when the padding holds copies
+        zero_padded = s if self.mode == "zeros" else padded_spec(s)
+        self.dx_form = grad_input_as_forward(zero_padded)
+        self.dw_form = grad_weight_as_forward(zero_padded)
         self.torch_ok = self.nd <= 3
         self.tf_ok = self.nd <= 3
 
@@ -127,17 +133,14 @@ def _full_correlation_dx(c: _Config) -> str:
     lines = ["import numpy as np, convgrad"]
     if c.mode != "zeros":
         lines.append(f"# with {c.mode!r} padding: the gradient of the explicitly padded input first, then the fold")
-        pads = [(0, 0)] * c.nd
-        size = [h + lo + hi for h, (lo, hi) in zip(s.input_size, s.padding)]
-    else:
-        pads, size = s.padding, s.input_size
+    size = c.dx_form.output_size
     lengths = [(o - 1) * st + 1 for o, st in zip(s.output_size, c.S)]
     steps = ", ".join(f"::{st}" for st in c.S)
     lines.append(
         f"dyd = np.zeros(dy.shape[:2] + {tuple(lengths)!r}); dyd[:, :, {steps}] = dy   # dY with S-1 zeros between samples"
     )
     lines.append(c.flipped_weight())
-    full = [(d * (k - 1) - lo, d * (k - 1) - hi + a) for d, k, (lo, hi), a in zip(c.D, c.K, pads, c.a)]
+    full = list(zip(c.dx_form.pad_lo, c.dx_form.pad_hi))
     src, nonneg = _crop_and_pad("dyd", full, c.nd)
     lines.append(
         f"# pad D*(K-1) - P_lo before and D*(K-1) - P_hi + a after: {repr(tuple(full))}"
@@ -160,9 +163,8 @@ def _dw_as_conv(c: _Config) -> str:
     xs = "x"
     if c.mode != "zeros":
         lines.append(f"xp = {_np_pad(c, 'x')}   # the border holds copies: pad explicitly")
-        xs, pads = "xp", [(0, -a) for a in c.a]
-    else:
-        pads = [(lo, u) for lo, u in zip(s.pad_lo, s.used_pad_hi)]
+        xs = "xp"
+    pads = list(zip(c.dw_form.pad_lo, c.dw_form.pad_hi))
     src, nonneg = _crop_and_pad(xs, pads, c.nd)
     lines.append(f"xs = {src}.swapaxes(0, 1)   # (C_in, N, *H): channels become the batch, the batch the channels")
     lines.append("dys = dy.swapaxes(0, 1)   # (C_out, N, *H_out): dY becomes the kernel")
@@ -234,13 +236,13 @@ def _jax_conv(c: _Config) -> dict:
             "dx, dw = vjp(dy)"
         )
         return {"grad_input": vjp, "grad_weight": vjp}
-    dx_pads = tuple((ke - 1 - lo, ke - 1 - hi + a) for ke, (lo, hi), a in zip(c.keff, c.pads, c.a))
+    dx_pads = tuple(zip(c.dx_form.pad_lo, c.dx_form.pad_hi))
     dx = (
         f"{head}\n{c.flipped_weight()}\n"
         f"dx = lax.conv_general_dilated(dy, wf, window_strides={(1,) * nd!r}, padding={dx_pads!r}, "
         f"lhs_dilation={tuple(c.S)!r}, rhs_dilation={tuple(c.D)!r}, feature_group_count={c.G})"
     )
-    dw_pads = tuple((lo, u) for lo, u in zip(c.s.pad_lo, c.s.used_pad_hi))
+    dw_pads = tuple(zip(c.dw_form.pad_lo, c.dw_form.pad_hi))
     dw = (
         f"{head}\n"
         f"dw = lax.conv_general_dilated(x.swapaxes(0, 1), dy.swapaxes(0, 1), window_strides={tuple(c.D)!r}, "
@@ -457,7 +459,7 @@ def _transposed(c: _Config) -> dict:
         )
     else:
         torch_y = torch_dx = torch_dw = f"# PyTorch has no {nd}-D convolution"
-    dx_pads = tuple((ke - 1 - lo, ke - 1 - hi + a) for ke, (lo, hi), a in zip(c.keff, c.pads, c.a))
+    dx_pads = tuple(zip(c.dx_form.pad_lo, c.dx_form.pad_hi))
     tf_all = _tf_transposed(c, extra) if c.tf_ok else f"# TensorFlow has no {nd}-D convolution"
     tf_same = "# y, dx and dw all come from the TensorFlow call under 'output'" if c.tf_ok else tf_all
     jhead = 'import jax, numpy as np\njax.config.update("jax_enable_x64", True)\nfrom jax import lax'
@@ -512,7 +514,7 @@ def _transposed(c: _Config) -> dict:
                 "jax": (
                     f"{jhead}\n"
                     f"dw = lax.conv_general_dilated(dy.swapaxes(0, 1), x.swapaxes(0, 1), window_strides={tuple(c.D)!r}, "
-                    f"padding={tuple((lo, u) for lo, u in zip(s.pad_lo, s.used_pad_hi))!r}, rhs_dilation={tuple(c.S)!r}, "
+                    f"padding={tuple(zip(c.dw_form.pad_lo, c.dw_form.pad_hi))!r}, rhs_dilation={tuple(c.S)!r}, "
                     f"batch_group_count={c.G}).swapaxes(0, 1)"
                 ),
                 "tensorflow": tf_same,

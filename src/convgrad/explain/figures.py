@@ -19,7 +19,6 @@ Only matplotlib's object API is used (no pyplot), so nothing global changes.
 from __future__ import annotations
 
 import dataclasses
-import io
 import itertools
 import os
 from typing import Iterable
@@ -592,9 +591,3 @@ def draw_canvas(ex, quantity: str, index, *, slices=None) -> Canvas:
     canvas = canvas_for(ex, quantity, {k: list(v) for k, v in hl.roles.items()}, slices)
     canvas.show(hl)
     return canvas
-
-
-def png_bytes(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()

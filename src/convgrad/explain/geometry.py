@@ -20,7 +20,6 @@ is (see :func:`convgrad.spec.conv_transpose_spec`): its output is that convoluti
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from ..spec import ConvSpec, source_index
 
@@ -170,8 +169,3 @@ def ambiguous_sizes(g: DimGeometry) -> tuple[int, ...]:
         if h + lo + hi >= g.effective_kernel and (h + lo + hi - g.effective_kernel) // g.stride + 1 == g.output_size:
             sizes.append(h)
     return tuple(sizes)
-
-
-def gcd_lattice(g: DimGeometry) -> int:
-    """``gcd(S, D)`` when the kernel has more than one tap: reads then only hit one residue class mod it."""
-    return math.gcd(g.stride, g.dilation) if g.kernel_size > 1 else g.stride

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["affine", "index", "span", "ceil_div", "floor_div", "names", "plural", "tuple_text"]
+__all__ = ["affine", "index", "span", "ceil_div", "floor_div", "names", "plural"]
 
 
 def affine(terms, const: int = 0) -> str:
@@ -61,8 +61,3 @@ def span(lo, hi) -> str:
 def names(prefix: str, ndim: int) -> list[str]:
     """Per-dim index names: ``i`` in 1-D, ``i0, i1, ...`` otherwise."""
     return [prefix] if ndim == 1 else [f"{prefix}{d}" for d in range(ndim)]
-
-
-def tuple_text(values) -> str:
-    values = tuple(values)
-    return str(values[0]) if len(values) == 1 else "(" + ", ".join(str(v) for v in values) + ")"

@@ -23,6 +23,17 @@ from .init import default_bound, resolve_dtype, resolve_rng, uniform
 from .module import Module, format_args
 from .parameter import Parameter
 
+
+def _as_layer(name: str, function, *args, **kwargs):
+    """Call the public ``function``; a ValueError/TypeError it raises names the layer (``name``) instead of it."""
+    try:
+        return function(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        prefix = f"{function.__name__}: "
+        if str(exc).startswith(prefix):
+            raise type(exc)(f"{name}: {str(exc)[len(prefix):]}") from None
+        raise
+
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 
@@ -138,17 +149,16 @@ class _ConvNd(_ConvBase):
         """``y[n, o, i] = b[o] + sum_{c, k} W[o, c, k] * x[n, g*C_g + c, i*S + k*D - P_lo]`` (see :func:`convgrad.conv`)."""
         bias = None if self.bias is None else self.bias.value
         name = type(self).__name__
-        y = api._conv(x, self.weight.value, bias, **self._args(), _func=name, _rank=self._rank)
+        conv = (api.conv1d, api.conv2d, api.conv3d)[self._rank - 1]
+        y = _as_layer(name, conv, x, self.weight.value, bias, **self._args())
         self._remember(x)
         return y
 
     def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """``dL/dx``, adding ``dL/dW`` and ``dL/db`` into the parameters' ``grad`` (see :func:`convgrad.conv_backward`)."""
         (x,) = self._recall()
-        grads = api._conv_backward(
-            grad_output, x, self.weight.value, **self._args(), needs=self._needs(input_grad),
-            _func=f"{type(self).__name__}.backward", _rank=self._rank,
-        )
+        grads = _as_layer(f"{type(self).__name__}.backward", api.conv_backward, grad_output, x, self.weight.value,
+                          **self._args(), needs=self._needs(input_grad))
         self._accumulate(grads)
         return grads.input
 
@@ -265,7 +275,8 @@ class _ConvTransposeNd(_ConvBase):
         name = type(self).__name__
         x_arr = np.asarray(x)
         op = self._output_padding(x_arr, output_size)
-        y = api._conv_transpose(x, self.weight.value, bias, **self._args(op), _func=name, _rank=self._rank)
+        conv_transpose = (api.conv_transpose1d, api.conv_transpose2d, api.conv_transpose3d)[self._rank - 1]
+        y = _as_layer(name, conv_transpose, x, self.weight.value, bias, **self._args(op))
         self._remember(x, op)
         return y
 
@@ -275,10 +286,8 @@ class _ConvTransposeNd(_ConvBase):
     def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """``dL/dx`` (an ordinary convolution of ``dy`` with ``W``), adding ``dL/dW`` and ``dL/db`` into ``grad``."""
         x, op = self._recall()
-        grads = api._conv_transpose_backward(
-            grad_output, x, self.weight.value, **self._args(op), needs=self._needs(input_grad),
-            _func=f"{type(self).__name__}.backward", _rank=self._rank,
-        )
+        grads = _as_layer(f"{type(self).__name__}.backward", api.conv_transpose_backward, grad_output, x,
+                          self.weight.value, **self._args(op), needs=self._needs(input_grad))
         self._accumulate(grads)
         return grads.input
 

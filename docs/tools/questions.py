@@ -3,8 +3,13 @@
 Every claim about an asker's formula is checked when the document is generated: the formula is
 implemented literally (plain NumPy loops, in the asker's own 1-based or 0-based indices) and
 compared with convgrad's gradients on random data, and the document prints the outcome. So the
-file is the tool's output; ``python -m convgrad.explain.questions`` rewrites it (with its
-pictures) and ``--check`` fails if it is stale. A test runs the check.
+file is the tool's output; ``python docs/tools/questions.py`` (``make questions``) rewrites it
+(with its pictures) and ``--check`` fails if it is stale. A test runs the check. It is docs
+tooling, not part of the library (the wheel does not ship it); it uses only convgrad's public API.
+
+Every verdict it prints is computed: a claim's "**right**" / "**not right**" comes from the check
+next to it (:func:`_verdict`), and prose that rests on a check says "CHECK FAILED" when the
+check does not hold (:func:`_checked`).
 
 Outcomes are printed robustly across machines: "agrees (relative difference < 1e-12)", relative
 to the largest value compared, or the difference to two significant digits.
@@ -19,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import api
-from .explanation import explain
+from convgrad import api
+from convgrad.explain import explain
 
 __all__ = ["render_questions", "main"]
 
@@ -40,6 +45,11 @@ def _cmp(got, want) -> tuple[bool, str]:
 
 def _verdict(ok: bool) -> str:
     return "**right**" if ok else "**not right**"
+
+
+def _checked(ok: bool, text: str) -> str:
+    """``text``, a statement resting on a check: itself when the check held, else marked as failed."""
+    return text if ok else f"CHECK FAILED: {text}"
 
 
 def _code(text: str, lang: str = "") -> str:
@@ -182,7 +192,7 @@ read by any window (the stride leaves it out), so `h` is exactly 0 there.
 | 9.13 (input gradient) | {_verdict(ok_h)}: {msg_h} |
 | row and column 8 of `h` are exactly 0 | {"yes" if zero_row else "no"} |
 
-All three equations of the book are right. In convgrad's 0-based notation, with padding, dilation and
+{_checked(ok_z and ok_g and ok_h, "All three equations of the book are right.")} In convgrad's 0-based notation, with padding, dilation and
 groups added, 9.11 is `dW` and 9.13 is `dX` in the output of `convgrad explain` above; the same
 gradients are `convgrad.conv_weight` / `torch.nn.grad.conv2d_weight` and the transposed convolution
 `convgrad.conv_transpose(G, K, stride=2, output_padding=1)` ({"checked: it equals h" if ok_tr else "CHECK FAILED"};
@@ -259,18 +269,18 @@ and asks (1) how to handle the indices that go out of bounds in the derivation o
 **The configurations.**
 
 {_code(_cli(ex1) + chr(10) + _cli(ex2) + chr(10) + _cli(ex5), "sh")}
-**Stride 1: both results are right.** `dK(u,v) = Σ_{{i,j}} dO(i,j) I(i+u−1, j+v−1) = (I ⋆ dO)(u,v)`:
+**Stride 1: {"both results are right" if ok_dk and ok_di else "CHECK FAILED: not both results are right"}.** `dK(u,v) = Σ_{{i,j}} dO(i,j) I(i+u−1, j+v−1) = (I ⋆ dO)(u,v)`:
 {msg_dk}. `dI` = full cross-correlation of `dO` (zero-padded by p−1 = 1) with the flipped `K`:
 {msg_di}.
 
-**The out-of-bounds indices** are the terms where the output index leaves `1..m−p+1` (or the kernel
+**The out-of-bounds indices** are {_checked(ok_bounds, "the terms")} where the output index leaves `1..m−p+1` (or the kernel
 index leaves `1..p`). Two equivalent ways to deal with them: pad `dO` with p−1 zeros on every side
 (those zeros are the missing terms — this is the "full" correlation), or write the sum with exact
 bounds: `dI(a, b) = Σ_{{i = max(1, a−p+1)}}^{{min(m−p+1, a)}} Σ_{{j = max(1, b−q+1)}}^{{min(n−q+1, b)}} dO(i,j) K(a−i+1, b−j+1)`.
 Run as a loop, this sum {msg_bounds.split(" (")[0]}. convgrad prints these bounds for any configuration
 (0-based), e.g. for stride 1: `i0 = max(0, h0 - 1)..min(2, h0)`.
 
-**Stride 2.** Nothing new is needed: the stride multiplies the output index, `O(i,j) = Σ_{{u,v}}
+**Stride 2.** {_checked(ok_dk2 and ok_di2, "Nothing new is needed")}: the stride multiplies the output index, `O(i,j) = Σ_{{u,v}}
 I(2(i−1)+u, 2(j−1)+v) K(u,v)`, so
 
 - `dK(u,v) = Σ_{{i,j}} dO(i,j) I(2(i−1)+u, 2(j−1)+v)`: a correlation of `I` with `dO` *dilated by the
@@ -292,7 +302,7 @@ for `dI`).
 **A trap the 4×4 example hides.** With a 5×5 image and stride 2 the output is still 2×2: the 5th row
 and column are never read, their gradient is exactly 0 ({"checked" if tail_zero else "NOT confirmed"}), and
 `conv_transpose(dO, K, stride=2)` returns {plain.shape[0]}×{plain.shape[1]}, not 5×5 — it needs
-`output_padding=1`, which then {msg_op.split(" (")[0]}:
+{_checked(ok_op, "`output_padding=1`")}, which then {msg_op.split(" (")[0]}:
 
 {_code(_excerpt(ex5.text(), "! Unread tail", "  ! Going back"))}
 ![dI at 0-based (1, 2) for stride 2: the dilated dO and flipped K entries it sums](questions/seed001.png)
@@ -420,7 +430,7 @@ of 3×3 and stride 2 (so h_new = 3 and the 8th row and column are never read):
 | formula | verdict | checked numerically |
 |---|---|---|
 | the forward formula | {_verdict(ok_o)} | {msg_o} |
-| `∂O/∂X` (the case split) | **right** | it is exactly the condition the exact bounds below come from |
+| `∂O/∂X` (the case split) | {_verdict(ok_fix)} | it is exactly the condition the exact bounds below come from |
 | `∂L/∂X` with the asked `i_lower`, `i_upper` | {_verdict(ok_lit)} | run literally in NumPy it {msg_lit} |
 | `∂L/∂X` with the corrected bounds | {_verdict(ok_fix)} | {msg_fix} |
 | `∂L/∂W` | {_verdict(ok_w)} | {msg_w} (sum over i = 1..h_new, j = 1..w_new) |
@@ -448,7 +458,7 @@ prints the same bounds 0-based, for any stride, padding and dilation (here `h = 
 **Vectorising.** Gather every window once (im2col, a zero-copy strided view), and each of the three
 formulas is one matrix product; `dX` scatters back with one strided `+=` per kernel tap (col2im).
 This is convgrad's `gemm` algorithm in miniature; run on this configuration it
-{"agrees with convgrad for O, dW, dX and db (relative difference < 1e-12)" if ok_vec else "DISAGREES with convgrad"}:
+{_checked(ok_vec, "agrees with convgrad for O, dW, dX and db (relative difference < 1e-12)")}:
 
 {_code(vec, "python")}
 Equivalently, `dX` is the transposed convolution of `dO`
@@ -506,18 +516,18 @@ which is 100 − 96 + 1 = 5 wide: exactly the filter's size. No channel is summe
 is involved, and the depth mismatch disappears: there are 50 such correlations, one per filter entry
 `(f, c)`. It is still one convolution call if channels are used as the batch — input `X` as 5
 one-channel images, `dE/dO` as 10 one-channel kernels, stride and dilation 1 — which gives a
-(5, 10, 5, 5) array, transposed to (10, 5, 5, 5). Checked: {msg_pairs}.
+(5, 10, 5, 5) array, transposed to (10, 5, 5, 5). {_checked(ok_pairs, "Checked")}: {msg_pairs}.
 
 {_code("# x = X[None], w = F, dy = dO[None]: the calls take a batch axis" + chr(10) + eq["calls"]["convgrad (as a convolution)"] + chr(10) + "# or simply" + chr(10) + eq["calls"]["convgrad"], "python")}
 **The comments and answers, checked.**
 
 | claim | verdict | why / checked numerically |
 |---|---|---|
-| Imran: "broadcast dE/dO to 5 channels" | **right**, if each channel is correlated separately | for filter 3: a depthwise (groups=5) correlation of X with dE/dO[3] repeated 5 times {msg_bcast} |
-| Imran: "information is lost … maybe there isn't a nice analogy" | **not right** | dF is exactly the correlation above; nothing is lost because each `F[f, c]` only ever touched channel `c` |
-| Imran: "a full convolution will take the shape of the left argument (100×100)" | **not right** | dF needs the *valid* correlation, size 100 − 96 + 1 = 5; a full convolution would be 100 + 96 − 1 = {full_size} wide. 100×100 is the size of dE/dX, the full correlation of dE/dO (96) with the flipped filter (5): 96 + 5 − 1 = 100 |
-| Answer 1: "pad the lower-dimensional object to match" | **not right** | nothing is padded; the channel axes are not matched up, they are paired (f, c) |
-| Answer 2: "convolution between X and tiled dE/dO" | **right in substance**, not as an ordinary convolution | tiling is the broadcast above; but an ordinary multi-channel convolution sums over the 5 channels and returns one 5×5 map per filter — {"that is exactly Σ_c dF[f, c] (checked)" if ok_sum_is_total else "(check failed)"} — instead of 5×5×5 |
+| Imran: "broadcast dE/dO to 5 channels" | {_verdict(ok_bcast)}, if each channel is correlated separately | for filter 3: a depthwise (groups=5) correlation of X with dE/dO[3] repeated 5 times {msg_bcast} |
+| Imran: "information is lost … maybe there isn't a nice analogy" | {_verdict(not ok_pairs)} | dF is exactly the correlation above; nothing is lost because each `F[f, c]` only ever touched channel `c` |
+| Imran: "a full convolution will take the shape of the left argument (100×100)" | {_verdict(ref.weight.shape[-2:] == (100, 100))} | dF needs the *valid* correlation, size 100 − 96 + 1 = 5; a full convolution would be 100 + 96 − 1 = {full_size} wide. 100×100 is the size of dE/dX, the full correlation of dE/dO (96) with the flipped filter (5): 96 + 5 − 1 = 100 |
+| Answer 1: "pad the lower-dimensional object to match" | {_verdict(not ok_pairs)} | nothing is padded; the channel axes are not matched up, they are paired (f, c) |
+| Answer 2: "convolution between X and tiled dE/dO" | {"**right in substance**" if ok_bcast and ok_sum_is_total else "**not right**"}, not as an ordinary convolution | tiling is the broadcast above; but an ordinary multi-channel convolution sums over the 5 channels and returns one 5×5 map per filter — {"that is exactly Σ_c dF[f, c] (checked)" if ok_sum_is_total else "(check failed)"} — instead of 5×5×5 |
 
 **And dE/dX** (which the question does not ask, but needs next): the full correlation of dE/dO with
 the flipped filters, summed over the 10 filters: `convgrad.conv_input(X.shape, F, dO)` or
@@ -587,6 +597,8 @@ def _seed004() -> tuple[str, dict]:
     dy4 = r.standard_normal(ex4.output_shape)
     db = api.conv_backward(dy4, r.standard_normal(ex4.input_shape), r.standard_normal(ex4.weight_shape), needs=("bias",)).bias
     ok_db, msg_db = _cmp(dy4.sum(axis=(0, 2, 3)), db)
+    delta_wrong_everywhere = not any(d[0] for _, _, d, _ in rows)
+    dw_right_only_in_4 = [w_[0] for _, _, _, w_ in rows] == [False, False, False, True]
     table = "\n".join(
         f"| {label} | {tuple(size)} | {_verdict(d[0])}: {d[1]} | {_verdict(w_[0])}: {w_[1]} |"
         for label, size, d, w_ in rows
@@ -610,11 +622,10 @@ four PyTorch configurations: (1) stride 1, padding 1; (2) stride 2; (3) dilation
 both sides alike, so the question is only the convolution's own gradient):
 
 {_code(chr(10).join(_cli(explain(**kw)) for _, kw in configs), "sh")}
-**Verdict.** The formulas are right for the case they were derived in — stride 1, no padding, no
+**Verdict.** The formulas are {_checked(base_delta[0] and base_dw[0], "right")} for the case they were derived in — stride 1, no padding, no
 dilation, one input and one output channel, with `δ^{{l+1}}` taken as 0 outside its range (a full
 convolution): the δ formula {base_delta[1]}, the weight formula {base_dw[1]}. But the δ formula is
-not right for any of the four configurations the page then lists, and the weight formula only for the
-fourth, where it holds for each (output channel, input channel) pair separately. Each was checked by
+{_checked(delta_wrong_everywhere, "not right for any of the four configurations the page then lists")}, and the weight formula {_checked(dw_right_only_in_4, "only for the" + chr(10) + "fourth")}, where it holds for each (output channel, input channel) pair separately. Each was checked by
 running the page's formulas literally (for configuration 4 per channel pair, as the formulas have no
 channel sums):
 
@@ -640,7 +651,7 @@ the input position, `i` the output position):
 {fix_text}**The bias.** `∂Loss/∂b^l_{{i,j}} = δ^l_{{i,j}}` is right for an *untied* bias (one parameter per
 output position, as the page's `b^l_{{i,j}}` is written). PyTorch's `bias=True` in configuration 4 is one
 number per output channel, added at every position, so its gradient sums over the positions (and the
-batch): `∂Loss/∂b_o = Σ_{{n,i,j}} δ_{{n,o,i,j}}` — {msg_db.replace("agrees with convgrad", "this agrees with convgrad's bias gradient")}.
+batch): `∂Loss/∂b_o = Σ_{{n,i,j}} δ_{{n,o,i,j}}` — {_checked(ok_db, msg_db.replace("agrees with convgrad", "this agrees with convgrad's bias gradient"))}.
 With the page's formula one would get a 5×5 array per channel instead of one number.
 
 ![δ for configuration 2 (stride 2) at 0-based (2, 4): only the δ^(l+1) entries on the stride grid contribute](questions/seed004.png)
@@ -699,7 +710,7 @@ def pictures(sections=None) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convgrad.explain.questions", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python docs/tools/questions.py", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="docs", help="the docs directory (default: docs)")
     parser.add_argument("--check", action="store_true", help="only check that docs/questions.md is up to date")
     args = parser.parse_args(argv)
@@ -708,7 +719,7 @@ def main(argv=None) -> int:
     target = Path(args.out) / "questions.md"
     if args.check:
         if not target.exists() or target.read_text(encoding="utf-8") != text:
-            print(f"{target} is stale: run python -m convgrad.explain.questions", file=sys.stderr)
+            print(f"{target} is stale: run python docs/tools/questions.py (make questions)", file=sys.stderr)
             return 1
         return 0
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,31 @@
+"""The Examples sections of the public functions (and of the modules that show how they work) run as tests."""
+
+import doctest
+
+import pytest
+
+import convgrad.algorithms.work
+import convgrad.api
+import convgrad.parallel
+import convgrad.reparam
+
+MODULES = [convgrad.api, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work]
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
+def test_examples_in_docstrings(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{module.__name__} has no examples"
+    assert result.failed == 0
+
+
+def test_every_public_function_has_its_own_examples():
+    for name in convgrad.api.__all__:
+        obj = getattr(convgrad.api, name)
+        if callable(obj) and name != "Gradients":
+            assert obj.__name__ == name and "Examples\n    --------\n    >>>" in obj.__doc__, name
+
+
+def test_an_unknown_keyword_names_the_public_function():
+    with pytest.raises(TypeError, match=r"^conv2d\(\) got an unexpected keyword argument 'strides'"):
+        convgrad.conv2d([[[[1.0]]]], [[[[1.0]]]], strides=2)
