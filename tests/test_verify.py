@@ -194,7 +194,8 @@ def test_report_api_and_the_ready_to_paste_call(tmp_path):
     # the snippet runs and reproduces the failure
     scope = {"conv1d": conv1d}
     assert "import conv1d" not in report.snippet()   # a nested function cannot be imported
-    exec(report.snippet(), scope)
+    with pytest.raises(AssertionError):   # its last line compares and fails, as the report says
+        exec(report.snippet(), scope)
     assert scope["got"].shape != scope["want"].shape or not np.allclose(scope["got"], scope["want"])
     bundle = report._repr_mimebundle_()
     assert "FAIL" in bundle["text/plain"] and "<pre" in bundle["text/html"]
@@ -312,6 +313,15 @@ def test_no_false_alarm_on_exact_code(op, dims, channels_last, per_dim, dtype):
                              per_dim=per_dim, dtype=dtype, padding_forms=forms, time_limit=3.0, seed=dims)
     assert report.ok, report.text()
     assert report.not_visited == []
+
+
+def test_a_backward_checked_as_a_forward_gets_a_hint():
+    def conv_backward(dout, x, w, stride=1):
+        _, _, kh, kw = w.shape
+        return np.zeros_like(x), np.zeros_like(w), np.zeros(w.shape[0])
+
+    report = convgrad.verify(conv_backward, "forward", time_limit=3)
+    assert not report.ok and "op='backward'" in report.text()
 
 
 def test_float32_arithmetic_is_named_as_such():

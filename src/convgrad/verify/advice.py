@@ -34,9 +34,10 @@ def explanation(bug: str, case: Case) -> str:
             f"wherever you turn it into an input index (`h0 = i*stride`), in dX and in dW alike."),
         "unread_tail": (
             f"Here (H + P_lo + P_hi - K_eff) mod S = ({H} + {lo} + {hi} - {keff}) mod {S} = "
-            f"{(H + lo + hi - keff) % S}: the windows read only the first {span} padded rows, so "
-            f"{tail} real input row(s) at the end are never read and their gradient is exactly 0 -- but dX must "
-            f"still have the input's full size {H}. Fix: allocate dX (or the padded dX) with the input's "
+            f"{(H + lo + hi - keff) % S} along spatial dim {d}: the windows read only the first {span} padded "
+            f"positions, so the last {tail} real input position{'s' if tail != 1 else ''} of that dim "
+            f"{'are' if tail != 1 else 'is'} never read and get{'' if tail != 1 else 's'} exactly 0 gradient -- but dX "
+            f"must still have the input's full size {H} there. Fix: allocate dX (or the padded dX) with the input's "
             f"shape, accumulate into it, and crop [P_lo : P_lo + H]; never derive its size from the output's."),
         "overlap_accumulate": (
             f"With K_eff = {keff} > S = {S} neighbouring windows share input rows, and each shared row must "

@@ -44,6 +44,18 @@ class Signature:
     declared: tuple[str, ...]   # the parameters it declares among stride, padding, ...
     takes_bias: bool            # forward ops: a third positional parameter
     source: str                 # "file.py:line"
+    first: str = ""             # the name of its first positional parameter
+
+    def op_hint(self, op: str) -> str:
+        """A hint when the parameter names suggest another op (a backward checked as a forward, ...)."""
+        grad_like = self.first.lower().startswith(("d", "grad", "delta", "g_")) and self.first.lower() not in ("data",)
+        if op.endswith("forward") and grad_like:
+            return (f"its first parameter is named {self.first!r}: if it computes gradients, check it with "
+                    f"op='{op.replace('forward', 'backward')}' (--op {op.replace('forward', 'backward')})")
+        if op.endswith("backward") and self.first.lower() in ("x", "input", "inputs", "a", "a_prev", "img", "images"):
+            return (f"its first parameter is named {self.first!r}: if it is a forward pass, check it with "
+                    f"op='{op.replace('backward', 'forward')}' (--op {op.replace('backward', 'forward')})")
+        return ""
 
 
 def read_signature(fn, op: str) -> Signature:
@@ -75,7 +87,7 @@ def read_signature(fn, op: str) -> Signature:
             f"{', '.join(p.name for p in required)} (it passes {', '.join(OPERANDS[op])}"
             f"{', b' if takes_bias else ''} and the keywords among {', '.join(allowed)})"
         )
-    return Signature(name, declared, takes_bias, _source(fn))
+    return Signature(name, declared, takes_bias, _source(fn), positional[0].name if positional else "")
 
 
 def _source(fn) -> str:

@@ -284,8 +284,10 @@ def shrink_moves(case: Case, per_dim: bool) -> list[Case]:
     for field, low in (("size", 1), ("kernel", 1)):
         values = getattr(case, field)
         for d in range(nd):
-            if values[d] > low:
-                moves.append(rep(case, **{field: values[:d] + (values[d] - 1,) + values[d + 1:]}))
+            # one smaller, and one stride smaller (keeps an unread tail while the input shrinks)
+            for step in sorted({1, case.stride[d]}):
+                if values[d] - step >= low:
+                    moves.append(rep(case, **{field: values[:d] + (values[d] - step,) + values[d + 1:]}))
         if nd > 1 and len(set(values)) > 1:
             m = min(values)
             moves.append(rep(case, **{field: (m,) * nd}))

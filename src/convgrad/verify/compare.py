@@ -131,6 +131,14 @@ def spatial_map(mask: np.ndarray, max_width: int = 24) -> list[str]:
     return lines
 
 
+def axis_names(ndim: int, kernel: bool = False) -> list[str]:
+    """Readable names of the spatial axes: 'W (spatial dim 1)', or the kernel's 'kW (kernel dim 1)'."""
+    letters = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(ndim, tuple(f"S{d}" for d in range(ndim)))
+    if kernel:
+        return [f"k{letters[d]} (kernel dim {d})" for d in range(ndim)]
+    return [f"{letters[d]} (spatial dim {d})" for d in range(ndim)]
+
+
 def _runs(indices: list[int], n: int, name: str) -> str | None:
     """'the last 2 rows of dim 0' style phrases for a set of indices along one axis."""
     s = sorted(indices)
@@ -161,11 +169,11 @@ def describe(finding: Finding, case: Case) -> list[str]:
                 out.append(f"only {name}(s) {idx} of {m.shape[axis]} are wrong")
     if finding.quantity != "grad_bias":
         spatial = m.reshape(-1, *m.shape[2:]).any(axis=0)
-        kind = "kernel dim" if finding.quantity == "grad_weight" else "dim"
+        names = axis_names(spatial.ndim, kernel=finding.quantity == "grad_weight")
         for d in range(spatial.ndim):
             other = tuple(a for a in range(spatial.ndim) if a != d)
             idx = [int(i) for i in np.nonzero(spatial.any(axis=other) if other else spatial)[0]]
-            phrase = _runs(idx, spatial.shape[d], f"{kind} {d}")
+            phrase = _runs(idx, spatial.shape[d], names[d])
             if phrase:
                 out.append(phrase)
     if finding.quantity in ("grad_input", "output") and m.any():

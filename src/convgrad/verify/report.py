@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 from dataclasses import dataclass, field
 
 from .advice import explanation
@@ -10,8 +11,8 @@ from .calling import user_shape
 from .compare import TOLERANCE, describe, spatial_map
 from .diagnosis import BUGS, Evidence
 
+RESULT_INDEX = {"grad_input": 0, "grad_weight": 1, "grad_bias": 2, "output": 0}
 _NAMES = {"output": "y", "grad_input": "dX", "grad_weight": "dW", "grad_bias": "db"}
-_LAYOUT_NAMES = {"output": "y", "grad_input": "x", "grad_weight": "w", "grad_bias": "b"}
 
 
 @dataclass
@@ -58,6 +59,7 @@ class VerifyReport:
     fn_module: str | None = None
     takes_bias: bool = False
     not_visited: list = field(default_factory=list)
+    hint: str = ""
 
     # -- the public summary ------------------------------------------------------------------------
 
@@ -107,6 +109,10 @@ class VerifyReport:
         takes_bias = self.takes_bias
         lines = ["import numpy as np", "from convgrad.verify import expected"]
         if self.fn_module and self.fn_module not in ("__main__", "builtins"):
+            folder = os.path.dirname(self.source.rsplit(":", 1)[0]) if self.source != "?" else ""
+            if folder:
+                lines[0] = "import sys\nimport numpy as np"
+                lines.append(f"sys.path.insert(0, {folder!r})")
             lines.append(f"from {self.fn_module} import {self.fn_name.split('.')[0]}")
         lines.append("rng = np.random.default_rng(0)")
         for name in operands:
@@ -119,13 +125,18 @@ class VerifyReport:
         lines.append(f"got = {self.fn_name}({', '.join(args)}{kw})")
         cl = ", channels_last=True" if self.channels_last else ""
         lines.append(f"want = expected({self.op!r}, {', '.join(args)}{kw}{cl})")
+        f = self.finding
+        if f is not None and f.kind in ("values", "nonfinite", "shape"):
+            pick = "" if self.op.endswith("forward") else f"[{RESULT_INDEX[f.quantity]}]"
+            lines.append(f"np.testing.assert_allclose(got{pick}, want{pick}, atol=1e-9)   # fails: {f.quantity}")
         return "\n".join(lines)
 
-    def text(self) -> str:
+    def text(self, *, seconds: bool = True) -> str:
+        """The report for a reader; ``seconds=False`` leaves the run time out (for documents that must not change)."""
         layout = "channels last" if self.channels_last else "channels first"
         head = (f"convgrad verify: {self.fn_name} ({self.source}), op {self.op}, {self.dims}-D, {layout}, "
                 f"{self.dtype}; varied: {', '.join(self.declared) or 'nothing (no stride/padding/... keywords)'}")
-        lines = [head, f"checked {self.configs_checked} configurations in {self.seconds:.1f} s"]
+        lines = [head, f"checked {self.configs_checked} configurations" + (f" in {self.seconds:.1f} s" if seconds else "")]
         if self.ok:
             lines.append("OK: every configuration matched convgrad's exact result "
                          f"(elementwise, tolerance {TOLERANCE[self.dtype]:g} of the largest value)")
@@ -135,10 +146,12 @@ class VerifyReport:
             return "\n".join(lines)
         f = self.finding
         lines.append(f"FAIL: {f.message}" + (f"\n  raised at {f.where}" if f.where else ""))
+        if self.hint:
+            lines.append(f"note: {self.hint}")
         if f.kind == "timeout":
             how = "not shrunk: every try would take the whole per-call time"
         else:
-            how = f"{self.shrink_steps} shrinking steps from the first failure"
+            how = f"{self.shrink_steps} shrinking step{'' if self.shrink_steps == 1 else 's'} from the first failure"
         lines.append(f"minimal failing configuration ({how}; first failure in the '{self.region}' region):")
         lines.append(f"  {self._config_line()}")
         lines.append("reproduce it:")
@@ -169,7 +182,7 @@ class VerifyReport:
             lines.append(f"worst element: {name}[{', '.join(map(str, uidx))}]: expected {exp:.6g}, got {got:.6g}")
             terms = self._terms(f.quantity, idx)
             if terms:
-                lines.append(f"  it should sum {len(terms)} term(s): " + " + ".join(terms))
+                lines.append(f"  it should sum {len(terms)} term{'' if len(terms) == 1 else 's'}: " + " + ".join(terms))
             elif terms is not None:
                 lines.append("  no window reads this element: its gradient is exactly 0")
         if f.quantity != "grad_bias":
@@ -220,6 +233,7 @@ class VerifyReport:
             "diagnosis": [{"id": b, "mistake": BUGS[b], "explanation": explanation(b, self.evidence.case)}
                           for b in self.diagnosis],
             "reproduce": self.snippet(),
+            "hint": self.hint or None,
         })
         if f.wrong is not None:
             worst = f.worst()

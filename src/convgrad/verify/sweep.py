@@ -225,7 +225,8 @@ def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: 
                         configs_checked=runner.checked, seconds=time.perf_counter() - start, seed=int(seed),
                         evidence=minimal, first=first, region=region, shrink_steps=steps,
                         diagnosis=diagnosis, params=user_params(minimal.case, sig.declared, per_dim),
-                        fn_module=_importable_module(fn), takes_bias=sig.takes_bias)
+                        fn_module=_importable_module(fn), takes_bias=sig.takes_bias,
+                        hint=sig.op_hint(op) if first.findings[0].kind in ("exception", "shape", "type") else "")
 
 
 def _importable_module(fn) -> str | None:
