@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from convgrad import api
+
+ROOT = Path(__file__).resolve().parents[2]
 from convgrad.explain import explain
 
 __all__ = ["render_questions", "main"]
@@ -317,6 +319,23 @@ and column are never read, their gradient is exactly 0 ({"checked" if tail_zero 
 # ------------------------------------------------------------------------------------------------
 
 
+def _verify_seed002():
+    """``convgrad verify`` on seed 002's formulas as coded in docs/questions/seed002_backward.py."""
+    import contextlib
+    import importlib.util
+
+    import convgrad
+
+    path = ROOT / "docs" / "questions" / "seed002_backward.py"
+    spec = importlib.util.spec_from_file_location("seed002_backward", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with contextlib.chdir(ROOT):   # the report names the file relative to the repository
+        asked = convgrad.verify(module.backward_as_asked, "backward", time_limit=120)
+        fixed = convgrad.verify(module.backward_fixed, "backward", time_limit=120)  # every case, whatever the load
+    return asked, fixed
+
+
 def _seed002() -> tuple[str, dict]:
     n_ch, h, n_f, f, s = 2, 8, 3, 3, 2
     ex = explain((n_ch, h, h), (n_f, n_ch, f, f), stride=s)
@@ -409,6 +428,11 @@ db = dO.sum(axis=(1, 2))"""
     f0 = ex.to_dict()["formulas"]["grad_input"]
     ok_calls = _cmp(api.conv_transpose(dO, W, stride=s, output_padding=1), ref.input)[0] and _cmp(
         api.conv_weight(X, W.shape, dO, stride=s), ref.weight)[0]
+    asked_report, fixed_report = _verify_seed002()
+    asked_named = asked_report.diagnosis[:1] == ["summation_bounds"]
+    fixed_ok = fixed_report.ok
+    asked_text = asked_report.text(seconds=False)
+    fixed_text = fixed_report.text(seconds=False)
     out = f"""## 002 — Backpropagation for one conv layer: are the bounds i_lower, i_upper right?
 
 **The question.** A layer without padding (padding is a separate layer), input `X` (n_ch×h×w),
@@ -466,6 +490,15 @@ Equivalently, `dX` is the transposed convolution of `dO`
 unread 8th row) and `dW` is `convgrad.conv_weight(X, W.shape, dO, stride=2)`
 ({"both checked" if ok_calls else "CHECK FAILED"}).
 
+**Checking the code itself with `convgrad verify`.** The formulas above, coded literally as the
+asker would (1-based loops, NumPy indexing; [questions/seed002_backward.py](questions/seed002_backward.py)),
+run through `convgrad verify`, which tries the configurations where such code goes wrong, shrinks the
+first failure and names the mistake ({_checked(asked_named, "it names `summation_bounds`")}):
+
+{_code("$ convgrad verify docs/questions/seed002_backward.py:backward_as_asked --op backward" + chr(10) + asked_text, "sh")}
+With the corrected bounds the same file passes ({_checked(fixed_ok, "every configuration matches")}):
+
+{_code("$ convgrad verify docs/questions/seed002_backward.py:backward_fixed --op backward" + chr(10) + fixed_text, "sh")}
 ![∂L/∂X at 0-based (0, 3, 3), i.e. p = q = 4: only i = j = 2 contributes](questions/seed002.png)
 
 """
