@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import algorithms
+from . import algorithms, dask_array
 from .dtypes import as_real_array, result_dtype
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
@@ -237,6 +237,8 @@ def _conv(
 
         y[n, o, i] = b[o] + sum_{c < C_g} sum_k w[o, c, k] * x[n, g*C_g + c, i*S + k*D - P_lo]
     """
+    if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
+        return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm=algorithm)
     algorithm = _algorithm(algorithm, _func)
     w = _weight(weight, _func, _rank)
     x, unbatched = _batched_input(input, w, _func)
@@ -279,6 +281,8 @@ def _conv_backward(
     divide ``H + P_lo + P_hi - K_eff``, holes when ``S > K_eff``) get exactly zero. With a non-zero
     ``padding_mode`` the border's gradient is added onto the elements it copied.
     """
+    if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
+        return dask_array.conv_backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs=needs, algorithm=algorithm)
     algorithm = _algorithm(algorithm, _func)
     wanted = _needs(needs, _func)
     w = _weight(weight, _func, _rank)
@@ -400,6 +404,8 @@ def _conv_transpose(
 
         y[n, c, h] = b[c] + sum_{o in group(c)} sum_k x[n, o, (h + P_lo - k*D)/S] * w[o, c - g*C_g, k]
     """
+    if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
+        return dask_array.conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm=algorithm)
     algorithm = _algorithm(algorithm, _func)
     w = _weight(weight, _func, _rank)
     x, unbatched = _batched_input(input, w, _func)
