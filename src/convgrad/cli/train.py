@@ -50,6 +50,11 @@ def register(sub) -> None:
     p.add_argument("--threads", type=_positive, default=1,
                    help="threads for BLAS and for convgrad's worker threads (default 1: this network's matrix products are too small to gain from more, and "
                         "lose a lot when the cores are busy; needs threadpoolctl, installed with scikit-learn)")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="data-parallel: split each batch over a Dask LocalCluster of N worker processes (same steps as one "
+                        "process; needs convgrad[dask])")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="data-parallel on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (one shard per worker)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true",
                    help='print one JSON line {"test_accuracy": ..., "epochs": ..., "seconds": ...} at the end '
@@ -139,6 +144,7 @@ def _blas_threads(n: int):
 def run(args) -> int:
     from ..nn import Adam, CrossEntropyLoss
     from ..nn.checkpoint import save_lenet
+    from ..nn.distributed import data_parallel
     from ..nn.models import LeNetConfig, count_parameters, lenet
     from ..nn.training import cosine_lr, fit
     from . import train_figures
@@ -171,9 +177,11 @@ def run(args) -> int:
     from ..runtime import settings
 
     # --threads bounds both NumPy's BLAS threads and convgrad's own worker threads
-    with _blas_threads(args.threads), settings(num_threads=args.threads):
+    with _blas_threads(args.threads), settings(num_threads=args.threads), \
+            data_parallel(model, loss_fn, optimizer, workers=args.workers, scheduler=args.scheduler) as step:
         history = fit(model, loss_fn, optimizer, train, test, epochs=args.epochs, batch_size=args.batch_size, rng=rng,
-                      schedule=lambda e: cosine_lr(args.lr, e, args.epochs), progress_factory=factory, on_epoch=on_epoch)
+                      schedule=lambda e: cosine_lr(args.lr, e, args.epochs), progress_factory=factory, on_epoch=on_epoch,
+                      step=step)
     seconds = time.perf_counter() - start
     close_bar()
     final = history[-1]
