@@ -282,7 +282,8 @@ def _conv_backward(
     ``padding_mode`` the border's gradient is added onto the elements it copied.
     """
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
-        return dask_array.conv_backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs=needs, algorithm=algorithm)
+        return dask_array.conv_backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
+                                        needs=needs, algorithm=algorithm)
     algorithm = _algorithm(algorithm, _func)
     wanted = _needs(needs, _func)
     w = _weight(weight, _func, _rank)
