@@ -101,3 +101,14 @@ def test_import_convgrad_does_not_import_dask():
     code = "import sys, convgrad, convgrad.dask_array, convgrad.nn.distributed; print(any(m == 'dask' or m.startswith(('dask.', 'distributed')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import convgrad.dask_array
+    import convgrad.nn.distributed
+
+    for module in (convgrad.dask_array, convgrad.nn.distributed):
+        result = doctest.testmod(module)
+        assert result.attempted >= 5 and result.failed == 0, module.__name__

@@ -163,13 +163,6 @@ def _advance(shard: _Shard, s: int, combined, threads: int):
     return shard, report
 
 
-class _SumLoss(CrossEntropyLoss):
-    """The user's cross-entropy with ``reduction="sum"``: a shard's share of the batch's mean."""
-
-    def __init__(self, loss: CrossEntropyLoss):
-        super().__init__(ignore_index=loss.ignore_index, reduction="sum", label_smoothing=loss.label_smoothing)
-
-
 def _dropout_forward(layer: Dropout, x: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
     """``Dropout.forward`` with the mask drawn by the client (``None``: the layer draws nothing)."""
     if keep is None:
@@ -280,7 +273,9 @@ class DataParallelStep:
             raise ValueError(f"DataParallelStep: shards must be a positive integer, got {shards!r}")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.shards, self.client, self.threads = int(shards), client, threads
-        self._sum_loss = _SumLoss(loss_fn)
+        # a shard's share of the batch's mean: its sum, divided by the batch's count
+        self._sum_loss = CrossEntropyLoss(ignore_index=loss_fn.ignore_index, reduction="sum",
+                                          label_smoothing=loss_fn.label_smoothing)
         self._dropout_shapes: dict[tuple, dict[int, tuple]] = {}
 
     def _masks(self, x: np.ndarray) -> dict[int, np.ndarray | None]:
