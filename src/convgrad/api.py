@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import algorithms
+from . import algorithms, dask_array
 from .dtypes import as_real_array, result_dtype
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
@@ -210,6 +210,9 @@ def _gradients(spec: ConvSpec, grad_output, x, w, out_shape, ops, needs, algorit
 
 def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, func: str,
              rank: int | None) -> np.ndarray:
+    if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
+        _weight(weight, func, rank)
+        return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm=algorithm)
     algorithm = _algorithm(algorithm, func)
     w = _weight(weight, func, rank)
     x, unbatched = _batched_input(input, w, func)
@@ -220,6 +223,10 @@ def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mod
 def _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
               func: str, rank: int | None, what: str = "the output") -> Gradients:
     """The one backward of a convolution: every gradient the mask ``needs`` names."""
+    if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
+        _weight(weight, func, rank)
+        return dask_array.conv_backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
+                                        needs=needs, algorithm=algorithm)
     algorithm = _algorithm(algorithm, func)
     wanted = _needs(needs, func)
     w = _weight(weight, func, rank)
@@ -262,6 +269,10 @@ def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation
 
 def _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm, func: str,
                        rank: int | None) -> np.ndarray:
+    if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
+        _weight(weight, func, rank)
+        return dask_array.conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation,
+                                         algorithm=algorithm)
     algorithm = _algorithm(algorithm, func)
     w = _weight(weight, func, rank)
     x, unbatched = _batched_input(input, w, func)

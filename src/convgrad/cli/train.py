@@ -69,6 +69,12 @@ def register(sub) -> None:
     p.add_argument("--threads", type=positive_int, default=1,
                    help="threads for BLAS and for convgrad's worker threads (default 1: this network's matrix products are too small to gain from more, and "
                         "lose a lot when the cores are busy; needs threadpoolctl, installed with scikit-learn)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="data-parallel: split each batch over a Dask LocalCluster of N worker processes (same steps as one "
+                        "process; needs convgrad[dask]) (default: no cluster)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="data-parallel on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (one shard per worker) "
+                        "(default: no cluster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (there is none anyway when the output is not a terminal)")
     p.add_argument("--json", action="store_true",
                    help='print one JSON line {"test_accuracy": ..., "epochs": ..., "seconds": ...} at the end '
@@ -182,6 +188,7 @@ def _saved_run(folder: Path):
 def run(args) -> int:
     from ..nn import Adam, CrossEntropyLoss
     from ..nn.checkpoint import save_lenet
+    from ..nn.distributed import data_parallel
     from ..nn.models import LeNetConfig, count_parameters, lenet
     from ..nn.training import EpochResult, cosine_lr, fit
     from ..runtime import settings as runtime_settings
@@ -247,10 +254,12 @@ def run(args) -> int:
     start = time.perf_counter()
     try:
         # --threads bounds both NumPy's BLAS threads and convgrad's own worker threads
-        with _blas_threads(args.threads), runtime_settings(num_threads=args.threads):
+        # (a cluster that cannot be reached fails here, before any training)
+        with _blas_threads(args.threads), runtime_settings(num_threads=args.threads), \
+                data_parallel(model, loss_fn, optimizer, workers=args.workers, scheduler=args.scheduler) as step:
             fit(model, loss_fn, optimizer, train, test, epochs=epochs, batch_size=run_settings["batch_size"], rng=rng,
                 schedule=lambda e: cosine_lr(lr, e, epochs), progress_factory=factory, on_epoch=on_epoch,
-                start_epoch=first_epoch)
+                start_epoch=first_epoch, step=step)
         seconds = time.perf_counter() - start
         close_bar()
         save(history)  # at the end as well (a resumed finished run, or another --out, gets its file too)
