@@ -26,12 +26,15 @@ from .module import Module
 from .optim import SGD, Adam, Optimizer
 from .parameter import Parameter
 from .pooling import AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d
+from .residual import AdaptiveAvgPool2d, BasicBlock
 
 __all__ = [
     "Adam",
+    "AdaptiveAvgPool2d",
     "AvgPool1d",
     "AvgPool2d",
     "AvgPool3d",
+    "BasicBlock",
     "BatchNorm2d",
     "Conv1d",
     "Conv2d",

@@ -1,0 +1,141 @@
+"""Residual blocks and global pooling for ResNet-style networks: ``BasicBlock``, ``AdaptiveAvgPool2d``.
+
+A residual block adds its input (or a 1x1 projection of it) to the output of two 3x3
+convolutions; its backward pass therefore sends the output gradient down both paths and adds
+what comes back::
+
+    main = bn2(conv2(relu(bn1(conv1(x)))))      short = x  or  bn_d(conv_d(x))      y = relu(main + short)
+    dz = dy * (main + short > 0)                dx = main.backward(dz) + short.backward(dz)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..dtypes import as_real_array
+from .activation import ReLU
+from .batchnorm import BatchNorm2d
+from .container import Sequential
+from .conv import Conv2d, _channels
+from .init import resolve_rng
+from .module import Module, format_args
+
+__all__ = ["BasicBlock", "AdaptiveAvgPool2d"]
+
+
+class BasicBlock(Module):
+    """ResNet's basic block (He et al. 2016), with torchvision's ``BasicBlock`` parameter names.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    stride : int
+        Of the first 3x3 convolution (2 halves the map).
+    rng : numpy Generator or int, optional
+        Initial weights (PyTorch's default initialisation).
+
+    The shortcut is the identity when the shape does not change, else a 1x1 convolution with the
+    block's stride followed by batch norm (``downsample.0``, ``downsample.1``), as in torchvision.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> block = BasicBlock(4, 8, stride=2, rng=0)
+    >>> y = block(np.random.default_rng(0).standard_normal((2, 4, 8, 8)))
+    >>> y.shape, block.backward(np.ones_like(y)).shape
+    ((2, 8, 4, 4), (2, 4, 8, 8))
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, dtype=None, rng=None):
+        super().__init__()
+        self.in_channels = _channels(in_channels, "BasicBlock", "in_channels")
+        self.out_channels = _channels(out_channels, "BasicBlock", "out_channels")
+        if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+            raise ValueError(f"BasicBlock: stride must be a positive integer, got {stride!r}")
+        self.stride = int(stride)
+        gen = resolve_rng(rng, "BasicBlock")
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=gen)
+        self.bn1 = BatchNorm2d(out_channels, dtype=dtype)
+        self.relu1 = ReLU()
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, dtype=dtype, rng=gen)
+        self.bn2 = BatchNorm2d(out_channels, dtype=dtype)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = Sequential(
+                Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, dtype=dtype, rng=gen),
+                BatchNorm2d(out_channels, dtype=dtype),
+            )
+
+    def forward(self, x):
+        x = as_real_array(x, "BasicBlock", "input")
+        main = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        short = x if self.downsample is None else self.downsample(x)
+        z = main + short
+        mask = z > 0
+        self._remember(mask)
+        return z * mask
+
+    def backward(self, grad_output, *, input_grad: bool = True):
+        (mask,) = self._recall()
+        dy = as_real_array(grad_output, "BasicBlock.backward", "grad_output")
+        if dy.shape != mask.shape:
+            raise ValueError(f"BasicBlock.backward: grad_output must have shape {mask.shape}, got {dy.shape}")
+        dz = dy * mask
+        d = self.bn2.backward(dz)
+        d = self.conv2.backward(d)
+        d = self.relu1.backward(d)
+        d = self.bn1.backward(d)
+        dx_main = self.conv1.backward(d, input_grad=input_grad)
+        if self.downsample is None:
+            return dx_main + dz if input_grad else None
+        dx_short = self.downsample.backward(dz, input_grad=input_grad)
+        return dx_main + dx_short if input_grad else None
+
+    def extra_repr(self) -> str:
+        return format_args((self.in_channels, self.out_channels), [("stride", self.stride, 1)])
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average over each output cell's share of the map; ``output_size=1`` is global average pooling.
+
+    Supports output sizes that divide the input's spatial size (every cell averages an equal
+    block), which covers ResNet's ``AdaptiveAvgPool2d(1)``::
+
+        y[n, c, i, j] = mean of x[n, c, i*bh:(i+1)*bh, j*bw:(j+1)*bw]       dx = dy / (bh*bw) spread over the block
+    """
+
+    def __init__(self, output_size=1):
+        super().__init__()
+        size = (output_size, output_size) if isinstance(output_size, (int, np.integer)) else tuple(output_size)
+        if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in size):
+            raise ValueError(f"AdaptiveAvgPool2d: output_size must be a positive int or a pair, got {output_size!r}")
+        self.output_size = tuple(int(s) for s in size)
+
+    def forward(self, x):
+        x = as_real_array(x, "AdaptiveAvgPool2d", "input")
+        if x.ndim != 4:
+            raise ValueError(f"AdaptiveAvgPool2d: input must be (N, C, H, W), got shape {x.shape}")
+        (oh, ow), (h, w) = self.output_size, x.shape[2:]
+        if h % oh or w % ow:
+            raise ValueError(f"AdaptiveAvgPool2d: output_size {self.output_size} must divide the input's spatial "
+                             f"size {(h, w)} (blocks of unequal size are not supported)")
+        bh, bw = h // oh, w // ow
+        self._remember(x.shape)
+        blocks = x.reshape(x.shape[0], x.shape[1], oh, bh, ow, bw)   # (N, C, oh, bh, ow, bw)
+        return blocks.mean(axis=(3, 5))
+
+    def backward(self, grad_output, *, input_grad: bool = True):
+        (shape,) = self._recall()
+        if not input_grad:
+            return None
+        dy = as_real_array(grad_output, "AdaptiveAvgPool2d.backward", "grad_output")
+        (oh, ow), (h, w) = self.output_size, shape[2:]
+        bh, bw = h // oh, w // ow
+        if dy.shape != (*shape[:2], oh, ow):
+            raise ValueError(f"AdaptiveAvgPool2d.backward: grad_output must have shape {(*shape[:2], oh, ow)}, got {dy.shape}")
+        scaled = dy / dy.dtype.type(bh * bw)
+        spread = np.broadcast_to(scaled[:, :, :, None, :, None], (*shape[:2], oh, bh, ow, bw))
+        return spread.reshape(shape).copy()
+
+    def extra_repr(self) -> str:
+        return format_args((self.output_size if self.output_size[0] != self.output_size[1] else self.output_size[0],), [])

@@ -1,0 +1,32 @@
+"""The training-step benchmark compares like with like: same network, same weights, same step.
+
+(Never timed: the benchmark itself is ``python -m convgrad.bench.train_step``.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from convgrad.bench import train_step  # noqa: E402
+
+
+@pytest.mark.parametrize("net", train_step.NETS)
+def test_both_libraries_take_the_same_step(net):
+    x, y = train_step.batch(net, "float64", n=6)
+    model, step = train_step.build(net, "convgrad", "float64")
+    tmodel, tstep = train_step.build(net, "torch", "float64")
+    losses = [(step(x, y), tstep(torch.from_numpy(x), torch.from_numpy(y))) for _ in range(2)]
+    for ours, theirs in losses:
+        assert ours == pytest.approx(theirs, rel=1e-10)
+    state = {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(value, state[name], rtol=1e-8, atol=1e-10, err_msg=name)
+
+
+def test_unknown_network_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_step.main(["--nets", "alexnet"])
+    assert exc.value.code == 2 and "alexnet" in capsys.readouterr().err
