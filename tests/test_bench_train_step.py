@@ -30,3 +30,18 @@ def test_unknown_network_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         train_step.main(["--nets", "alexnet"])
     assert exc.value.code == 2 and "alexnet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--no-torch"], "cannot run with --no-torch"),
+    (["--layers", "a"], "--layers, --input and --weight are for layers"),
+    (["--nets", "alexnet"], "--nets: expected names"),
+    (["--dtypes", "float16"], "--dtypes"),
+    (["--repeats", "3"], "at least 7"),
+])
+def test_bench_train_mistakes_are_one_line(argv, message, capsys):
+    from convgrad.cli import main
+
+    assert main(["bench", "--train", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

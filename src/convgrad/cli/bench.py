@@ -29,7 +29,8 @@ def register(sub) -> None:
     )
     p.add_argument("--layers", default=None, metavar="NAMES",
                    help="comma-separated subset of the layers a,b,c,d,e,f,g1,g2,h,i (default: all)")
-    p.add_argument("--repeats", type=positive_int, default=5, metavar="R", help="timed rounds per layer (median; default 5)")
+    p.add_argument("--repeats", type=positive_int, default=None, metavar="R",
+                   help="timed rounds per layer, or steps per network with --train (median; default 5, with --train 9)")
     p.add_argument("--warmup", type=nonnegative_int, default=1, metavar="W", help="untimed calls of each function first (default 1)")
     p.add_argument("--threads", type=positive_int, default=2, metavar="T",
                    help="threads for convgrad, NumPy's BLAS and PyTorch (default 2)")
@@ -39,6 +40,13 @@ def register(sub) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (faster)")
     p.add_argument("--no-torch", action="store_true", help="time convgrad alone")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the full record as JSON to PATH ('-' = stdout)")
+    p.add_argument("--train", action="store_true",
+                   help="time whole training steps (forward, loss, backward, SGD) of small CNNs instead of layers: "
+                        "convgrad.nn against torch.nn, each library in its own process, alternating")
+    p.add_argument("--nets", default=None, metavar="NAMES",
+                   help="with --train: comma-separated subset of lenet5,vgg,resnet8,cnn1d (default: all)")
+    p.add_argument("--dtypes", default="float32,float64", metavar="DTYPES",
+                   help="with --train: comma-separated dtypes (default float32,float64)")
     add_conv_arguments(p, input_default="", weight_default="")
     for action in p._actions:  # no default configuration here: the ten layers are the default
         if action.dest in ("input", "weight"):
@@ -85,9 +93,54 @@ def _check_json_path(path: str | None) -> None:
         os.unlink(target)
 
 
+def run_train(args) -> int:
+    """``convgrad bench --train``: whole training steps of small CNNs against torch.nn."""
+    from ..bench import train_step
+
+    if args.no_torch:
+        raise ValueError("--train compares against torch.nn: it cannot run with --no-torch")
+    if args.layers or args.input or args.weight:
+        raise ValueError("--train times whole networks (--nets); --layers, --input and --weight are for layers")
+    nets = [n.strip() for n in (args.nets or ",".join(train_step.NETS)).split(",") if n.strip()]
+    unknown = [n for n in nets if n not in train_step.NETS]
+    if unknown or not nets:
+        raise ValueError(f"--nets: expected names from {','.join(train_step.NETS)}, got {args.nets!r}")
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtypes or any(d not in ("float32", "float64") for d in dtypes):
+        raise ValueError(f"--dtypes: expected float32 and/or float64, got {args.dtypes!r}")
+    repeats = 9 if args.repeats is None else args.repeats
+    if repeats < 7:
+        raise ValueError(f"--repeats: --train reports the median of at least 7 steps, got {repeats}")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ValueError("PyTorch is not installed: pip install 'convgrad[bench]' (torch==2.13.0)") from None
+    _check_json_path(args.json)
+    quiet = getattr(args, "quiet", False)
+    say = (lambda line: None) if quiet else (lambda line: print(line, flush=True))
+    say(train_step.HEADER)
+    record = train_step.run(nets, tuple(dtypes), repeats, max(1, args.warmup), args.threads, progress=say)
+    for dtype, ratio in record["geomean_ratio"].items():
+        say(f"geometric mean of the ratio convgrad/PyTorch, {dtype}: {ratio:.2f}")
+    if args.json:
+        text = json.dumps(record, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text + "\n")
+    return 0
+
+
 def run(args) -> int:
     from ..bench import format_table, run_benchmark
 
+    if args.train:
+        return run_train(args)
+    if args.nets is not None:
+        raise ValueError("--nets goes with --train")
+    if args.repeats is None:
+        args.repeats = 5
     with_torch = not args.no_torch
     if with_torch:
         try:
