@@ -21,6 +21,8 @@ no output reads get an exact zero gradient (the transform's rounding there is cl
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 
 import numpy as np
@@ -31,13 +33,21 @@ from .base import Algorithm
 from .work import Work
 from .registry import register
 
-try:  # optional: faster single-precision transforms
-    import scipy.fft as _fft
+# optional: scipy.fft's faster single-precision transforms. Imported on first use: importing SciPy
+# takes ~0.8 s, most of `import convgrad`, and most programs never run this algorithm.
+BACKEND = "scipy" if importlib.util.find_spec("scipy") is not None else "numpy"
 
-    BACKEND = "scipy"
-except ImportError:  # pragma: no cover - depends on the environment
-    _fft = np.fft
-    BACKEND = "numpy"
+
+class _FirstUse:
+    """Stands for the FFT module until an attribute is asked for, then puts the module in its place."""
+
+    def __getattr__(self, name):
+        global _fft
+        _fft = importlib.import_module("scipy.fft") if BACKEND == "scipy" else np.fft
+        return getattr(_fft, name)
+
+
+_fft = _FirstUse()
 
 
 def fast_length(n: int) -> int:
