@@ -332,3 +332,59 @@ def test_float32_arithmetic_is_named_as_such():
     report = convgrad.verify(conv_in_float32, "forward", dims=1, time_limit=5)
     assert not report.ok and "float32" in report.text() and report.diagnosis == []
     assert convgrad.verify(conv_in_float32, "forward", dims=1, dtype="float32", time_limit=3).ok
+
+
+def test_a_mistake_that_is_not_per_axis_is_not_called_per_axis():
+    """Per-dim parameters that differ do not by themselves make a bug `per_axis` (a ceil output size here)."""
+    def ceil_forward(x, w, stride=(1, 1)):
+        y = expected("forward", x, w, stride=tuple(stride))
+        extra = [(x.shape[2 + d] - w.shape[2 + d]) % stride[d] != 0 for d in range(2)]
+        return np.pad(y, ((0, 0), (0, 0), (0, int(extra[0])), (0, int(extra[1]))))   # one zero row/column too many
+
+    report = convgrad.verify(ceil_forward, "forward", per_dim=True, time_limit=8)
+    assert not report.ok and report.finding.kind == "shape"
+    assert "per_axis" not in report.diagnosis
+
+
+def test_the_reproduction_draws_the_numbers_of_the_report():
+    def conv1d(x, w, stride=1):          # ignores the stride
+        k = w.shape[2]
+        ho = (x.shape[2] - k) // stride + 1
+        return sum(np.einsum("nci,fc->nfi", x[:, :, t:t + ho], w[:, :, t]) for t in range(k))
+
+    for channels_last in (False, True):
+        fn = conv1d if not channels_last else (
+            lambda x, w, stride=1: np.moveaxis(conv1d(np.moveaxis(x, -1, 1), np.transpose(w, (2, 1, 0)), stride), 1, -1))
+        report = convgrad.verify(fn, "forward", dims=1, channels_last=channels_last, seed=7, time_limit=5)
+        scope = {"conv1d": fn, "fn": fn}
+        with pytest.raises(AssertionError):
+            exec(report.snippet(), scope)
+        idx, want, got = report.finding.worst()
+        user_idx = (idx[0], *idx[2:], idx[1]) if channels_last else idx
+        assert scope["want"][user_idx] == pytest.approx(want, abs=1e-12)
+        assert scope["got"][user_idx] == pytest.approx(got, abs=1e-12)
+
+
+def test_argument_types_are_checked_and_numpy_scalars_accepted():
+    def conv1d(x, w):
+        return expected("forward", x, w)
+
+    with pytest.raises(TypeError, match="channels_last must be True or False"):
+        convgrad.verify(conv1d, "forward", dims=1, channels_last="no")
+    with pytest.raises(TypeError, match="per_dim must be True or False"):
+        convgrad.verify(conv1d, "forward", dims=1, per_dim="false")
+    with pytest.raises(TypeError, match="progress must be a callable"):
+        convgrad.verify(conv1d, "forward", dims=1, progress=5)
+    assert convgrad.verify(conv1d, "forward", dims=1, dtype=np.float64, time_limit=np.float32(2)).ok
+
+
+def test_cli_json_stays_json_when_the_users_code_prints(tmp_path, capsys):
+    noisy = tmp_path / "noisy.py"
+    noisy.write_text("import numpy as np\nfrom convgrad.verify import expected\nprint('loading')\n"
+                     "def f(x, w, stride=1):\n    print('called')\n    return expected('forward', x, w, stride=stride)\n"
+                     "class Layer:\n    pass\n")
+    code, out, err = _cli(f"{noisy}:f", "--op", "forward", "--dims", "1", "--json", "--time-limit", "2", capsys=capsys)
+    assert code == 0 and json.loads(out)["ok"] is True and "called" in err
+    code, out, err = _cli(f"{noisy}:Layer", "--op", "forward", capsys=capsys)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1 and "is a class" in errors[0] and out == ""

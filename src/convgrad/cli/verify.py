@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -79,6 +81,9 @@ def load_function(target: str):
                              and getattr(v, "__module__", None) == module_name)
             raise UsageError(f"{path} has no function {name!r}" + (f" (it defines: {', '.join(defined)})" if defined else ""))
         fn = getattr(fn, part)
+    if inspect.isclass(fn):
+        raise UsageError(f"{name!r} in {path} is a class; pass a function (for a layer class, a few-line adapter "
+                         "that builds the layer and calls forward/backward: see docs/verify.md)")
     if not callable(fn):
         raise UsageError(f"{name!r} in {path} is a {type(fn).__name__}, not a function")
     return fn
@@ -100,7 +105,8 @@ def run(args) -> int:
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             return _usage(f"--figure: folder {folder} does not exist or is not writable")
     try:
-        fn = load_function(args.target)
+        with contextlib.redirect_stdout(sys.stderr):   # what the user's file prints must not mix with the report
+            fn = load_function(args.target)
     except UsageError as exc:
         return _usage(str(exc))
     show = sys.stderr.isatty() and not getattr(args, "quiet", False)
@@ -111,9 +117,10 @@ def run(args) -> int:
             print(f"\rconvgrad verify: {word}: {checked} run", end="", file=sys.stderr, flush=True)
 
     try:
-        report = verify(fn, args.op, dims=args.dims, channels_last=args.channels_last, per_dim=args.per_dim,
-                        dtype=args.dtype, seed=args.seed, time_limit=args.time_limit, padding_forms=forms,
-                        progress=progress)
+        with contextlib.redirect_stdout(sys.stderr):   # prints of the user's code go to stderr (--json stays JSON)
+            report = verify(fn, args.op, dims=args.dims, channels_last=args.channels_last, per_dim=args.per_dim,
+                            dtype=args.dtype, seed=args.seed, time_limit=args.time_limit, padding_forms=forms,
+                            progress=progress)
     except (TypeError, ValueError) as exc:
         if show:
             print("\r\033[K", end="", file=sys.stderr)

@@ -83,7 +83,8 @@ def explanation(bug: str, case: Case) -> str:
         "dilation_off_by_one": (
             f"Dilation D means taps D apart (D - 1 zeros between them; D = 1 is none): tap k reads "
             f"{rel}, and K_eff = D*(K-1) + 1 = {keff}. Reading taps D + 1 apart (numpy-ml's convention where "
-            "0 means none) shifts every tap after the first. Fix: `h = i*stride + k*dilation - pad`."),
+            "0 means none), D - 1 apart, or 1 apart (dilation ignored in one pass) shifts every tap after the "
+            "first. Fix: `h = i*stride + k*dilation - pad`, with the same D in the forward and both gradients."),
         "per_axis": (
             "Stride, padding and dilation are per dim: along dim d use stride[d], padding[d], dilation[d]. Here: "
             f"{_dims(g)}. Fix: index every per-dim parameter with its own dim; test with values that differ "

@@ -46,8 +46,9 @@ class Signature:
     source: str                 # "file.py:line"
     first: str = ""             # the name of its first positional parameter
 
-    def op_hint(self, op: str) -> str:
-        """A hint when the parameter names suggest another op (a backward checked as a forward, ...)."""
+    def op_hint(self, op: str, error: BaseException | None = None, dims: int = 2) -> str:
+        """A hint when the parameter names suggest another op (a backward checked as a forward, ...), or else
+        when an unpacking error suggests another number of spatial dims."""
         grad_like = self.first.lower().startswith(("d", "grad", "delta", "g_")) and self.first.lower() not in ("data",)
         if op.endswith("forward") and grad_like:
             return (f"its first parameter is named {self.first!r}: if it computes gradients, check it with "
@@ -55,6 +56,9 @@ class Signature:
         if op.endswith("backward") and self.first.lower() in ("x", "input", "inputs", "a", "a_prev", "img", "images"):
             return (f"its first parameter is named {self.first!r}: if it is a forward pass, check it with "
                     f"op='{op.replace('backward', 'forward')}' (--op {op.replace('backward', 'forward')})")
+        if error is not None and "values to unpack" in str(error):
+            return (f"it could not unpack a shape: does it expect {dims}-D convolutions ({dims + 2}-D arrays)? "
+                    "Set dims= (--dims) to the number of spatial dims it handles")
         return ""
 
 

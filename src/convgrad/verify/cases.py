@@ -294,15 +294,19 @@ def shrink_moves(case: Case, per_dim: bool) -> list[Case]:
     return [m for m in moves if m != case and m.valid()]
 
 
+def random_key(case: Case, seed: int) -> list[int]:
+    """The seed of ``case``'s operands: the same case and seed always draw the same numbers."""
+    pads = case.padding if isinstance(case.padding, tuple) else (100 + ("same", "valid").index(case.padding),)
+    return [seed, OPS.index(case.op), case.batch, case.in_channels, case.out_channels, case.groups, *case.size,
+            *case.kernel, *case.stride, *pads, *case.dilation, *case.output_padding]
+
+
 def arrays(case: Case, seed: int, dtype) -> dict[str, np.ndarray]:
     """Random operands for ``case`` in convgrad's layout: never all ones, never symmetric kernels.
 
     The same case and seed always give the same arrays (shrinking compares like with like).
     """
-    pads = case.padding if isinstance(case.padding, tuple) else (100 + ("same", "valid").index(case.padding),)
-    key = (seed, OPS.index(case.op), case.batch, case.in_channels, case.out_channels, case.groups, *case.size,
-           *case.kernel, *case.stride, *pads, *case.dilation, *case.output_padding)
-    rng = np.random.default_rng(key)
+    rng = np.random.default_rng(random_key(case, seed))
     out_shape = case.output_shape
     data = {
         "x": rng.standard_normal(case.input_shape),

@@ -46,6 +46,7 @@ class Finding:
     got: np.ndarray | None = None        # the user's result turned to convgrad's layout (same shape)
     wrong: np.ndarray | None = None      # boolean mask of the wrong elements
     got_shape: tuple | None = None       # the user's shape, as returned
+    got_raw: np.ndarray | None = None    # a result of the wrong shape, in convgrad's layout (for its values)
     where: str = ""
     error: BaseException | None = field(default=None, repr=False)
 

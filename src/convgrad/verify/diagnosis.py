@@ -91,7 +91,9 @@ def _mutant_score(bug: str, ev: Evidence, finding: Finding) -> float:
             if m.shape == ev.expected[q].shape and not wrong_mask(ev.expected[q], m, ev.tol).any():
                 continue  # the mistake does not show here
             if finding.kind == "shape":
-                hit = m.shape == finding.got_shape
+                # the same wrong shape, and the same numbers in it when they can be compared
+                hit = m.shape == finding.got_shape and (
+                    finding.got_raw is None or m.size == 0 or _same(finding.got_raw.astype(np.float64), m, ev.tol))
             elif finding.kind in ("values", "nonfinite") and finding.got is not None:
                 hit = _same(finding.got, m, ev.tol)
             else:
@@ -126,7 +128,8 @@ def _only_last(f: Finding, counts) -> bool:
 
 def sig_overlap(ev: Evidence, f: Finding) -> bool:
     """The wrong elements are exactly the cells covered by two or more windows."""
-    if f.kind != "values" or (ev.case.op, f.quantity) not in (("backward", "grad_input"), ("transposed_forward", "output")):
+    # (a transposed output is mostly cells read by several windows: the property says little there)
+    if f.kind != "values" or (ev.case.op, f.quantity) != ("backward", "grad_input"):
         return False
     cover = geo.coverage(geo.geometry(ev.case)) >= 2
     return bool(cover.any()) and np.array_equal(_spatial_any(f.wrong), cover)
@@ -167,7 +170,7 @@ def sig_crop(ev: Evidence, f: Finding) -> bool:
     if f.quantity != "grad_input" or ev.case.op != "backward":
         return False
     if f.kind == "shape":
-        return 0 in f.got_shape[2:] or False
+        return 0 in f.got_shape[2:]
     if f.kind != "values":
         return False
     g = geo.geometry(ev.case)
@@ -251,25 +254,10 @@ def sig_output_padding(ev: Evidence, f: Finding) -> bool:
 
 
 def sig_seed002(ev: Evidence, f: Finding) -> bool:
-    """An IndexError in dX at stride > 1 (windows run past the end), or wrapped values in the top rows."""
+    """An IndexError in dX at stride > 1: summation limits that run past the end of w or dY."""
     g = geo.geometry(ev.case)
     return (f.kind == "exception" and isinstance(f.error, IndexError) and any(s > 1 for s in g.step)
             and ev.case.op == "backward")
-
-
-def sig_per_axis(ev: Evidence, f: Finding) -> bool:
-    """Per-dim parameters that differ, and wrong values along one dim only (or a shape wrong in one dim)."""
-    c = ev.case
-    if c.ndim < 2:
-        return False
-    differ = any(len(set(v)) > 1 for v in (c.stride, c.dilation, c.output_padding)) or (
-        isinstance(c.padding, tuple) and len(set(c.padding)) > 1)
-    if not differ:
-        return False
-    if f.kind == "shape":
-        exp = ev.expected[f.quantity].shape
-        return len(f.got_shape) == len(exp) and sum(a != b for a, b in zip(f.got_shape, exp)) >= 1
-    return f.kind == "values"
 
 
 SIGNATURES = {
@@ -283,7 +271,6 @@ SIGNATURES = {
     "transposed_weight_layout": sig_transposed_layout,
     "output_padding": sig_output_padding,
     "summation_bounds": sig_seed002,
-    "per_axis": sig_per_axis,
 }
 
 
@@ -296,9 +283,39 @@ REGION_HINTS = {"per_dim": "per_axis", "same": "padding_split", "groups": "group
                 "dilation": "dilation_off_by_one", "tail_beyond": "unread_tail", "tail_in_padding": "unread_tail"}
 
 
-def diagnose(evidence: list[Evidence], declared=(), region: str = "") -> list[str]:
-    """The ids that explain the failures, most likely first (``evidence[0]`` is the minimal case)."""
+@dataclass
+class Diagnosis:
+    """The ids that explain the failures, most likely first, and which quantity each explains."""
+
+    ids: list[str]
+    explains: dict[str, list[str]]
+
+
+def _score(bug: str, ev: Evidence, f: Finding) -> float:
+    try:
+        score = _mutant_score(bug, ev, f)
+    except Exception:   # a mutant that does not fit this case's shapes says nothing
+        score = 0.0
+    if score < 2.0 and bug in SIGNATURES:
+        try:
+            if SIGNATURES[bug](ev, f):
+                score = max(score, 1.0)
+        except Exception:   # nor does a signature
+            pass
+    return score
+
+
+def diagnose(evidence: list[Evidence], declared=(), region: str = "") -> Diagnosis:
+    """The ids that explain the failures (``evidence[0]`` is the minimal case).
+
+    An id must explain a failure of the minimal case itself, or be reproduced value for value by its
+    mutant on a larger failing case met while shrinking (where the minimal case is too small to tell,
+    e.g. a broadcast that hides the mistake); a structural signature on larger cases alone is too often
+    a coincidence of a bigger case.
+    """
     scores: dict[str, float] = {}
+    explains: dict[str, list[str]] = {}
+    on_minimal: set[str] = set()
     for rank, ev in enumerate(evidence):
         weight = 1.0 if rank == 0 else 0.25
         for f in ev.findings:
@@ -309,22 +326,21 @@ def diagnose(evidence: list[Evidence], declared=(), region: str = "") -> list[st
                 needs = REQUIRES.get(bug)
                 if needs and needs not in declared:
                     continue
-                try:
-                    score = _mutant_score(bug, ev, f)
-                    if score < 2.0 and bug in SIGNATURES and SIGNATURES[bug](ev, f):
-                        score = max(score, 1.0)
-                except Exception:   # a signature that does not fit this case's shapes says nothing
-                    score = 0.0
+                score = _score(bug, ev, f)
                 if score:
                     scores[bug] = scores.get(bug, 0.0) + weight * primary * score
+                    if rank == 0 or score == 2.0:
+                        on_minimal.add(bug)
+                        explains.setdefault(bug, [])
+                        if f.quantity not in explains[bug] and rank == 0:
+                            explains[bug].append(f.quantity)
+    scores = {b: v for b, v in scores.items() if b in on_minimal}
     hint = REGION_HINTS.get(region)
     if hint in scores:
         scores[hint] += 0.3
-    # per_axis is a weak signature: keep it only when nothing stronger explains the failure
-    if "per_axis" in scores and len(scores) > 1 and scores["per_axis"] <= 1.0:
-        del scores["per_axis"]
     # keep what explains the failure about as well as the best does
     top = max(scores.values(), default=0.0)
     scores = {b: v for b, v in scores.items() if v >= 0.5 * top}
     order = list(BUGS)
-    return sorted(scores, key=lambda b: (-scores[b], order.index(b)))
+    ids = sorted(scores, key=lambda b: (-scores[b], order.index(b)))
+    return Diagnosis(ids, {b: explains[b] for b in ids})

@@ -10,6 +10,7 @@ import numpy as np
 from .._display import mime_bundle
 from .advice import explanation
 from .calling import user_shape
+from .cases import random_key
 from .compare import TOLERANCE, describe, spatial_map
 from .diagnosis import BUGS, Evidence
 
@@ -57,6 +58,7 @@ class VerifyReport:
     region: str = ""
     shrink_steps: int = 0
     diagnosis: list = field(default_factory=list)
+    explains: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     fn_module: str | None = None
     takes_bias: bool = False
@@ -105,32 +107,37 @@ class VerifyReport:
         case = self.evidence.case
         operands = {"forward": ["x", "w"], "transposed_forward": ["x", "w"],
                     "backward": ["dy", "x", "w"], "transposed_backward": ["dy", "x", "w"]}[self.op]
-        shapes = {"x": user_shape("x", case.input_shape, self.channels_last),
-                  "w": user_shape("w", case.weight_shape, self.channels_last),
-                  "dy": user_shape("y", case.output_shape, self.channels_last)}
-        takes_bias = self.takes_bias
         lines = ["import numpy as np", "from convgrad.verify import expected"]
         if self.fn_module and self.fn_module not in ("__main__", "builtins"):
             folder = os.path.dirname(self.source.rsplit(":", 1)[0]) if self.source != "?" else ""
             if folder:
                 lines[0] = "import sys\nimport numpy as np"
                 lines.append(f"sys.path.insert(0, {folder!r})")
-            lines.append(f"from {self.fn_module} import {self.fn_name.split('.')[0]}")
-        lines.append("rng = np.random.default_rng(0)")
-        for name in operands:
-            lines.append(f"{name} = rng.standard_normal({shapes[name]})")
-        args = list(operands)
-        if takes_bias:
-            lines.append(f"b = rng.standard_normal({case.output_shape[1]})")
-            args.append("b")
+            if self.fn_name.isidentifier():
+                lines.append(f"from {self.fn_module} import {self.fn_name}")
+        # the very numbers verify used: its seed for this case, drawn in its order, in convgrad's layout
+        lines.append(f"rng = np.random.default_rng({random_key(case, self.seed)})")
+        for name, shape in (("x", case.input_shape), ("w", case.weight_shape), ("b", (case.output_shape[1],)),
+                            ("dy", case.output_shape)):
+            lines.append(f"{name} = rng.standard_normal({shape}).astype({self.dtype!r})")
+        if self.channels_last:
+            nd = len(case.size)
+            lines.append("x, dy = np.moveaxis(x, 1, -1), np.moveaxis(dy, 1, -1)   # (N, *spatial, C)")
+            lines.append(f"w = np.transpose(w, {(*range(2, 2 + nd), 1, 0)})   # (*kernel, in, out)")
+        args = list(operands) + (["b"] if self.takes_bias else [])
         kw = "".join(f", {k}={v!r}" for k, v in self.params.items())
-        lines.append(f"got = {self.fn_name}({', '.join(args)}{kw})")
+        call = self.fn_name if self.fn_name.isidentifier() else "fn"   # a lambda, a partial, an instance
+        if call == "fn":
+            lines.append("# fn = the function you checked")
+        lines.append(f"got = {call}({', '.join(args)}{kw})")
         cl = ", channels_last=True" if self.channels_last else ""
         lines.append(f"want = expected({self.op!r}, {', '.join(args)}{kw}{cl})")
         f = self.finding
         if f is not None and f.kind in ("values", "nonfinite", "shape"):
             pick = "" if self.op.endswith("forward") else f"[{RESULT_INDEX[f.quantity]}]"
-            lines.append(f"np.testing.assert_allclose(got{pick}, want{pick}, atol=1e-9)   # fails: {f.quantity}")
+            scale = max(1.0, float(abs(f.expected).max())) if f.expected is not None and f.expected.size else 1.0
+            lines.append(f"np.testing.assert_allclose(got{pick}, want{pick}, rtol=0, "
+                         f"atol={TOLERANCE[self.dtype] * scale:.3g})   # fails: {f.quantity}")
         return "\n".join(lines)
 
     def text(self, *, seconds: bool = True) -> str:
@@ -138,7 +145,8 @@ class VerifyReport:
         layout = "channels last" if self.channels_last else "channels first"
         head = (f"convgrad verify: {self.fn_name} ({self.source}), op {self.op}, {self.dims}-D, {layout}, "
                 f"{self.dtype}; varied: {', '.join(self.declared) or 'nothing (no stride/padding/... keywords)'}")
-        lines = [head, f"checked {self.configs_checked} configurations" + (f" in {self.seconds:.1f} s" if seconds else "")]
+        plural = "" if self.configs_checked == 1 else "s"
+        lines = [head, f"checked {self.configs_checked} configuration{plural}" + (f" in {self.seconds:.1f} s" if seconds else "")]
         if self.ok:
             lines.append("OK: every configuration matched convgrad's exact result "
                          f"(elementwise, tolerance {TOLERANCE[self.dtype]:g} of the largest value)")
@@ -166,7 +174,8 @@ class VerifyReport:
         if self.diagnosis:
             lines.append("diagnosis (most likely first): " + ", ".join(self.diagnosis))
             for bug in self.diagnosis:
-                lines.append(f"  [{bug}] {BUGS[bug]}")
+                what = ", ".join(self.explains.get(bug, []))
+                lines.append(f"  [{bug}] {BUGS[bug]}" + (f" (explains: {what})" if what and what != f.quantity else ""))
                 lines += _wrap(explanation(bug, self.evidence.case), "      ")
         elif f.kind in ("values", "nonfinite"):
             lines.append("diagnosis: no known mistake matches; the map and patterns above say where the numbers go wrong")
@@ -181,7 +190,8 @@ class VerifyReport:
             idx, exp, got = worst
             uidx = _user_index(f.quantity, idx, self.channels_last)
             name = _NAMES[f.quantity]
-            lines.append(f"worst element: {name}[{', '.join(map(str, uidx))}]: expected {exp:.6g}, got {got:.6g}")
+            lines.append(f"worst element: {name}[{', '.join(map(str, uidx))}]: expected {_num(exp, got)}, "
+                         f"got {_num(got, exp)}")
             terms = self._terms(f.quantity, idx)
             if terms:
                 lines.append(f"  it should sum {len(terms)} term{'' if len(terms) == 1 else 's'}: " + " + ".join(terms))
@@ -232,8 +242,8 @@ class VerifyReport:
             "quantity": f.quantity, "kind": f.kind, "message": f.message, "exception": self.exception,
             "minimal": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.minimal.items()},
             "region": self.region, "shrink_steps": self.shrink_steps,
-            "diagnosis": [{"id": b, "mistake": BUGS[b], "explanation": explanation(b, self.evidence.case)}
-                          for b in self.diagnosis],
+            "diagnosis": [{"id": b, "mistake": BUGS[b], "explains": self.explains.get(b, []),
+                           "explanation": explanation(b, self.evidence.case)} for b in self.diagnosis],
             "reproduce": self.snippet(),
             "hint": self.hint or None,
         })
@@ -306,6 +316,15 @@ class VerifyReport:
     def __repr__(self) -> str:
         state = "ok" if self.ok else f"FAIL {self.quantity} diagnosis={self.diagnosis}"
         return f"<VerifyReport {self.fn_name} {self.op}: {state}, {self.configs_checked} configurations>"
+
+
+def _num(value: float, other: float) -> str:
+    """``value`` with enough digits to differ from ``other`` in print (6 unless they agree that far)."""
+    for digits in (6, 10, 17):
+        text = f"{value:.{digits}g}"
+        if text != f"{other:.{digits}g}":
+            return text
+    return f"{value:.17g}"
 
 
 def _user_index(quantity: str, idx: tuple, channels_last: bool) -> tuple:

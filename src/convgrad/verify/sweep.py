@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 
 import numpy as np
@@ -18,14 +19,23 @@ PADDING_FORMS = ("int", "same", "valid")
 RANDOM_CASES = 40
 
 
-def _check_args(op, dims, dtype, time_limit, padding_forms, seed):
+def _check_args(op, dims, dtype, time_limit, padding_forms, seed, channels_last, per_dim, progress):
+    for name, value in (("channels_last", channels_last), ("per_dim", per_dim)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"verify: {name} must be True or False, got {value!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"verify: progress must be a callable progress(checked, phase) or None, got {progress!r}")
     if op not in OPS:
         raise ValueError(f"verify: op must be one of {', '.join(map(repr, OPS))}, got {op!r}")
     if isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims not in (1, 2, 3):
         raise ValueError(f"verify: dims must be 1, 2 or 3 (spatial dims), got {dims!r}")
-    if str(dtype) not in TOLERANCE:
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in TOLERANCE:
         raise ValueError(f"verify: dtype must be 'float64' or 'float32', got {dtype!r}")
-    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
+    if isinstance(time_limit, bool) or not isinstance(time_limit, numbers.Real) or not time_limit > 0:
         raise ValueError(f"verify: time_limit must be a positive number of seconds, got {time_limit!r}")
     if isinstance(padding_forms, str):
         padding_forms = (padding_forms,)
@@ -35,7 +45,7 @@ def _check_args(op, dims, dtype, time_limit, padding_forms, seed):
         raise ValueError(f"verify: padding_forms entries must be from {PADDING_FORMS}, got {padding_forms!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"verify: seed must be a non-negative integer, got {seed!r}")
-    return forms
+    return forms, name
 
 
 class _Runner:
@@ -59,7 +69,9 @@ class _Runner:
     def limit(self) -> float:
         return max(0.05, min(self.remaining(), self.wanted()))
 
-    def run(self, case: Case) -> Evidence:
+    def run(self, case: Case, *, count: bool = True) -> Evidence | None:
+        """The user's function on ``case``; ``None`` when the overall time ran out (``count``: a
+        configuration of the sweep or of shrinking, not a diagnosis probe)."""
         data = arrays(case, self.seed, self.dtype)
         if not self.sig.takes_bias:
             data["b"] = np.zeros_like(data["b"])   # the reference then has no bias either
@@ -71,11 +83,12 @@ class _Runner:
         result = call(self.fn, args, params, limit)
         if result.timed_out and limit < self.wanted():
             return None   # the overall time limit ran out, not the function's own time
-        self.checked += 1
+        self.checked += count
         if not result.timed_out:
             self.slowest = max(self.slowest, result.seconds)
         findings, got = self._findings(case, result, expected)
-        return Evidence(case, data, expected, got, findings, self.tol, probe=self.run)
+        return Evidence(case, data, expected, got, findings, self.tol,
+                        probe=lambda other: self.run(other, count=False))
 
     def _findings(self, case, result, expected) -> tuple[list[Finding], dict]:
         names = RESULTS[self.op]
@@ -99,14 +112,13 @@ class _Runner:
             exp = expected[name]
             want = user_shape(name, exp.shape, self.channels_last)
             v = values[name]
-            if isinstance(v, np.ndarray) and v.ndim == exp.ndim and v.shape == want:
-                v = from_user(name, v, self.channels_last)
-            elif isinstance(v, np.ndarray) and v.ndim == exp.ndim and self.channels_last:
+            if isinstance(v, np.ndarray) and v.ndim == exp.ndim:
                 v = from_user(name, v, self.channels_last)
             f = compare(name, exp, v, want, self.tol)
             if f is not None:
                 if f.kind == "shape":
                     f.got_shape = v.shape
+                    f.got_raw = v if v.dtype.kind in "fiu" else None
                     f.message = f"{name} has shape {values[name].shape}, expected {want}"
                 findings.append(f)
             if isinstance(v, np.ndarray) and v.shape == exp.shape:
@@ -185,7 +197,8 @@ def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: 
     >>> report.ok, report.quantity, report.minimal["stride"]
     (False, 'output', 2)
     """
-    forms = _check_args(op, dims, dtype, time_limit, padding_forms, seed)
+    forms, dtype = _check_args(op, dims, dtype, time_limit, padding_forms, seed, channels_last, per_dim, progress)
+    time_limit = float(time_limit)
     sig = read_signature(fn, op)
     start = time.perf_counter()
     runner = _Runner(fn, op, sig, bool(channels_last), bool(per_dim), str(dtype), int(seed), start + time_limit)
@@ -219,14 +232,16 @@ def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: 
                             configs_checked=runner.checked, seconds=time.perf_counter() - start, seed=int(seed),
                             not_visited=skipped)
     minimal, evidence, steps = _shrink(first, runner, per_dim, start + 0.85 * time_limit, notify)
-    diagnosis = diagnose([minimal] + [e for e in evidence if e is not minimal][:3], sig.declared, region)
+    found = diagnose([minimal] + [e for e in evidence if e is not minimal][:3], sig.declared, region)
     return VerifyReport(ok=False, op=op, fn_name=sig.name, source=sig.source, declared=sig.declared, dims=dims,
                         channels_last=bool(channels_last), per_dim=bool(per_dim), dtype=str(dtype),
                         configs_checked=runner.checked, seconds=time.perf_counter() - start, seed=int(seed),
                         evidence=minimal, first=first, region=region, shrink_steps=steps,
-                        diagnosis=diagnosis, params=user_params(minimal.case, sig.declared, per_dim),
+                        diagnosis=found.ids, explains=found.explains,
+                        params=user_params(minimal.case, sig.declared, per_dim),
                         fn_module=_importable_module(fn), takes_bias=sig.takes_bias,
-                        hint=sig.op_hint(op) if first.findings[0].kind in ("exception", "shape", "type") else "")
+                        hint=sig.op_hint(op, first.findings[0].error, dims)
+                        if first.findings[0].kind in ("exception", "shape", "type") else "")
 
 
 def _importable_module(fn) -> str | None:
