@@ -11,23 +11,11 @@ from convgrad import nn
 torch = pytest.importorskip("torch")
 
 
-class TorchBasicBlock(torch.nn.Module):
-    """torchvision's BasicBlock, written out (torchvision is not a test dependency)."""
+def TorchBasicBlock(cin, cout, stride):
+    """torchvision's BasicBlock, written out in the training-step benchmark (torchvision is not a test dependency)."""
+    from convgrad.bench.train_step import torch_vocabulary
 
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = torch.nn.BatchNorm2d(cout)
-        self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = torch.nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                                  torch.nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+    return torch_vocabulary().BasicBlock(cin, cout, stride)
 
 
 @pytest.mark.parametrize("cin,cout,stride", [(4, 4, 1), (4, 8, 2), (3, 6, 1), (6, 6, 2)])

@@ -69,7 +69,8 @@ def _layers(net: str, L) -> list:
     raise ValueError(f"unknown network {net!r}; choose from {', '.join(NETS)}")
 
 
-def _torch_vocabulary():
+def torch_vocabulary():
+    """torch.nn's constructors for the networks above, with torchvision's BasicBlock written out."""
     import torch
 
     class BasicBlock(torch.nn.Module):
@@ -102,7 +103,7 @@ def build(net: str, library: str, dtype: str, seed: int = 0):
     import torch
 
     torch.manual_seed(seed)
-    tmodel = torch.nn.Sequential(*_layers(net, _torch_vocabulary())).to(getattr(torch, dtype))
+    tmodel = torch.nn.Sequential(*_layers(net, torch_vocabulary())).to(getattr(torch, dtype))
     if library == "torch":
         opt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
