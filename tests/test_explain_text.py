@@ -301,3 +301,28 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(module)
     assert result.attempted >= 3 and result.failed == 0
+
+
+@pytest.mark.parametrize("shape,wshape,kw", [
+    ((1, 1, 1), (1, 1, 1), dict(stride=3, padding=((2, 0),))),                  # a crop reaches past the input
+    ((1, 2, 2, 9), (2, 2, 1, 2), dict(stride=(4, 3), padding=((3, 0), (0, 2)))),
+    ((1, 1, 5), (1, 1, 3), dict(stride=2, padding=3)),                          # padding > D(K-1): a crop
+])
+def test_printed_convgrad_calls_with_crops_that_reach_past_the_input(shape, wshape, kw):
+    ex = explain(shape, wshape, **kw)
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(shape), rng.standard_normal(wshape)
+    dy = rng.standard_normal(convgrad.conv(x, w, **kw).shape)
+    g = convgrad.conv_backward(dy, x, w, **kw)
+    ran = 0
+    for entry in ex.to_dict()["equivalents"].values():
+        for framework, code in entry["calls"].items():
+            if not framework.startswith("convgrad") or code.startswith("#"):
+                continue
+            env = {"x": x, "w": w, "dy": dy}
+            exec(code, env)  # noqa: S102 - our own generated code
+            for name, want in (("dx", g.input), ("dw", g.weight)):
+                if name in env:
+                    np.testing.assert_allclose(env[name], want, rtol=1e-10, atol=1e-12, err_msg=code)
+                    ran += 1
+    assert ran >= 2

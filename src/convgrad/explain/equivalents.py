@@ -55,12 +55,29 @@ def _torch_pad(pairs) -> str:
     return repr(tuple(flat))
 
 
-def _crop_and_pad(name: str, pairs, nd: int) -> tuple[str, list]:
-    """Split (lo, hi) pads that may be negative into a crop of ``name`` and non-negative pads."""
+def _crop_and_pad(name: str, pairs, lengths) -> tuple[str, list]:
+    """Split (lo, hi) pads that may be negative into a crop of ``name`` and non-negative pads.
+
+    Padding by ``(lo, hi)`` means: add ``max(lo, 0)`` and ``max(hi, 0)`` zeros, then remove ``-lo`` and
+    ``-hi`` elements where negative. A crop larger than the data left on its side reaches into the
+    other side's zeros (``H = 1``, pads ``(2, -2)``: one zero remains), so the crop of the array is
+    clipped to its length and the rest taken off the other side's padding.
+    """
     crops, pads = [], []
-    for lo, hi in pairs:
-        crops.append(f"{-lo if lo < 0 else ''}:{hi if hi < 0 else ''}")
-        pads.append((max(lo, 0), max(hi, 0)))
+    for (lo, hi), length in zip(pairs, lengths):
+        cut_lo = min(max(-lo, 0), length)
+        cut_hi = min(max(-hi, 0), length - cut_lo)
+        pad_lo = max(lo, 0) - (max(-hi, 0) - cut_hi)
+        pad_hi = max(hi, 0) - (max(-lo, 0) - cut_lo)
+        crops.append(f"{cut_lo or ''}:{-cut_hi if cut_hi else ''}")
+        pads.append((pad_lo, pad_hi))
+    if any(lo_hi for lo_hi in pairs) and any(
+            min(max(-lo, 0), n) + min(max(-hi, 0), n - min(max(-lo, 0), n)) >= n for (lo, hi), n in zip(pairs, lengths)):
+        # the crop takes all of the array along some dim: pad explicitly, then crop (only zeros remain there)
+        widths = ((0, 0), (0, 0), *((max(lo, 0), max(hi, 0)) for lo, hi in pairs))
+        cuts = ", ".join(f"{max(-lo, 0) or ''}:{(n + max(lo, 0) + max(hi, 0)) - max(-hi, 0) if hi < 0 else ''}"
+                         for (lo, hi), n in zip(pairs, lengths))
+        return f"np.pad({name}, {widths!r})[:, :, {cuts}]", [(0, 0)] * len(pairs)
     if all(c == ":" for c in crops):
         return name, pads
     return f"{name}[:, :, {', '.join(crops)}]", pads
@@ -141,7 +158,7 @@ def _full_correlation_dx(c: _Config) -> str:
     )
     lines.append(c.flipped_weight())
     full = list(zip(c.dx_form.pad_lo, c.dx_form.pad_hi))
-    src, nonneg = _crop_and_pad("dyd", full, c.nd)
+    src, nonneg = _crop_and_pad("dyd", full, lengths)
     lines.append(
         f"# pad D*(K-1) - P_lo before and D*(K-1) - P_hi + a after: {repr(tuple(full))}"
         + (" (negative = crop)" if src != "dyd" else "")
@@ -165,7 +182,8 @@ def _dw_as_conv(c: _Config) -> str:
         lines.append(f"xp = {_np_pad(c, 'x')}   # the border holds copies: pad explicitly")
         xs = "xp"
     pads = list(zip(c.dw_form.pad_lo, c.dw_form.pad_hi))
-    src, nonneg = _crop_and_pad(xs, pads, c.nd)
+    sizes = [h + (lo + hi if c.mode != "zeros" else 0) for h, (lo, hi) in zip(s.input_size, c.pads)]
+    src, nonneg = _crop_and_pad(xs, pads, sizes)
     lines.append(f"xs = {src}.swapaxes(0, 1)   # (C_in, N, *H): channels become the batch, the batch the channels")
     lines.append("dys = dy.swapaxes(0, 1)   # (C_out, N, *H_out): dY becomes the kernel")
     note = f"# padding (P_lo, P_hi - a) = {repr(tuple(pads))}" + (" (negative = crop)" if src != xs else "")
