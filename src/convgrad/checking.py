@@ -108,17 +108,16 @@ def check_configuration(
     rng = np.random.default_rng(seed)
     input_shape = tuple(input_shape)
     weight_shape = tuple(weight_shape)
+    batched = (1, *input_shape) if len(input_shape) == len(weight_shape) - 1 else input_shape
     if transposed:
         kwargs = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
         forward, backward = api.conv_transpose, api.conv_transpose_backward
-        batched = (1, *input_shape) if len(input_shape) == len(weight_shape) - 1 else input_shape
         spec = conv_transpose_spec(batched, weight_shape, stride, padding, output_padding, groups, dilation)
         out_channels = spec.in_channels
         description = f"conv_transpose: input {input_shape}, weight {weight_shape}, " + _describe(kwargs)
     else:
         kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode)
         forward, backward = api.conv, api.conv_backward
-        batched = (1, *input_shape) if len(input_shape) == len(weight_shape) - 1 else input_shape
         spec = conv_spec(batched, weight_shape, stride, padding, dilation, groups, padding_mode)
         out_channels = spec.out_channels
         description = f"conv: input {input_shape}, weight {weight_shape}, " + _describe(kwargs)
