@@ -17,7 +17,9 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import algorithms, dask_array
+from . import algorithms, arrays, dask_array
+from . import complex as cplx
+from .bias import as_bias_vector, shaped_bias_gradient
 from .dtypes import as_real_array, result_dtype
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
@@ -77,7 +79,7 @@ def available_algorithms() -> tuple[str, ...]:
 
 
 def _weight(weight, func: str, rank: int | None) -> np.ndarray:
-    w = as_real_array(weight, func, "weight")
+    w = as_real_array(weight, func, "weight", complex_ok=True)
     if rank is not None and w.ndim != rank + 2:
         raise ValueError(
             f"{func}: weight must be {rank + 2}-D (out_channels, in_channels/groups, {rank} kernel dims), "
@@ -115,13 +117,10 @@ def _shape(value, func: str, name: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _bias(bias, channels: int, func: str) -> np.ndarray | None:
+def _bias(bias, channels: int, func: str, rank: int) -> np.ndarray | None:
     if bias is None:
         return None
-    b = as_real_array(bias, func, "bias")
-    if b.shape != (channels,):
-        raise ValueError(f"{func}: bias must have shape ({channels},) (one per output channel), got shape {b.shape}")
-    return b
+    return as_bias_vector(as_real_array(bias, func, "bias", complex_ok=True), channels, rank, func)
 
 
 def _algorithm(algorithm, func: str) -> str:
@@ -166,18 +165,17 @@ def _bias_grad(dy: np.ndarray) -> np.ndarray:
 
 def _batched_input(input, w: np.ndarray, func: str) -> tuple[np.ndarray, bool]:
     """``input`` as a real array with a batch dim, and whether the caller gave it unbatched."""
-    x = as_real_array(input, func, "input")
+    x = as_real_array(input, func, "input", complex_ok=True)
     unbatched = _batched_ndim(x.ndim, w.ndim, func, "input", x.shape)
     return (x[None] if unbatched else x), unbatched
 
 
 def _apply(op: str, spec: ConvSpec, x, w, bias, bias_channels: int, algorithm: str, func: str, unbatched: bool):
     """One operation of ``spec`` on ``(x, w)`` plus the bias, in the result dtype (forward passes)."""
-    b = _bias(bias, bias_channels, func)
+    b = _bias(bias, bias_channels, func, spec.ndim)
     compute, out = result_dtype(x, w, b)
     bias = None if b is None else b.astype(compute, copy=False)
-    y = algorithms.run(op, spec, x.astype(compute, copy=False), w.astype(compute, copy=False), algorithm,
-                       bias=bias, func=func)
+    y = cplx.run(op, spec, cplx.astype(x, compute), cplx.astype(w, compute), algorithm, bias=bias, func=func)
     return _finish(y, out, unbatched)
 
 
@@ -191,23 +189,24 @@ def _gradients(spec: ConvSpec, grad_output, x, w, out_shape, ops, needs, algorit
     An operand only the unasked gradient reads is never converted (it may be a placeholder).
     """
     input_op, swapped = ops
-    dy = as_real_array(grad_output, func, "grad_output")
+    dy = as_real_array(grad_output, func, "grad_output", complex_ok=True)
     _check_grad_output(dy, out_shape[1:] if unbatched else out_shape, func, what)
     if unbatched:
         dy = dy[None]
     compute, out = result_dtype(dy, x, w)
-    dy = dy.astype(compute, copy=False)
+    dy = cplx.astype(dy, compute)
     grad_input = grad_weight = None
-    if "input" in needs:
-        grad_input = _finish(algorithms.run(input_op, spec, dy, w.astype(compute, copy=False), algorithm, func=func),
+    if "input" in needs:  # complex: PyTorch's convention, the conjugate operand (see convgrad.complex)
+        grad_input = _finish(cplx.run(input_op, spec, dy, cplx.astype(cplx.conj(w), compute), algorithm, func=func),
                              out, unbatched)
     if "weight" in needs:
-        x = x.astype(compute, copy=False)
+        x = cplx.astype(cplx.conj(x), compute)
         first, second = (dy, x) if swapped else (x, dy)
-        grad_weight = _finish(algorithms.run("grad_weight", spec, first, second, algorithm, func=func), out, False)
+        grad_weight = _finish(cplx.run("grad_weight", spec, first, second, algorithm, func=func), out, False)
     return Gradients(grad_input, grad_weight, _finish(_bias_grad(dy), out, False) if "bias" in needs else None)
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, func: str,
              rank: int | None) -> np.ndarray:
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
@@ -220,6 +219,7 @@ def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mod
     return _apply("forward", spec, x, w, bias, spec.out_channels, algorithm, func, unbatched)
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
               func: str, rank: int | None, what: str = "the output") -> Gradients:
     """The one backward of a convolution: every gradient the mask ``needs`` names."""
@@ -242,6 +242,7 @@ def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype), shape)
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
                     func: str, rank: int | None) -> np.ndarray:
     """:func:`_backward` with only the input gradient asked for: the input itself is never read."""
@@ -253,6 +254,7 @@ def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation,
                      ("input",), algorithm, func, rank, "the convolution's output").input
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
                      func: str, rank: int | None) -> np.ndarray:
     """:func:`_backward` with only the weight gradient asked for: the weight itself is never read."""
@@ -262,11 +264,12 @@ def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation
         raise ValueError(f"{func}: weight_shape must have {rank + 2} entries, got {shape}")
     if len(shape) < 3:
         raise ValueError(f"{func}: weight_shape must have at least 3 entries (out, in/groups, *kernel), got {shape}")
-    x = as_real_array(input, func, "input")
+    x = as_real_array(input, func, "input", complex_ok=True)
     return _backward(grad_output, x, _placeholder(shape, x.dtype), stride, padding, dilation, groups, padding_mode,
                      ("weight",), algorithm, func, rank, "the convolution's output").weight
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm, func: str,
                        rank: int | None) -> np.ndarray:
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
@@ -280,6 +283,7 @@ def _transpose_forward(input, weight, bias, stride, padding, output_padding, gro
     return _apply("grad_input", spec, x, w, bias, spec.in_channels, algorithm, func, unbatched)
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
                         algorithm, func: str, rank: int | None) -> Gradients:
     algorithm = _algorithm(algorithm, func)
@@ -303,12 +307,13 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
     ----------
     input : array_like, shape ``(N, C_in, *H)`` or unbatched ``(C_in, *H)``
     weight : array_like, shape ``(C_out, C_in/groups, *K)``; its rank sets the number of spatial dims.
-    bias : array_like, shape ``(C_out,)``, optional
+    bias : array_like, shape ``(C_out,)``, ``(C_out, 1, ..., 1)`` or ``(1, C_out, 1, ..., 1)``, optional
     stride, dilation : int or tuple of int, one per spatial dim
-    padding : int, tuple, ``"valid"`` or ``"same"``
+    padding : int, tuple, ``"valid"``, ``"same"`` or ``"causal"``
         An int, one int per dim, or one ``(low, high)`` pair per dim (asymmetric padding).
         ``"same"`` gives ``H_out = ceil(H/S)`` with the odd padding pixel at the end (TensorFlow and
-        JAX's rule, which equals PyTorch's at stride 1).
+        JAX's rule, which equals PyTorch's at stride 1). ``"causal"`` pads ``K_eff - 1 = D*(K-1)`` at
+        the start of every dim and nothing at the end (Keras' rule, at any stride).
     groups : int
         Input and output channels are split into ``groups`` independent blocks.
     padding_mode : {"zeros", "reflect", "replicate", "circular"}
@@ -392,7 +397,7 @@ def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
 
 def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1, padding: Padding = 0,
                   dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto") -> Gradients:
+                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", bias_shape=None) -> Gradients:
     """Gradients of a loss through :func:`conv`, given ``grad_output = dL/dy``.
 
     Parameters
@@ -402,6 +407,9 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
         As for :func:`conv`.
     needs : tuple of {"input", "weight", "bias"}
         The gradients to compute; the others are ``None`` and cost nothing.
+    bias_shape : tuple of int, optional
+        The bias's shape, ``(C_out,)`` (the default), ``(C_out, 1, ..., 1)`` or ``(1, C_out, 1, ..., 1)``:
+        the bias gradient is returned in it (as ``torch.ops.aten.convolution_backward``'s ``bias_sizes``).
 
     Returns
     -------
@@ -434,8 +442,10 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
     >>> conv_backward(np.ones((1, 1, 3)), x, w, needs=("bias",)).input is None
     True
     """
-    return _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-                     "conv_backward", None)
+    grads = _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
+                      "conv_backward", None)
+    w_shape = tuple(getattr(weight, "shape", None) or np.shape(weight))
+    return shaped_bias_gradient(grads, bias_shape, w_shape[0], len(w_shape) - 2, "conv_backward")
 
 
 def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
@@ -663,13 +673,13 @@ def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
 
 def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1,
                             padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto") -> Gradients:
+                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", bias_shape=None) -> Gradients:
     """Gradients of a loss through :func:`conv_transpose`, given ``grad_output = dL/dy``.
 
     The input-gradient of a transposed convolution is the ordinary convolution of ``grad_output``
     with the same weight; its weight-gradient is the convolution's weight-gradient with ``input``
     and ``grad_output`` exchanged; the bias gradient is the sum of ``grad_output``. Parameters as
-    for :func:`conv_transpose`, ``needs`` as for :func:`conv_backward`.
+    for :func:`conv_transpose`, ``needs`` and ``bias_shape`` as for :func:`conv_backward`.
 
     Examples
     --------
@@ -679,5 +689,7 @@ def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: Ar
     >>> g.input, g.weight, g.bias
     (array([[[111., 111.]]]), array([[[3., 3., 3.]]]), array([6.]))
     """
-    return _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
-                               algorithm, "conv_transpose_backward", None)
+    grads = _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
+                                algorithm, "conv_transpose_backward", None)
+    w_shape = tuple(getattr(weight, "shape", None) or np.shape(weight))
+    return shaped_bias_gradient(grads, bias_shape, w_shape[1] * groups, len(w_shape) - 2, "conv_transpose_backward")

@@ -3,7 +3,11 @@
 - float16, float32, float64 in -> the same dtype out; float16 is computed in float32.
 - Mixed float inputs follow NumPy promotion (float32 with float64 gives float64).
 - Integer and bool inputs are promoted to float64 first.
-- Complex, object, string, datetime and other non-real dtypes are refused with ``TypeError``.
+- complex64 and complex128 are accepted where the caller asks for them (``complex_ok=True``: the
+  functional API, see :mod:`convgrad.complex`); mixed real and complex operands follow NumPy
+  promotion (float32 with complex64 gives complex64, float64 with complex64 gives complex128).
+- Object, string, datetime and other non-numeric dtypes are refused with ``TypeError``, and so is
+  complex where it is not accepted.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 _SUPPORTED = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
 
 
-def as_real_array(value, func: str, name: str) -> np.ndarray:
+def as_real_array(value, func: str, name: str, *, complex_ok: bool = False) -> np.ndarray:
     """``np.asarray(value)`` with a real floating dtype, or a ``TypeError`` naming ``name``.
+
+    With ``complex_ok``, complex64 and complex128 are accepted too (other complex dtypes are not).
 
     Never copies unless the dtype changes; callers must not write into the result.
     """
@@ -26,6 +33,10 @@ def as_real_array(value, func: str, name: str) -> np.ndarray:
     if kind in "biu":
         return arr.astype(np.float64)
     if kind == "c":
+        if complex_ok and arr.dtype in _COMPLEX:
+            return arr
+        if complex_ok:
+            raise TypeError(f"{func}: {name} must be complex64 or complex128 when complex, got dtype {arr.dtype}")
         raise TypeError(f"{func}: {name} must be real; complex arrays are not supported, got dtype {arr.dtype}")
     if kind != "f":
         raise TypeError(f"{func}: {name} must be a numeric array, got dtype {arr.dtype} ({type(value).__name__})")

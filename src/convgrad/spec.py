@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-PADDING_STRINGS = ("valid", "same")
+PADDING_STRINGS = ("valid", "same", "causal")
 
 __all__ = [
     "PADDING_MODES",
@@ -252,10 +252,12 @@ def _nonneg_pair(v, func: str, name: str) -> tuple[int, int]:
 def resolve_padding(padding, input_size, kernel_size, stride, dilation, func: str) -> tuple[tuple[int, int], ...]:
     """Padding as ``(P_lo, P_hi)`` per dim.
 
-    Accepts an int, a tuple with one int or ``(low, high)`` pair per dim, ``"valid"`` (no padding)
-    or ``"same"``. ``"same"`` follows TensorFlow/JAX: ``H_out = ceil(H/S)``,
+    Accepts an int, a tuple with one int or ``(low, high)`` pair per dim, ``"valid"`` (no padding),
+    ``"same"`` or ``"causal"``. ``"same"`` follows TensorFlow/JAX: ``H_out = ceil(H/S)``,
     ``total = max((H_out-1)*S + K_eff - H, 0)``, ``P_lo = total // 2`` and the odd pixel at the end.
-    At stride 1 this is exactly PyTorch's ``"same"`` (``total = D*(K-1)``).
+    At stride 1 this is exactly PyTorch's ``"same"`` (``total = D*(K-1)``). ``"causal"`` is Keras'
+    rule applied to every dim: ``(P_lo, P_hi) = (K_eff - 1, 0)`` whatever the stride, so output ``i``
+    reads no input after ``i*S`` and ``H_out = ceil(H/S)``.
     """
     ndim = len(kernel_size)
     if isinstance(padding, str):
@@ -269,8 +271,10 @@ def resolve_padding(padding, input_size, kernel_size, stride, dilation, func: st
                 total = max((out - 1) * s + keff - h, 0)
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
+        if padding == "causal":
+            return tuple((d * (k - 1), 0) for k, d in zip(kernel_size, dilation))
         raise ValueError(
-            f"{func}: padding must be an integer, a tuple, 'valid' or 'same', got the string {padding!r}"
+            f"{func}: padding must be an integer, a tuple, 'valid', 'same' or 'causal', got the string {padding!r}"
         )
     if _is_int(padding):
         p = _nonneg_pair(padding, func, "padding")
@@ -284,7 +288,7 @@ def resolve_padding(padding, input_size, kernel_size, stride, dilation, func: st
             )
         return tuple(_nonneg_pair(v, func, "padding") for v in items)
     raise TypeError(
-        f"{func}: padding must be an integer, a tuple, 'valid' or 'same', got {padding!r} of type {type(padding).__name__}"
+        f"{func}: padding must be an integer, a tuple, 'valid', 'same' or 'causal', got {padding!r} of type {type(padding).__name__}"
     )
 
 
@@ -442,6 +446,11 @@ def conv_transpose_spec(
     if isinstance(padding, str):
         if padding == "valid":
             padding = 0
+        elif padding == "causal":
+            raise ValueError(
+                f"{func}: padding='causal' is for a convolution only (as in Keras); the transpose of a causal "
+                f"convolution is this one with padding=((K_eff-1, 0), ...) as (low, high) pairs, K_eff = D*(K-1)+1"
+            )
         else:
             raise ValueError(
                 f"{func}: padding must be an integer or a tuple (or 'valid'); 'same' has no single meaning for a "

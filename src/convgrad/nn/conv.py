@@ -46,10 +46,10 @@ def _channels(value, func: str, name: str) -> int:
 
 
 def _padding(padding, rank: int, func: str):
-    """Padding as PyTorch stores it: ``'valid'``/``'same'``, or a tuple of ints (or ``(lo, hi)`` pairs)."""
+    """Padding as PyTorch stores it: ``'valid'``/``'same'`` (or Keras' ``'causal'``), or a tuple of ints (or ``(lo, hi)`` pairs)."""
     if isinstance(padding, str):
         if padding not in PADDING_STRINGS:
-            raise ValueError(f"{func}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+            raise ValueError(f"{func}: padding must be an int, a tuple, 'valid', 'same' or 'causal', got {padding!r}")
         return padding
     pairs = resolve_padding(padding, (1,) * rank, (1,) * rank, (1,) * rank, (1,) * rank, func)  # validates
     if all(lo == hi for lo, hi in pairs) and not _has_pairs(padding):
