@@ -23,7 +23,8 @@ ignoring ``None``, Python lists and scalars:
   with the result's dtype (the dtype rules of :mod:`convgrad.dtypes`), ``requires_grad=False``;
 - a JAX array -> ``jax.numpy.asarray(result)`` (JAX's dtype rules: without ``jax_enable_x64`` a
   float64 result becomes float32, as for any NumPy array handed to JAX);
-- another array with ``__array_namespace__`` -> ``namespace.asarray(result)``;
+- another array with ``__array_namespace__`` -> ``namespace.asarray(result, device=template.device)``
+  (e.g. an ``array_api_strict`` array on the same simulated device);
 - a NumPy array, or an object with only ``__dlpack__``/``__array__`` -> a NumPy array, as before.
 
 :class:`~convgrad.api.Gradients` records hold arrays of that type. Neither torch nor jax is ever
@@ -158,7 +159,11 @@ def from_numpy(result, template):
         return importlib.import_module("jax.numpy").asarray(result)
     namespace = getattr(template, "__array_namespace__", None)
     if namespace is not None:
-        return namespace().asarray(result)
+        device = getattr(template, "device", None)
+        try:
+            return namespace().asarray(result, device=device)  # the caller's device (array API)
+        except TypeError:  # a namespace without the device keyword
+            return namespace().asarray(result)
     return result
 
 

@@ -38,6 +38,10 @@ def as_real_array(value, func: str, name: str, *, complex_ok: bool = False) -> n
         if complex_ok:
             raise TypeError(f"{func}: {name} must be complex64 or complex128 when complex, got dtype {arr.dtype}")
         raise TypeError(f"{func}: {name} must be real; complex arrays are not supported, got dtype {arr.dtype}")
+    if kind == "O":
+        raise TypeError(f"{func}: {name} must be a numeric array, got dtype object ({type(value).__name__}): pass a "
+                        f"NumPy array, a CPU tensor or array (e.g. a PyTorch tensor: x.cpu()), or anything np.asarray "
+                        f"turns into a numeric array")
     if kind != "f":
         raise TypeError(f"{func}: {name} must be a numeric array, got dtype {arr.dtype} ({type(value).__name__})")
     if arr.dtype not in _SUPPORTED:
