@@ -168,3 +168,12 @@ def test_jax_arrays_in_jax_arrays_out_read_without_a_copy_against_jax_itself():
     first, second = out.splitlines()
     assert first == "True ArrayImpl float32 True {('ArrayImpl', 'float32')}"
     assert second.split() == ["ArrayImpl", "complex128", "ArrayImpl", "True", "True", "True"]
+
+
+@pytest.mark.parametrize("module", ["convgrad.arrays", "convgrad.complex", "convgrad.bias"])
+def test_examples_in_the_boundary_modules(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

@@ -57,7 +57,7 @@ def run(op: str, spec, a: np.ndarray, b: np.ndarray, algorithm: str, *, bias: np
     >>> x = np.array([[[1 + 1j, 2, 3j]]])
     >>> w = np.array([[[1j, 1]]])
     >>> run("forward", spec, x, w, "direct", func="doc")     # y[i] = 1j*x[i] + x[i+1]
-    array([[[1.+1.j, 2.+5.j]]])
+    array([[[1.+1.j, 0.+5.j]]])
     """
     if a.dtype.kind != "c" and b.dtype.kind != "c" and (bias is None or bias.dtype.kind != "c"):
         return algorithms.run(op, spec, a, b, algorithm, bias=bias, func=func)
