@@ -144,3 +144,11 @@ def test_bias_shape_must_be_a_tuple_of_integers():
         convgrad.conv_backward(np.ones((1, 6, 3, 3)), np.ones((1, 2, 5, 5)), np.ones((6, 2, 3, 3)), bias_shape="6")
     with pytest.raises(TypeError, match="bias_shape must be a tuple of integers"):
         convgrad.conv_backward(np.ones((1, 6, 3, 3)), np.ones((1, 2, 5, 5)), np.ones((6, 2, 3, 3)), bias_shape=(6.0,))
+
+
+def test_the_cli_takes_padding_causal(capsys):
+    from convgrad.cli import main
+
+    assert main(["explain", "--input", "1,8", "--weight", "1,1,3", "--padding", "causal", "--stride", "2"]) in (0, None)
+    out = capsys.readouterr().out
+    assert "stride 2, padding (2, 0)" in out and "H_out = floor((H + P_lo + P_hi - K_eff)/S) + 1 = floor((8 + 2 + 0 - 3)/2) + 1 = 4" in out

@@ -1,6 +1,7 @@
 """PyTorch tensors, JAX arrays and other DLPack arrays at the boundary: read without a copy, results
 in the caller's type (the first array argument's), clear TypeErrors for other devices and dtypes."""
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -138,6 +139,7 @@ def test_array_api_strict_arrays_are_read_through_dlpack_and_returned_on_their_d
         assert all(type(g) is type(x) for g in grads)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed (the test extra has it)")
 def test_jax_arrays_in_jax_arrays_out_read_without_a_copy_against_jax_itself():
     """In a subprocess (jax_enable_x64 is process-wide): float32 arrays stay float32 and are read in place;
     complex128 forward and gradients equal JAX's own (its cotangents are the conjugates of PyTorch's)."""
@@ -173,7 +175,6 @@ def test_jax_arrays_in_jax_arrays_out_read_without_a_copy_against_jax_itself():
 @pytest.mark.parametrize("module", ["convgrad.arrays", "convgrad.complex", "convgrad.bias"])
 def test_examples_in_the_boundary_modules(module):
     import doctest
-    import importlib
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

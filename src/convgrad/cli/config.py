@@ -27,7 +27,7 @@ def _int_or_ints(text: str):
 
 
 def _padding(text: str):
-    if text in ("same", "valid"):
+    if text in ("same", "valid", "causal"):
         return text
     items = []
     for part in text.split(","):
@@ -39,7 +39,7 @@ def _padding(text: str):
                 items.append(int(part))
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected an integer, comma-separated integers or low:high pairs, 'same' or 'valid', got {text!r}"
+                f"expected an integer, comma-separated integers or low:high pairs, 'same', 'valid' or 'causal', got {text!r}"
             ) from None
     return items[0] if len(items) == 1 and isinstance(items[0], int) else tuple(items)
 
@@ -53,7 +53,7 @@ def add_conv_arguments(parser: argparse.ArgumentParser, *, input_default: str, w
                    help=f"weight shape: C_out,C_in/groups,*kernel; transposed: C_in,C_out/groups,*kernel (default {weight_default})")
     g.add_argument("--stride", type=_int_or_ints, default=1, metavar="S", help="stride, one value or one per dim")
     g.add_argument("--padding", type=_padding, default=0, metavar="P",
-                   help="padding: int, per-dim ints, low:high pairs, 'same' or 'valid'")
+                   help="padding: int, per-dim ints, low:high pairs, 'same', 'valid' or 'causal'")
     g.add_argument("--dilation", type=_int_or_ints, default=1, metavar="D",
                    help="spacing between kernel taps, one value or one per dim")
     g.add_argument("--groups", type=int, default=1, metavar="G",
