@@ -154,7 +154,9 @@ def from_numpy(result, template):
         return result
     if _is_torch(template):
         torch = sys.modules["torch"]
-        return torch.from_numpy(result if result.flags.writeable else result.copy())
+        if not result.flags.writeable or any(s < 0 for s in result.strides):  # torch.from_numpy refuses these
+            result = result.copy()
+        return torch.from_numpy(result)
     if _is_jax(template):
         return importlib.import_module("jax.numpy").asarray(result)
     namespace = getattr(template, "__array_namespace__", None)
