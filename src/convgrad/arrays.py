@@ -179,8 +179,12 @@ def boundary(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        values = [args[i] if i < len(args) else kwargs.get(p) for i, p in slots]
-        if all(v is None or type(v) is np.ndarray for v in values):
+        n = len(args)
+        values = [args[i] if i < n else kwargs.get(p) for i, p in slots]
+        for v in values:
+            if v is not None and type(v) is not np.ndarray:
+                break
+        else:  # all NumPy (the common case): nothing to do
             return fn(*args, **kwargs)
         func = args[func_slot] if func_slot < len(args) else kwargs.get("func", fn.__name__)
         template = like(values)
