@@ -164,7 +164,7 @@ def _bias_grad(dy: np.ndarray) -> np.ndarray:
 
 
 def _batched_input(input, w: np.ndarray, func: str) -> tuple[np.ndarray, bool]:
-    """``input`` as a real array with a batch dim, and whether the caller gave it unbatched."""
+    """``input`` as a real or complex array with a batch dim, and whether the caller gave it unbatched."""
     x = as_real_array(input, func, "input", complex_ok=True)
     unbatched = _batched_ndim(x.ndim, w.ndim, func, "input", x.shape)
     return (x[None] if unbatched else x), unbatched
