@@ -3,12 +3,15 @@ against a plain-loop reference and the adjoint identity for ranks PyTorch lacks,
 algorithm; mixed real/complex operands promote."""
 
 import itertools
+import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import convgrad
-from _configs import GRID, Case, max_rel, supporting, torch_reference
+from _configs import GRID, Case, max_rel, random_case, supporting, torch_reference
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -190,3 +193,26 @@ def test_conv_input_and_conv_weight_equal_the_backward_for_complex_operands():
     assert np.array_equal(convgrad.conv(x[0], w, **kw), convgrad.conv(x, w, **kw)[0])  # unbatched
     assert all(np.array_equal(a, b) for a, b in zip((x, w, dy), before))  # inputs never modified
     assert convgrad.conv(x.real, w.real, **kw).dtype == np.float64  # real stays real
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_random_configurations_equal_four_real_convolutions_of_the_parts(seed):
+    """The definition, op(a, b) = op(ar, br) - op(ai, bi) + i (op(ar, bi) + op(ai, br)), with convgrad's real
+    path on the parts, for random configurations (transposed, every padding mode, empty batches); the
+    gradients by the same rule with the conjugated operand."""
+    case = random_case(random.Random(seed))
+    x, w, b, dy = _draw(case, seed=seed % 1000)
+    y, dx, dw, db = _ours(case, x, w, b, dy)
+    fwd, bwd = ((convgrad.conv_transpose, convgrad.conv_transpose_backward) if case.transposed
+                else (convgrad.conv, convgrad.conv_backward))
+
+    def four(f, a, c):
+        return f(a.real, c.real) - f(a.imag, c.imag) + 1j * (f(a.real, c.imag) + f(a.imag, c.real))
+
+    kw = case.kwargs()
+    expect_y = four(lambda a, c: fwd(a, c, **kw), x, w) + (0 if b is None else b.reshape(-1, *(1,) * case.ndim))
+    expect_dx = four(lambda g, c: bwd(g, x.real, c, **kw, needs=("input",)).input, dy, np.conj(w))
+    expect_dw = four(lambda g, a: bwd(g, a, w.real, **kw, needs=("weight",)).weight, dy, np.conj(x))
+    for ours, expect in ((y, expect_y), (dx, expect_dx), (dw, expect_dw), (db, dy.sum(axis=(0, *range(2, dy.ndim))))):
+        assert np.abs(ours - expect).max(initial=0.0) < 1e-10 * max(1.0, float(np.abs(expect).max(initial=0.0)))
