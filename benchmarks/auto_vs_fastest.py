@@ -9,8 +9,9 @@ the ``direct`` reference is not one) through the same dispatch the library uses
 (``algorithms.run(op, spec, a, b, algorithm=name)``). Per operation: one untimed call of each
 candidate, then ``--repeats`` rounds, each timing every candidate once in a rotated order (so a
 slow spell on the shared machine does not always hit the same one); the time is the median. A
-candidate slower than ``--prune`` times the best after the first round is not timed again (its
-one time stands: it is not the fastest either way); ``auto``'s own pick always is.
+candidate whose best of the first two rounds is over ``--prune`` times the best candidate's is
+not timed again (its median is of those two rounds: it is not the fastest either way); ``auto``'s
+own pick always is.
 
 It records ``auto``'s pick, the fastest, the ratio ``t(auto) / t(fastest)`` and the cost
 model's estimates, writes JSON, and prints how often ``auto`` misses and by how much (geometric
@@ -18,7 +19,7 @@ mean and worst ratio, over all operations and over the misses). The load average
 before and after: on a busy machine the ratios are noisy (a "miss" within ~10 % is noise).
 
     python benchmarks/auto_vs_fastest.py [--nets lenet5,vgg,resnet8,cnn1d] [--dtypes float32,float64]
-                                         [--repeats 5] [--threads N] [--json benchmarks/results/auto_vs_fastest.json]
+                                         [--repeats 7] [--threads N] [--json benchmarks/results/auto_vs_fastest.json]
 
 Not a test. About two minutes on the quiet 2-core machine; run it with nothing else running.
 """
@@ -115,9 +116,9 @@ def time_candidates(op, spec, a, b, names, auto, repeats: int, prune: float) -> 
         shift = r % len(timed)
         for name in timed[shift:] + timed[:shift]:
             times[name].append(once(name))
-        if r == 0 and prune:
-            best = min(t[0] for t in times.values())
-            timed = [n for n in timed if n == auto or times[n][0] <= prune * best]
+        if r == 1 and prune:  # two rounds each, so that one time slice lost to another process prunes nothing
+            best = min(min(t) for t in times.values())
+            timed = [n for n in timed if n == auto or min(times[n]) <= prune * best]
     return times
 
 
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nets", default=",".join(train_step.NETS), help="networks (default: all four)")
     p.add_argument("--dtypes", default="float32,float64", help="dtypes (default float32,float64)")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds per operation, median (default 5)")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds per operation, median (default 7)")
     p.add_argument("--prune", type=float, default=3.0,
                    help="after round 1, stop timing candidates slower than this times the best (0: never; default 3)")
     p.add_argument("--threads", type=int, default=None, help="convgrad's threads (default: all cores, as bench --train)")
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
     threads = args.threads or os.cpu_count() or 1
     runtime.set_num_threads(threads)
     load_before = os.getloadavg()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     convs = distinct_convolutions(nets)
     print(f"{len(convs)} distinct convolutions in {', '.join(nets)}; {threads} threads; load average "
           f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
@@ -227,12 +228,13 @@ def main(argv=None) -> int:
     summary = summarise(rows)
     load_after = os.getloadavg()
     report(summary)
-    elapsed = time.perf_counter() - start
-    print(f"({elapsed:.0f} s; load average after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f})")
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    print(f"({elapsed:.0f} s, {cpu:.0f} s of CPU; load average after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f})")
     result = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   machine=dict(platform=platform.platform(), processor=platform.processor(), cpus=os.cpu_count()),
                   threads=threads, repeats=args.repeats, prune=args.prune, numpy=np.__version__,
                   load_average_before=load_before, load_average_after=load_after, seconds=round(elapsed, 1),
+                  cpu_seconds=round(cpu, 1),
                   summary=summary, rows=rows)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
