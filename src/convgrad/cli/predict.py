@@ -53,14 +53,20 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_npy(path: Path, size: tuple[int, int], max_value: float) -> np.ndarray:
-    """``(N, 1, H, W)`` float32 in [0, 1] from an ``.npy`` array in the training data's units."""
+def _numeric_npy(path: Path) -> np.ndarray:
+    """The numeric array in the ``.npy`` file ``path`` (never unpickled); ValueError naming the file otherwise."""
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read as a .npy array: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def load_npy(path: Path, size: tuple[int, int], max_value: float) -> np.ndarray:
+    """``(N, 1, H, W)`` float32 in [0, 1] from an ``.npy`` array in the training data's units."""
+    arr = _numeric_npy(path)
     if arr.ndim == 2:
         arr = arr[None]
     elif arr.ndim == 4 and arr.shape[1] == 1:
@@ -78,12 +84,7 @@ def load_signals(path: Path, length: int, max_value: float) -> np.ndarray:
     if path.suffix.lower() != ".npy":
         raise ValueError(f"{path}: this model classifies 1-D signals of {length} samples, read from .npy arrays "
                          f"(one signal ({length},) or a stack (N, {length})); got a {path.suffix or 'suffix-less'} file")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read as a .npy array: {exc}") from None
-    if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
+    arr = _numeric_npy(path)
     if arr.ndim == 1:
         arr = arr[None]
     elif arr.ndim == 3 and arr.shape[1] == 1:
