@@ -12,6 +12,10 @@ Accepted images:
   when the background is light (``--invert auto``: the training digits are light strokes on
   black); it is padded to a square with the background (the aspect ratio is kept, as in MNIST's
   preprocessing) and area-resized to the model's size. What was done is said per picture.
+
+A 1-D model (``convgrad train --data mnist1d``) classifies signals, read from ``.npy`` only: one
+signal ``(L,)`` or a stack ``(N, L)`` / ``(N, 1, L)`` of the model's length, in the training data's
+units (MNIST-1D's are standardized: the values as ``mnist1d`` makes them).
 """
 
 from __future__ import annotations
@@ -49,14 +53,20 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def load_npy(path: Path, size: tuple[int, int], max_value: float) -> np.ndarray:
-    """``(N, 1, H, W)`` float32 in [0, 1] from an ``.npy`` array in the training data's units."""
+def _numeric_npy(path: Path) -> np.ndarray:
+    """The numeric array in the ``.npy`` file ``path`` (never unpickled); ValueError naming the file otherwise."""
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read as a .npy array: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{path}: expected a numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def load_npy(path: Path, size: tuple[int, int], max_value: float) -> np.ndarray:
+    """``(N, 1, H, W)`` float32 in [0, 1] from an ``.npy`` array in the training data's units."""
+    arr = _numeric_npy(path)
     if arr.ndim == 2:
         arr = arr[None]
     elif arr.ndim == 4 and arr.shape[1] == 1:
@@ -67,6 +77,22 @@ def load_npy(path: Path, size: tuple[int, int], max_value: float) -> np.ndarray:
             f"got shape {arr.shape} (.npy arrays are not resized; save pictures as .png to have them resized)"
         )
     return (arr.astype(np.float64) / max_value).astype(np.float32)[:, None]
+
+
+def load_signals(path: Path, length: int, max_value: float) -> np.ndarray:
+    """``(N, 1, L)`` float32 from an ``.npy`` array of 1-D signals ``(L,)``, ``(N, L)`` or ``(N, 1, L)``."""
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"{path}: this model classifies 1-D signals of {length} samples, read from .npy arrays "
+                         f"(one signal ({length},) or a stack (N, {length})); got a {path.suffix or 'suffix-less'} file")
+    arr = _numeric_npy(path)
+    if arr.ndim == 1:
+        arr = arr[None]
+    elif arr.ndim == 3 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 2 or arr.shape[1] != length:
+        raise ValueError(f"{path}: expected a signal of shape ({length},) or a stack (N, {length}) for this model, "
+                         f"got shape {arr.shape}")
+    return (arr.astype(np.float64) / max_value).astype(np.float32)[:, None]  # (N, 1, L)
 
 
 def _flatten_alpha(img):
@@ -138,16 +164,22 @@ def load_picture(path: Path, size: tuple[int, int], invert: str) -> tuple[np.nda
     return pixels[None, None], ", ".join(steps)
 
 
-def load_images(paths, size: tuple[int, int], max_value: float, invert: str) -> list[tuple[str, np.ndarray, str]]:
-    """``(label, image, what was done)`` per image (a ``.npy`` stack gives several, labelled ``path[i]``)."""
+def load_images(paths, size: tuple[int, ...], max_value: float, invert: str) -> list[tuple[str, np.ndarray, str]]:
+    """``(label, image, what was done)`` per image (a ``.npy`` stack gives several, labelled ``path[i]``).
+
+    ``size`` is ``(H, W)`` for an image model, ``(L,)`` for a 1-D model (signals, ``.npy`` only).
+    """
     out = []
     for path in paths:
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
         suffix = path.suffix.lower()
-        if suffix == ".npy":
-            stack = load_npy(path, size, max_value)
-            note = f"divided by {max_value:g} (the raw value of full ink)"
+        if len(size) == 1 or suffix == ".npy":
+            stack = load_signals(path, size[0], max_value) if len(size) == 1 else load_npy(path, size, max_value)
+            if len(size) == 1:
+                note = "as given (a 1-D signal)" if max_value == 1 else f"divided by {max_value:g} (--max-value)"
+            else:
+                note = f"divided by {max_value:g} (the raw value of full ink)"
             if len(stack) == 1:
                 out.append((str(path), stack[0], note))
             else:
@@ -170,10 +202,11 @@ def run(args) -> int:
         if args.weights.suffix.lower() != ".npz":
             raise ValueError(f"{exc} (usage: convgrad predict WEIGHTS.npz IMAGE...: the weights come first)") from None
         raise
-    size = tuple(meta["config"]["image_size"])
+    config = meta["config"]
+    size = (int(config["length"]),) if config.get("kind") == "cnn1d" else tuple(config["image_size"])
     max_value = args.max_value or meta["max_value"]
     items = load_images(args.images, size, max_value, args.invert)
-    batch = np.stack([image for _, image, _ in items])  # (N, 1, H, W)
+    batch = np.stack([image for _, image, _ in items])  # (N, 1, H, W), or (N, 1, L) for signals
     probs = np.exp(log_softmax(model(batch).astype(np.float64)))
     top = min(args.top, probs.shape[1])
     quiet = getattr(args, "quiet", False)

@@ -1,4 +1,7 @@
-"""The pictures ``convgrad train`` writes: learning curves and the learned first-layer filters.
+"""The pictures ``convgrad train`` writes: learning curves, the learned first-layer filters, the mistakes.
+
+Images get image tiles; the 1-D signals of MNIST-1D get line plots (each kernel as a stem plot
+of its taps, each mistaken signal as a curve).
 
 Needs matplotlib (the ``train`` extra); :func:`write` raises ``ImportError`` without it. Each file
 is written atomically (a temporary file, then a rename).
@@ -66,7 +69,9 @@ def curves(path: Path, history, plt) -> Path:
 
 def filters(path: Path, weight: np.ndarray, plt) -> Path:
     """The first convolution's kernels, one tile each, on one symmetric colour scale (red +, blue -)."""
-    w = weight[:, 0] if weight.shape[1] == 1 else weight.mean(axis=1)  # (C_out, kH, kW)
+    w = weight[:, 0] if weight.shape[1] == 1 else weight.mean(axis=1)  # (C_out, kH, kW) or (C_out, k)
+    if w.ndim == 2:
+        return filters_1d(path, w, plt)
     count = len(w)
     cols = min(8, count)
     rows = math.ceil(count / cols)
@@ -90,6 +95,32 @@ def filters(path: Path, weight: np.ndarray, plt) -> Path:
     return path
 
 
+def filters_1d(path: Path, w: np.ndarray, plt) -> Path:
+    """1-D kernels ``(C_out, k)``, one stem plot of the ``k`` taps each, on one shared vertical scale."""
+    count, k = w.shape
+    cols = min(8, count)
+    rows = math.ceil(count / cols)
+    scale = 1.1 * float(np.abs(w).max()) or 1.0
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.4, 1.1 * rows + 0.6), dpi=110, squeeze=False,
+                             sharey=True)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.tick_params(labelsize=6)
+        if i >= count:
+            ax.axis("off")
+            continue
+        ax.axhline(0, color="gray", lw=0.6)
+        ax.vlines(np.arange(k), 0, w[i], colors=np.where(w[i] >= 0, "firebrick", "royalblue"), lw=2)
+        ax.plot(np.arange(k), w[i], "k.", ms=3)
+        ax.set(ylim=(-scale, scale), xlim=(-0.7, k - 0.3))
+        ax.set_title(str(i), fontsize=8, pad=2)
+    fig.suptitle(f"First-layer filters: {count} learned 1-D kernels of {k} taps (red positive, blue negative)",
+                 fontsize=10)
+    fig.tight_layout()
+    _save(fig, path, plt, bbox_inches="tight")
+    return path
+
+
 def mistakes(path: Path, model, test, plt, limit: int = 24) -> Path:
     """The held-out images the trained network gets wrong (up to ``limit``), with true and predicted class."""
     from ..nn.training import predict_logits
@@ -101,14 +132,24 @@ def mistakes(path: Path, model, test, plt, limit: int = 24) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols + 0.4, 1.6 * rows + 0.8), dpi=110, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    signals = test.images.ndim == 3  # (N, 1, L): draw curves
+    low, high = (float(test.images.min()), float(test.images.max())) if signals and len(test) else (0, 1)
     for ax, i in zip(axes.flat, wrong):
-        ax.imshow(test.images[i, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        if signals:
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.plot(test.images[i, 0], color="black", lw=1.2)
+            ax.set_ylim(low, high)
+        else:
+            ax.imshow(test.images[i, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{test.labels[i]} as {predicted[i]}", fontsize=9, color="firebrick")
     total = int((predicted != test.labels).sum())
     if total == 0:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=11)
     shown = f" (first {len(wrong)})" if total > len(wrong) else ""
-    fig.suptitle(f"Held-out mistakes: {total} of {len(test)} images{shown}, true class as predicted class", fontsize=10)
+    kind = "signals" if signals else "images"
+    fig.suptitle(f"Held-out mistakes: {total} of {len(test)} {kind}{shown}, true class as predicted class", fontsize=10)
     fig.tight_layout()
     _save(fig, path, plt, bbox_inches="tight")
     return path

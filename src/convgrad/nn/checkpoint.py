@@ -2,7 +2,8 @@
 
 The file holds the model's ``state_dict`` (one array per name, under ``state/<name>``) and a
 JSON string ``meta`` with what is needed to rebuild and use it: the architecture
-(:class:`~convgrad.nn.models.LeNetConfig`), the raw pixel value that means 1.0 (16 for the
+(:class:`~convgrad.nn.models.LeNetConfig`, or :class:`~convgrad.nn.models.CNN1dConfig` for the
+1-D CNN), the raw pixel value that means 1.0 (16 for the
 digits, 255 for 8-bit IDX images), and how it was trained. ``np.load`` reads it without pickle.
 
 A file written during training also holds what continuing the run needs (``convgrad train
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from .container import Sequential
-from .models import LeNetConfig, lenet
+from .models import CNN1dConfig, LeNetConfig, build_model, config_from_dict
 
 __all__ = ["save_lenet", "load_lenet", "load_checkpoint"]
 
@@ -29,7 +30,7 @@ FORMAT = "convgrad-lenet/1"
 EXPECTED = "the weights.npz file `convgrad train` writes"
 
 
-def save_lenet(path, model: Sequential, config: LeNetConfig, max_value: float, extra: dict | None = None,
+def save_lenet(path, model: Sequential, config: "LeNetConfig | CNN1dConfig", max_value: float, extra: dict | None = None,
                optimizer_state: dict[str, np.ndarray] | None = None) -> Path:
     """Write ``model``'s weights and ``meta`` to ``path`` (a ``.npz`` file), atomically.
 
@@ -77,7 +78,7 @@ def load_checkpoint(path) -> tuple[Sequential, dict, dict[str, np.ndarray]]:
     """``(model, meta, optimizer_state)`` from ``path``; ``optimizer_state`` is empty for a file without one."""
     path = Path(path)
     meta, arrays = _read(path)
-    model = lenet(LeNetConfig.from_dict(meta["config"]), rng=0)
+    model = build_model(config_from_dict(meta["config"]), rng=0)
     model.load_state_dict({k[len("state/"):]: v for k, v in arrays.items() if k.startswith("state/")})
     optimizer_state = {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}
     return model, meta, optimizer_state

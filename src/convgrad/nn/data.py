@@ -1,8 +1,9 @@
-"""Image-classification data: scikit-learn's 8x8 digits, MNIST-format IDX files, splits and batches.
+"""Classification data: scikit-learn's 8x8 digits, MNIST-format IDX files, MNIST-1D, splits and batches.
 
 A :class:`Dataset` holds ``images`` of shape ``(N, 1, H, W)`` as float32 in ``[0, 1]`` (the raw
 values divided by ``max_value``: 16 for the digits, 255 for 8-bit IDX files) and integer
-``labels`` of shape ``(N,)``.
+``labels`` of shape ``(N,)``. MNIST-1D's signals are ``(N, 1, L)`` "images" of one spatial
+dimension, standardized by the data set itself (``max_value`` 1).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-__all__ = ["Dataset", "load_digits", "read_idx", "load_idx_dir", "stratified_split", "batches"]
+__all__ = ["Dataset", "load_digits", "load_mnist1d", "read_idx", "load_idx_dir", "stratified_split", "batches"]
 
 
 class Dataset(NamedTuple):
@@ -31,7 +32,8 @@ class Dataset(NamedTuple):
         return Dataset(self.images[index], self.labels[index], self.max_value)
 
     @property
-    def image_size(self) -> tuple[int, int]:
+    def image_size(self) -> tuple[int, ...]:
+        """``(H, W)`` of images, ``(L,)`` of 1-D signals."""
         return tuple(self.images.shape[2:])
 
 
@@ -47,6 +49,40 @@ def load_digits() -> Dataset:
     bunch = sk_load_digits()
     images = (bunch.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
     return Dataset(images, bunch.target.astype(np.int64), 16.0)
+
+
+def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> tuple[Dataset, Dataset]:
+    """MNIST-1D (Greydanus, 2020), generated locally from its ten templates: ``(train, test)``.
+
+    The paper's configuration: ``num_samples`` signals of 40 samples (the ten digit templates
+    padded, scaled, translated, given correlated and white noise and sheared; ``seed`` fixes all of
+    it), standardized over the whole set, the first 80 % for training, the rest for testing
+    (4000/1000 by default). It needs the ``mnist1d`` package (``pip install 'convgrad[mnist1d]'``);
+    nothing is downloaded: its ``get_dataset``, which fetches a pickle from the web by default, is
+    not used, only ``make_dataset``. NumPy's and ``random``'s global random states, which
+    ``make_dataset`` reseeds, are restored afterwards.
+    """
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as exc:
+        raise ImportError(f"MNIST-1D needs the mnist1d package ({exc}): pip install 'convgrad[mnist1d]'") from None
+    import random
+
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 20:
+        raise ValueError(f"load_mnist1d: num_samples must be an integer >= 20 (two per class at least), got {num_samples!r}")
+    args = get_dataset_args()
+    args.num_samples, args.seed = int(num_samples), int(seed)
+    saved = np.random.get_state(), random.getstate()
+    try:
+        made = make_dataset(args)
+    finally:
+        np.random.set_state(saved[0])
+        random.setstate(saved[1])
+
+    def part(x, y) -> Dataset:
+        return Dataset(np.asarray(x, dtype=np.float32)[:, None], np.asarray(y, dtype=np.int64), 1.0)  # (N, 1, L)
+
+    return part(made["x"], made["y"]), part(made["x_test"], made["y_test"])
 
 
 # ------------------------------------------------------------------------------------------------
