@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import algorithms
-from .api import Padding, Size, _algorithm, _batched_input, _finish, _weight
+from .api import Padding, Size, _algorithm, _batched_input, _finish, _needs, _weight
 from .dtypes import as_real_array, result_dtype
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
@@ -138,19 +138,6 @@ def _cast(compute, *arrays):
     return tuple(None if a is None else a.astype(compute, copy=False) for a in arrays)
 
 
-def _double_needs(needs, func: str) -> frozenset[str]:
-    if isinstance(needs, str):
-        needs = (needs,)
-    try:
-        items = tuple(needs)
-    except TypeError:
-        raise TypeError(f"{func}: needs must be a tuple of names from {DOUBLE_NEEDS}, got {needs!r}") from None
-    for item in items:
-        if item not in DOUBLE_NEEDS:
-            raise ValueError(f"{func}: needs entries must be from {DOUBLE_NEEDS}, got {item!r}")
-    return frozenset(items)
-
-
 # ------------------------------------------------------------------------------------------------
 # the shared plumbing of the public functions
 # ------------------------------------------------------------------------------------------------
@@ -158,7 +145,7 @@ def _double_needs(needs, func: str) -> frozenset[str]:
 
 def _double_backward(grad_grad_input, grad_grad_weight, grad_grad_bias, grad_output, input, weight,
                      spec_args: tuple, transposed: bool, needs, algorithm, func: str) -> DoubleGradients:
-    wanted = _double_needs(needs, func)
+    wanted = _needs(needs, func, DOUBLE_NEEDS)
     w, x, unbatched, p = _setup(input, weight, spec_args, transposed, algorithm, func)
     user = (lambda shape: shape[1:]) if unbatched else (lambda shape: shape)
     if grad_output is None:
