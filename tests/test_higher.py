@@ -435,3 +435,21 @@ JAX_CASES = [Case(1, 4, 2, 2, (3,), (3,), stride=1, padding=1, dilation=3, outpu
 def test_printed_jax_calls_compute_them(case):
     pytest.importorskip("jax")
     assert _run_snippets(case, ("jax",)) == {("double_backward", "jax"), ("jvp", "jax")}
+
+
+def test_cli_explain_higher_order(capsys):
+    from convgrad.cli import main
+
+    args = ["explain", "--input", "1,2,6", "--weight", "3,2,3", "--stride", "2", "--higher-order"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "SECOND-ORDER AND FORWARD-MODE DERIVATIVES AS OPERATIONS" in text
+    assert "gx = convgrad.conv_input(x.shape, ggw, dy, stride=2, padding=0, dilation=1, groups=1)" in text
+    assert main([*args, "--format", "json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert set(data["higher_order"]) == {"double_backward_grad_output", "double_backward_input",
+                                         "double_backward_weight", "double_backward", "jvp"}
+    assert main([*args, "--format", "svg"]) == 2
+    assert capsys.readouterr().err.strip() == "convgrad explain: error: --higher-order needs --format text or json, got --format svg"
