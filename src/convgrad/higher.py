@@ -231,8 +231,9 @@ def conv_double_backward(grad_grad_input: ArrayLike | None, grad_grad_weight: Ar
 
     all with this configuration's stride, padding (and padding mode: the pad is a linear map
     inside ``conv``), dilation and groups. ``dL2/d(dy)`` is the forward-mode tangent of the output
-    along ``(ggx, ggw, ggb)`` (:func:`conv_jvp`). The cost is that of three (four with both
-    ``ggx`` and ``ggw``) first-order passes.
+    along ``(ggx, ggw, ggb)`` (:func:`conv_jvp`). The cost: four single operations with both
+    ``ggx`` and ``ggw`` (two forwards, an input- and a weight-gradient; :func:`~convgrad.conv_backward`
+    is two), two with only one of them.
 
     Examples
     --------
