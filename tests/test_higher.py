@@ -388,7 +388,8 @@ from _explain import explanation_of, grid_and_random  # noqa: E402
 from convgrad.explain.higher import higher_order  # noqa: E402
 
 # every transposed and padding-mode configuration of the grid, a quarter of the others, four random ones
-# (the JAX snippets: scripts/check_framework_snippets.py jax, as for the first-order ones)
+# (the JAX snippets, seconds of compilation each, are run by scripts/check_framework_snippets.py jax, as the
+# first-order ones; on these 27 configurations they agreed with conv_double_backward/conv_jvp to 1e-10, JAX 0.10.2)
 EXPLAIN_CASES = [c for c in GRID if c.batch > 0 and (c.transposed or c.padding_mode != "zeros")] + [
     c for c in GRID if c.batch > 0 and not c.transposed and c.padding_mode == "zeros"][::4] + grid_and_random(
     4, seed=21, max_size=5)[-4:]
