@@ -3,6 +3,8 @@
     python scripts/check_framework_snippets.py jax,tensorflow      # in an environment with JAX and TF
     python scripts/check_framework_snippets.py convgrad,pytorch    # (the tests run these two)
 
+It also runs the double backward and JVP snippets (convgrad.explain.higher; convgrad, PyTorch, JAX).
+
 The tests cannot install JAX and TensorFlow; this script is how their snippets were checked
 (JAX 0.10.2 and TensorFlow 2.21 CPU: all agree on the test grid and 40 random configurations).
 """
@@ -58,6 +60,37 @@ for case in cases:
                 gw = np.asarray(env["dw"]); 
                 if not np.allclose(gw, ref["grad_weight"], atol=1e-8):
                     bad += 1; print("MISMATCH tf dw", case)
+                else:
+                    ok += 1
+
+# the double backward and JVP snippets (convgrad.explain.higher), against conv_double_backward / conv_jvp
+from convgrad.explain.higher import higher_order
+
+for case in cases:
+    fn = "conv_transpose" if case.transposed else "conv"
+    x, w, _ = case.arrays(0)
+    y, _ = case.run(x, w, None)
+    rng = np.random.default_rng(2)
+    dy, ggx, ggw, ggb, b = (rng.standard_normal(s) for s in (y.shape, x.shape, w.shape, (case.out_channels,),
+                                                               (case.out_channels,)))
+    g = getattr(convgrad, f"{fn}_double_backward")(ggx, ggw, ggb, dy, x, w, **case.kwargs())
+    yy, ty = getattr(convgrad, f"{fn}_jvp")(x, w, b, ggx, ggw, ggb, **case.kwargs())
+    ref = {"gdy": g.grad_output, "gx": g.input, "gw": g.weight, "y": yy, "ty": ty}
+    for q, entry in higher_order(explanation_of(case)).items():
+        for fw, code in entry["calls"].items():
+            if not any(fw.startswith(f) for f in frameworks) or code.startswith("#"):
+                continue
+            env = {"x": x, "w": w, "dy": dy, "ggx": ggx, "ggw": ggw, "ggb": ggb, "b": b, "tx": ggx, "tw": ggw, "tb": ggb}
+            try:
+                exec(code, env)
+            except Exception as e:
+                bad += 1
+                print("ERROR", case, q, fw, type(e).__name__, str(e)[:300]); print(code); continue
+            for name in (n for n in ref if n in env):
+                got = np.asarray(env[name].detach() if hasattr(env[name], "detach") else env[name])
+                if got.shape != ref[name].shape or not np.allclose(got, ref[name], atol=1e-8):
+                    bad += 1
+                    print("MISMATCH", case, q, fw, name); print(code)
                 else:
                     ok += 1
 print("ok", ok, "bad", bad)

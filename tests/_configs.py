@@ -224,14 +224,24 @@ GRID = _grid()
 def torch_reference(case: Case, x, w, b, dy):
     """``(y, dx, dw, db)`` computed by PyTorch's autograd, in ``x``'s dtype, or None if not expressible."""
     import torch
-    import torch.nn.functional as F
 
-    nd = case.ndim
-    if nd > 3:
+    if case.ndim > 3:
         return None
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(w, requires_grad=True)
     tb = None if b is None else torch.tensor(b, requires_grad=True)
+    y = torch_conv(case, tx, tw, tb)
+    if dy is None:
+        return y.detach().numpy(), None, None, None
+    y.backward(torch.tensor(dy))
+    return (y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), None if tb is None else tb.grad.numpy())
+
+
+def torch_conv(case: Case, tx, tw, tb):
+    """The case's convolution of torch tensors, differentiable by torch (any order); ranks 1 to 3."""
+    import torch.nn.functional as F
+
+    nd = case.ndim
     if case.transposed:
         fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[nd - 1]
         pads = _per_dim(case.padding, nd)
@@ -263,10 +273,7 @@ def torch_reference(case: Case, x, w, b, dy):
                 pads += [lo, hi]
             mode = "constant" if case.padding_mode == "zeros" else case.padding_mode
             y = fn(F.pad(tx, pads, mode=mode), tw, tb, case.stride, 0, case.dilation, case.groups)
-    if dy is None:
-        return y.detach().numpy(), None, None, None
-    y.backward(torch.tensor(dy))
-    return (y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), None if tb is None else tb.grad.numpy())
+    return y
 
 
 def max_rel(a, b) -> float:

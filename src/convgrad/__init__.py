@@ -28,6 +28,14 @@ from .api import (
     conv_weight,
 )
 from .explain import Explanation, explain
+from .higher import (
+    DoubleGradients,
+    Jvp,
+    conv_double_backward,
+    conv_jvp,
+    conv_transpose_double_backward,
+    conv_transpose_jvp,
+)
 from .verify import VerifyReport, verify
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
@@ -41,8 +49,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvSpec",
+    "DoubleGradients",
     "Explanation",
     "Gradients",
+    "Jvp",
     "available_algorithms",
     "choose_algorithm",
     "clear_algorithm_cache",
@@ -57,13 +67,17 @@ __all__ = [
     "conv3d_input",
     "conv3d_weight",
     "conv_backward",
+    "conv_double_backward",
     "conv_input",
+    "conv_jvp",
     "conv_spec",
     "conv_transpose",
     "conv_transpose1d",
     "conv_transpose2d",
     "conv_transpose3d",
     "conv_transpose_backward",
+    "conv_transpose_double_backward",
+    "conv_transpose_jvp",
     "conv_transpose_spec",
     "conv_weight",
     "explain",

@@ -130,16 +130,16 @@ def _algorithm(algorithm, func: str) -> str:
     return algorithm
 
 
-def _needs(needs, func: str) -> frozenset[str]:
+def _needs(needs, func: str, allowed: tuple[str, ...] = NEEDS) -> frozenset[str]:
     if isinstance(needs, str):
         needs = (needs,)
     try:
         items = tuple(needs)
     except TypeError:
-        raise TypeError(f"{func}: needs must be a tuple of names from {NEEDS}, got {needs!r}") from None
+        raise TypeError(f"{func}: needs must be a tuple of names from {allowed}, got {needs!r}") from None
     for item in items:
-        if item not in NEEDS:
-            raise ValueError(f"{func}: needs entries must be from {NEEDS}, got {item!r}")
+        if item not in allowed:
+            raise ValueError(f"{func}: needs entries must be from {allowed}, got {item!r}")
     return frozenset(items)
 
 

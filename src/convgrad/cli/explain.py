@@ -40,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write to FILE (default: stdout for text/json/html, explain-QUANTITY-INDEX.png|svg|gif for "
                         "pictures)")
+    p.add_argument("--higher-order", action="store_true",
+                   help="text/json: add the double backward and the JVP as calls of this configuration's convolution")
     p.add_argument("--max-frames", type=int, default=400, help="gif: refuse more frames than this (default 400)")
     p.add_argument("--fps", type=float, default=2.0, help="gif: frames per second (default 2)")
     p.set_defaults(func=run)
@@ -172,11 +174,14 @@ def _run(args) -> int:
     kwargs = conv_kwargs(args)
     ex = explain(args.input, args.weight, **kwargs, transposed=args.transposed)
     at = parse_at(args.at, ex, prefix_ok=fmt == "gif")
+    if args.higher_order and fmt not in ("text", "json"):
+        raise UsageError(f"--higher-order needs --format text or json, got --format {fmt}")
     if fmt == "text":
-        _write_text(ex.text(at), args.output)
+        _write_text(ex.text(at) + ("\n" + ex.higher_order(text=True) if args.higher_order else ""), args.output)
         return 0
     if fmt == "json":
-        _write_text(json.dumps(ex.to_dict(at), indent=2, ensure_ascii=False) + "\n", args.output)
+        data = {**ex.to_dict(at), **({"higher_order": ex.higher_order()} if args.higher_order else {})}
+        _write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", args.output)
         return 0
     if fmt == "html":
         _write_text(ex.html(at=at), args.output)

@@ -9,7 +9,8 @@ by their full name, e.g. ``from convgrad.explain.figures import draw``.
 
 Modules: ``geometry`` (per-dim sizes and unread positions), ``relation`` (contributor sets),
 ``explanation`` (the object), ``derivation`` (text and dict), ``equivalents`` (the same gradients
-as calls in convgrad, PyTorch, JAX and TensorFlow), ``traps`` (warnings), ``figures`` and
+as calls in convgrad, PyTorch, JAX and TensorFlow), ``higher`` (the double backward and the JVP as
+calls of the same convolution), ``traps`` (warnings), ``figures`` and
 ``animation`` (matplotlib), ``page`` (the HTML page). docs/questions.md is written by docs
 tooling outside the library (docs/tools/questions.py).
 """

@@ -326,6 +326,23 @@ class Explanation:
 
         return render_dict(self, at)
 
+    def higher_order(self, *, text: bool = False):
+        """The double backward and the JVP as calls: each again this configuration's convolution.
+
+        ``{quantity: {"statement", "calls": {framework: code}}}`` (:mod:`convgrad.explain.higher`), or
+        with ``text=True`` the same as a text section.
+
+        Examples
+        --------
+        >>> ex = explain((1, 1, 5), (1, 1, 3), stride=2)
+        >>> print(ex.higher_order()["double_backward_input"]["calls"]["convgrad"])
+        import convgrad
+        gx = convgrad.conv_input(x.shape, ggw, dy, stride=2, padding=0, dilation=1, groups=1)
+        """
+        from .higher import higher_order, render_higher_order
+
+        return render_higher_order(self) if text else higher_order(self)
+
     def figure(self, quantity: str, index: Sequence[int], path=None, *, slices=None, format=None):
         """Draw the operands as grids with the contributors of one element highlighted.
 
