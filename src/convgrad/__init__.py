@@ -28,6 +28,7 @@ from .api import (
     conv_weight,
 )
 from .explain import Explanation, explain
+from .pooling import avg_pool, avg_pool_backward, max_pool, max_pool_backward
 from .verify import VerifyReport, verify
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
@@ -44,6 +45,8 @@ __all__ = [
     "Explanation",
     "Gradients",
     "available_algorithms",
+    "avg_pool",
+    "avg_pool_backward",
     "choose_algorithm",
     "clear_algorithm_cache",
     "conv",
@@ -68,6 +71,8 @@ __all__ = [
     "conv_weight",
     "explain",
     "get_num_threads",
+    "max_pool",
+    "max_pool_backward",
     "nn",
     "get_workspace_limit",
     "set_num_threads",
