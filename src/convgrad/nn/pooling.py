@@ -60,7 +60,6 @@ class _MaxPoolNd(_Pool):
     def backward(self, grad_output, *, input_grad: bool = True):
         tap, geom = self._recall()
         dy = self._grad(grad_output, tap.shape)
-        self._cache = None  # the indices are not needed any more
         if not input_grad:
             return None
         return pooling.max_backward(dy, tap, geom)
