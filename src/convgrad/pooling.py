@@ -173,34 +173,49 @@ def max_forward(x: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
 
 def _separable_max(xp: np.ndarray, geom: Geometry, nan_aware: bool) -> tuple[np.ndarray, np.ndarray]:
     r, lead = len(geom.size), xp.ndim - len(geom.size)
-    val, tap, mult = xp, None, 1
+    val, tap, mult, fresh = xp, None, 1, False
     for dim in range(r - 1, -1, -1):  # last dim first: the tap number's fastest digit
         k_dim = geom.args.kernel[dim]
         at = (slice(None),) * (lead + dim)
         sl = [at + (geom.tap_slice(dim, k),) for k in range(k_dim)]
-        cur = val[sl[0]].copy()  # (*lead, out so far ..., this dim's output, inputs of earlier dims)
-        idx = np.zeros(cur.shape, geom.index_dtype) if tap is None else tap[sl[0]].copy()
-        for k in range(1, k_dim):
-            v = val[sl[k]]
-            better = v > cur
-            if nan_aware:
-                better |= np.isnan(v)
-            np.maximum(cur, v, out=cur)
+        # cur: (*lead, dims not yet reduced, this dim's output, dims already reduced)
+        if k_dim == 1:
+            cur, idx = val[sl[0]], (np.zeros(val[sl[0]].shape, geom.index_dtype) if tap is None else tap[sl[0]])
+        else:
+            v0, v1 = val[sl[0]], val[sl[1]]
+            better = _greater(v1, v0, nan_aware)
+            cur = np.maximum(v0, v1)
+            fresh = True
             if tap is None:
-                np.copyto(idx, k, where=better)
+                idx = better.astype(geom.index_dtype)
             else:
-                np.copyto(idx, tap[sl[k]] + geom.index_dtype.type(k * mult), where=better)
+                idx = np.where(better, tap[sl[1]] + geom.index_dtype.type(mult), tap[sl[0]])
+            for k in range(2, k_dim):
+                v = val[sl[k]]
+                better = _greater(v, cur, nan_aware)
+                np.maximum(cur, v, out=cur)
+                np.copyto(idx, k if tap is None else tap[sl[k]] + geom.index_dtype.type(k * mult), where=better)
         val, tap, mult = cur, idx, mult * k_dim
-    return val, tap
+    return (val if fresh else val.copy()), np.ascontiguousarray(tap)
+
+
+def _greater(v: np.ndarray, cur: np.ndarray, nan_aware: bool) -> np.ndarray:
+    """Where ``v`` takes the window's place: strictly greater (the first maximum stays), or NaN (PyTorch)."""
+    better = v > cur
+    if nan_aware:
+        better |= np.isnan(v)
+    return better
 
 
 def max_backward(dy: np.ndarray, tap: np.ndarray, geom: Geometry) -> np.ndarray:
     """``dx``: each output gradient sent to the input position its tap read (summed where windows overlap)."""
     lead = dy.shape[: dy.ndim - len(geom.size)]
     if geom.disjoint:  # every position gets at most one gradient: one scatter
-        flat = _padded_flat_index(tap, geom)  # (L, prod(out)) into (L, prod(padded))
-        dxp = np.zeros((math.prod(lead), math.prod(geom.padded_size)), dtype=dy.dtype)
-        np.put_along_axis(dxp, flat, dy.reshape(flat.shape), axis=1)
+        flat = _padded_flat_index(tap, geom)  # (L, prod(out)) into its plane of prod(padded)
+        plane = math.prod(geom.padded_size)
+        flat += (np.arange(flat.shape[0], dtype=np.intp) * plane)[:, None]
+        dxp = np.zeros(math.prod(lead) * plane, dtype=dy.dtype)
+        dxp[flat.ravel()] = dy.ravel()
         return geom.crop(dxp.reshape(lead + geom.padded_size))
     dxp = np.zeros(lead + geom.padded_size, dtype=dy.dtype)
     for t, index in geom.taps():
