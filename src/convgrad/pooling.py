@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from . import batch_split
 from .dtypes import as_real_array
 from .spec import positive_ints
 
@@ -165,9 +166,24 @@ def _grad(grad_output, shape, func: str) -> np.ndarray:
 
 def max_forward(x: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """``(y, tap)``: the window maxima and, per output, the row-major number of the tap that held it."""
-    y, tap = _separable_max(geom.padded(x, -np.inf), geom, nan_aware=False)
+    y, tap = _split_max(geom.padded(x, -np.inf), geom, nan_aware=False)
     if y.dtype.kind == "f" and np.isnan(y).any():  # rare: redo with PyTorch's NaN rule for the index
-        y, tap = _separable_max(geom.padded(x, -np.inf), geom, nan_aware=True)
+        y, tap = _split_max(geom.padded(x, -np.inf), geom, nan_aware=True)
+    return y, tap
+
+
+def _split_max(xp: np.ndarray, geom: Geometry, nan_aware: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_separable_max` on slices of the leading dim, on convgrad's threads (one call when small)."""
+    parts = batch_split.slices(xp.shape[0], xp.nbytes)
+    if len(parts) == 1:
+        return _separable_max(xp, geom, nan_aware)
+    shape = xp.shape[: xp.ndim - len(geom.size)] + geom.output
+    y, tap = np.empty(shape, xp.dtype), np.empty(shape, geom.index_dtype)
+
+    def work(a, b):
+        y[a:b], tap[a:b] = _separable_max(xp[a:b], geom, nan_aware)
+
+    batch_split.run(xp.shape[0], xp.nbytes, work)
     return y, tap
 
 
@@ -210,13 +226,19 @@ def _greater(v: np.ndarray, cur: np.ndarray, nan_aware: bool) -> np.ndarray:
 def max_backward(dy: np.ndarray, tap: np.ndarray, geom: Geometry) -> np.ndarray:
     """``dx``: each output gradient sent to the input position its tap read (summed where windows overlap)."""
     lead = dy.shape[: dy.ndim - len(geom.size)]
-    if geom.disjoint:  # every position gets at most one gradient: one scatter
-        flat = _padded_flat_index(tap, geom)  # (L, prod(out)) into its plane of prod(padded)
+    if geom.disjoint:  # every position gets at most one gradient: one scatter per slice of the batch
+        dxp = np.empty(lead + geom.padded_size, dtype=dy.dtype)
         plane = math.prod(geom.padded_size)
-        flat += (np.arange(flat.shape[0], dtype=np.intp) * plane)[:, None]
-        dxp = np.zeros(math.prod(lead) * plane, dtype=dy.dtype)
-        dxp[flat.ravel()] = dy.ravel()
-        return geom.crop(dxp.reshape(lead + geom.padded_size))
+
+        def work(a, b):
+            flat = _padded_flat_index(tap[a:b], geom)  # (L, prod(out)) into its plane of prod(padded)
+            flat += (np.arange(flat.shape[0], dtype=np.intp) * plane)[:, None]
+            out = dxp[a:b].reshape(-1)  # a view: dxp is contiguous and sliced on its first dim
+            out.fill(0)
+            out[flat.ravel()] = dy[a:b].ravel()
+
+        batch_split.run(dy.shape[0], dxp.nbytes, work)
+        return geom.crop(dxp)
     dxp = np.zeros(lead + geom.padded_size, dtype=dy.dtype)
     for t, index in geom.taps():
         dxp[index] += dy * (tap == t)
