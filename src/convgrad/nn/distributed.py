@@ -167,9 +167,7 @@ def _dropout_forward(layer: Dropout, x: np.ndarray, keep: np.ndarray | None) -> 
     """``Dropout.forward`` with the mask drawn by the client (``None``: the layer draws nothing)."""
     if keep is None:
         return layer.forward(x)
-    scale = keep.astype(x.dtype) * x.dtype.type(1 / (1 - layer.p))  # exactly Dropout.forward's scale
-    layer._remember(scale, x.shape)
-    return x * scale
+    return layer._apply(x, keep)  # exactly Dropout.forward's arithmetic
 
 
 def _batchnorm_forward(layer: BatchNorm2d, x: np.ndarray, combined) -> np.ndarray:
