@@ -8,9 +8,10 @@ import convgrad.algorithms.work
 import convgrad.api
 import convgrad.higher
 import convgrad.parallel
+import convgrad.pooling
 import convgrad.reparam
 
-MODULES = [convgrad.api, convgrad.higher, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work]
+MODULES = [convgrad.api, convgrad.higher, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work, convgrad.pooling]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
@@ -25,6 +26,8 @@ def test_every_public_function_has_its_own_examples():
         obj = getattr(convgrad.api, name)
         if callable(obj) and name != "Gradients":
             assert obj.__name__ == name and "Examples\n    --------\n    >>>" in obj.__doc__, name
+    for name in convgrad.pooling.__all__:
+        assert "Examples\n    --------\n    >>>" in getattr(convgrad.pooling, name).__doc__, name
 
 
 def test_an_unknown_keyword_names_the_public_function():

@@ -120,11 +120,14 @@ def test_layers_keep_one_forward_and_never_modify_inputs():
     x_copy = x.copy()
     for _ in range(3):
         y = m(x)
+        for layer in m:  # one forward's worth of saved arrays, whatever the number of steps
+            saved = layer._cache
+            assert isinstance(saved, tuple) and len(saved) <= 5
         m.backward(np.ones_like(y))
+        assert all(layer._cache is None for layer in m)  # released by the backward pass
     np.testing.assert_array_equal(x, x_copy)
-    for layer in m:  # one forward's worth of saved arrays, whatever the number of steps
-        saved = layer._cache
-        assert isinstance(saved, tuple) and len(saved) <= 4
+    with pytest.raises(RuntimeError, match="backward was called before forward .or a second time"):
+        m.backward(np.ones_like(y))
 
 
 def test_backward_before_forward_and_wrong_shapes_are_clear_errors():

@@ -36,6 +36,7 @@ from .higher import (
     conv_transpose_double_backward,
     conv_transpose_jvp,
 )
+from .pooling import avg_pool, avg_pool_backward, max_pool, max_pool_backward
 from .verify import VerifyReport, verify
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
@@ -54,6 +55,8 @@ __all__ = [
     "Gradients",
     "Jvp",
     "available_algorithms",
+    "avg_pool",
+    "avg_pool_backward",
     "choose_algorithm",
     "clear_algorithm_cache",
     "conv",
@@ -82,6 +85,8 @@ __all__ = [
     "conv_weight",
     "explain",
     "get_num_threads",
+    "max_pool",
+    "max_pool_backward",
     "nn",
     "get_workspace_limit",
     "set_num_threads",

@@ -16,6 +16,7 @@ import numbers
 
 import numpy as np
 
+from .. import batch_split
 from ..dtypes import as_real_array
 from .module import Module, format_args
 
@@ -42,13 +43,29 @@ class ReLU(_Elementwise):
 
     def forward(self, x):
         x = self._input(x)
-        self._remember(x > 0)
-        return np.maximum(x, x.dtype.type(0))
+        if x.ndim == 0:
+            self._remember(x > 0)
+            return np.maximum(x, x.dtype.type(0))
+        mask, y = np.empty(x.shape, bool), np.empty(x.shape, x.dtype)  # the mask: a byte per value
+
+        def work(a, b):
+            np.greater(x[a:b], 0, out=mask[a:b])
+            np.maximum(x[a:b], x.dtype.type(0), out=y[a:b])
+
+        batch_split.run(x.shape[0], x.nbytes, work)
+        self._remember(mask)
+        return y
 
     def backward(self, grad_output, *, input_grad: bool = True):
         (mask,) = self._recall()
         dy = self._grad(grad_output, mask.shape)
-        return dy * mask if input_grad else None
+        if not input_grad:
+            return None
+        if dy.ndim == 0:
+            return dy * mask
+        dx = np.empty(dy.shape, dy.dtype)
+        batch_split.run(dy.shape[0], dy.nbytes, lambda a, b: np.multiply(dy[a:b], mask[a:b], out=dx[a:b]))
+        return dx
 
 
 class LeakyReLU(_Elementwise):

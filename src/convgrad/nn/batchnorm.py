@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from .. import batch_split
 from ..dtypes import as_real_array
 from .conv import _channels
 from .init import resolve_dtype
@@ -13,6 +14,15 @@ from .module import Module, format_args
 from .parameter import Parameter
 
 __all__ = ["BatchNorm2d"]
+
+
+def _total(parts):
+    """The sum of per-slice partial sums, in slice order."""
+    parts = list(parts)
+    total = parts[0].copy() if len(parts) > 1 else parts[0]
+    for p in parts[1:]:
+        total += p
+    return total
 
 
 class BatchNorm2d(Module):
@@ -76,28 +86,55 @@ class BatchNorm2d(Module):
         x = as_real_array(x, "BatchNorm2d", "input")
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d: input must have shape (N, {self.num_features}, H, W), got {x.shape}")
-        use_batch = self.training or not self.track_running_stats
-        m = x.shape[0] * x.shape[2] * x.shape[3]
-        if use_batch:
-            if self.training and m <= 1:
-                raise ValueError(
-                    f"BatchNorm2d: training needs more than one value per channel, got input of shape {x.shape}"
-                )
-            mean = np.einsum("nchw->c", x) / x.dtype.type(m)  # einsum: far faster than sum over (0, 2, 3)
-            centered = x - mean[:, None, None]
-            var = np.einsum("nchw,nchw->c", centered, centered) / x.dtype.type(m)  # biased, two-pass
-            if self.training and self.track_running_stats:
-                self._update_running(mean, var, m)
-        else:
+        n, c, h, w = x.shape
+        m = n * h * w
+        x3 = x.reshape(n, c, h * w)  # (N, C, HW): the per-channel broadcasts below run over contiguous rows
+        if not (self.training or not self.track_running_stats):  # eval: the running statistics, constants
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
-            centered = x - mean[:, None, None]
-        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
-        x_hat = centered * inv_std[:, None, None]
-        y = x_hat
-        if self.affine:
-            y = x_hat * self.weight.value[:, None, None] + self.bias.value[:, None, None]
-        self._remember(x_hat, inv_std, use_batch)
-        return y
+            inv_std, scale = self._scales(var, x.dtype)
+            shift = -mean * scale + (self.bias.value.astype(x.dtype, copy=False) if self.affine else 0)
+            y = np.multiply(x3, scale[:, None])  # y = x * scale + (bias - mu * scale)
+            y += shift.astype(x.dtype, copy=False)[:, None]
+            self._remember(x3, inv_std, scale, x.shape, mean)  # x itself: backward subtracts mu from its sums
+            return y.reshape(x.shape)
+        if self.training and m <= 1:
+            raise ValueError(f"BatchNorm2d: training needs more than one value per channel, got input of shape {x.shape}")
+        # einsum: far faster than sum over (0, 2); slices of the batch on convgrad's threads
+        mean = _total(batch_split.run(n, x.nbytes, lambda a, b: np.einsum("nck->c", x3[a:b]))) / x.dtype.type(m)
+        centered = np.empty(x3.shape, x.dtype)
+
+        def center(a, b):
+            part = np.subtract(x3[a:b], mean[:, None], out=centered[a:b])
+            return np.einsum("nck,nck->c", part, part)
+
+        var = _total(batch_split.run(n, x.nbytes, center)) / x.dtype.type(m)  # biased, two-pass
+        if self.training and self.track_running_stats:
+            self._update_running(mean, var, m)
+        return self._normalize(centered, var, x.shape)
+
+    def _scales(self, var, dtype):
+        """``(inv_std, scale)``: ``1/sqrt(var + eps)`` and ``weight * inv_std`` (``inv_std`` without affine)."""
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(dtype, copy=False)
+        return inv_std, (inv_std * self.weight.value.astype(dtype, copy=False) if self.affine else inv_std)
+
+    def _normalize(self, centered, var, shape):
+        """``y = (x - mu) * (weight * inv_std) + bias`` from ``centered = x - mu`` of shape ``(N, C, HW)``.
+
+        Keeps ``centered`` for backward (``x_hat = centered * inv_std`` is never stored: one pass
+        fewer each way). Also the data-parallel step's forward, with the whole batch's ``var``.
+        """
+        inv_std, scale = self._scales(var, centered.dtype)
+        y = np.empty(centered.shape, centered.dtype)
+        bias = self.bias.value.astype(centered.dtype, copy=False)[:, None] if self.affine else None
+
+        def work(a, b):
+            np.multiply(centered[a:b], scale[:, None], out=y[a:b])
+            if bias is not None:
+                y[a:b] += bias
+
+        batch_split.run(y.shape[0], y.nbytes, work)
+        self._remember(centered, inv_std, scale, shape, None)
+        return y.reshape(shape)
 
     def _update_running(self, mean, var, m) -> None:
         self.num_batches_tracked += 1
@@ -106,13 +143,40 @@ class BatchNorm2d(Module):
         self.running_mean[...] = (1 - factor) * self.running_mean + factor * mean
         self.running_var[...] = (1 - factor) * self.running_var + factor * unbiased
 
+    def _sums(self, grad_output, func: str = "BatchNorm2d.backward"):
+        """``(dy as (N, C, HW), sum dy, sum dy * x_hat)`` per channel, for the last forward."""
+        centered, inv_std, _, shape, eval_mean = self._recall()
+        dy = as_real_array(grad_output, func, "grad_output")
+        if dy.shape != shape:
+            raise ValueError(f"{func}: grad_output must have shape {shape} (the output's), got {dy.shape}")
+        dy3 = dy.reshape(centered.shape)  # (N, C, HW)
+        sums = batch_split.run(dy3.shape[0], dy3.nbytes, lambda a, b: (np.einsum("nck->c", dy3[a:b]),
+                                                                       np.einsum("nck,nck->c", dy3[a:b], centered[a:b])))
+        sum_dy, sum_dy_xhat = _total(s[0] for s in sums), _total(s[1] for s in sums)
+        if eval_mean is not None:  # eval mode: ``centered`` is x itself
+            sum_dy_xhat -= eval_mean * sum_dy
+        sum_dy_xhat *= inv_std
+        return dy3, sum_dy, sum_dy_xhat
+
+    def _input_grad(self, dy3, sum_dy, sum_dy_xhat, m):
+        """``dx = scale * (dy - sum(dy)/m - x_hat * sum(dy * x_hat)/m)`` (the sums over ``m`` values per channel)."""
+        centered, inv_std, scale, shape, eval_mean = self._recall()
+        if eval_mean is not None:  # mu and var are constants
+            return (dy3 * scale[:, None]).reshape(shape)
+        m = dy3.dtype.type(m)
+        k_x, k_dy, k_1 = (-scale * inv_std * (sum_dy_xhat / m))[:, None], scale[:, None], (scale * (sum_dy / m))[:, None]
+        dx = np.empty(dy3.shape, dy3.dtype)
+
+        def work(a, b):
+            part = np.multiply(centered[a:b], k_x, out=dx[a:b])
+            part += dy3[a:b] * k_dy
+            part -= k_1
+
+        batch_split.run(dx.shape[0], dx.nbytes, work)
+        return dx.reshape(shape)
+
     def backward(self, grad_output, *, input_grad: bool = True):
-        x_hat, inv_std, use_batch = self._recall()
-        dy = as_real_array(grad_output, "BatchNorm2d.backward", "grad_output")
-        if dy.shape != x_hat.shape:
-            raise ValueError(f"BatchNorm2d.backward: grad_output must have shape {x_hat.shape} (the output's), got {dy.shape}")
-        sum_dy = np.einsum("nchw->c", dy)
-        sum_dy_xhat = np.einsum("nchw,nchw->c", dy, x_hat)
+        dy3, sum_dy, sum_dy_xhat = self._sums(grad_output)
         if self.affine:
             if self.weight.requires_grad:
                 self.weight.accumulate(sum_dy_xhat)
@@ -120,11 +184,7 @@ class BatchNorm2d(Module):
                 self.bias.accumulate(sum_dy)
         if not input_grad:
             return None
-        scale = inv_std if not self.affine else inv_std * self.weight.value
-        if not use_batch:
-            return dy * scale[:, None, None]
-        m = x_hat.shape[0] * x_hat.shape[2] * x_hat.shape[3]
-        return (dy - (sum_dy / m)[:, None, None] - x_hat * (sum_dy_xhat / m)[:, None, None]) * scale[:, None, None]
+        return self._input_grad(dy3, sum_dy, sum_dy_xhat, dy3.shape[0] * dy3.shape[2])
 
     def extra_repr(self) -> str:
         return format_args(

@@ -51,8 +51,14 @@ class Sequential(Module):
         return x
 
     def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
-        """Back through every layer, last to first; the first one is told whether ``dL/dx`` is wanted."""
+        """Back through every layer, last to first; the first one is told whether ``dL/dx`` is wanted.
+
+        Each layer's saved arrays are released once its backward is done (peak memory: one
+        forward's activations, shrinking as the backward pass proceeds).
+        """
         grad = grad_output
         for i in range(len(self._layers) - 1, -1, -1):
-            grad = self._layers[i].backward(grad, input_grad=input_grad or i > 0)
+            layer = self._layers[i]
+            grad = layer.backward(grad, input_grad=input_grad or i > 0)
+            layer._release()
         return grad

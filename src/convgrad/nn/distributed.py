@@ -167,41 +167,33 @@ def _dropout_forward(layer: Dropout, x: np.ndarray, keep: np.ndarray | None) -> 
     """``Dropout.forward`` with the mask drawn by the client (``None``: the layer draws nothing)."""
     if keep is None:
         return layer.forward(x)
-    scale = keep.astype(x.dtype) * x.dtype.type(1 / (1 - layer.p))  # exactly Dropout.forward's scale
-    layer._remember(scale, x.shape)
-    return x * scale
+    return layer._apply(x, keep)  # exactly Dropout.forward's arithmetic
 
 
 def _batchnorm_forward(layer: BatchNorm2d, x: np.ndarray, combined) -> np.ndarray:
     """``BatchNorm2d.forward`` in training mode with the whole batch's ``(count, mean, var)``."""
     _, mean, var = combined
     mean, var = mean.astype(x.dtype), var.astype(x.dtype)
-    centered = x - mean[:, None, None]
-    inv_std = (1.0 / np.sqrt(var + layer.eps)).astype(x.dtype, copy=False)
-    x_hat = centered * inv_std[:, None, None]
-    y = x_hat * layer.weight.value[:, None, None] + layer.bias.value[:, None, None] if layer.affine else x_hat
-    layer._remember(x_hat, inv_std, True)
-    return y
+    centered = x.reshape(x.shape[0], x.shape[1], -1) - mean[:, None]  # (N, C, HW)
+    return layer._normalize(centered, var, x.shape)
 
 
 def _batchnorm_sums(layer: BatchNorm2d, dy: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """A shard's ``(count, sum dy, sum dy * x_hat)`` per channel, for the batch's BatchNorm backward."""
-    x_hat = layer._recall()[0]
-    return dy.shape[0] * dy.shape[2] * dy.shape[3], np.einsum("nchw->c", dy), np.einsum("nchw,nchw->c", dy, x_hat)
+    _, sum_dy, sum_dy_xhat = layer._sums(dy)
+    return dy.shape[0] * dy.shape[2] * dy.shape[3], sum_dy, sum_dy_xhat
 
 
 def _batchnorm_backward(layer: BatchNorm2d, dy: np.ndarray, combined) -> np.ndarray:
     """``BatchNorm2d.backward`` with the whole batch's sums; this shard's share of the parameter gradients."""
     m, sum_dy, sum_dy_xhat = combined
-    x_hat, inv_std, _ = layer._recall()
+    dy3, own_dy, own_dy_xhat = layer._sums(dy)
     if layer.affine:  # the shard's own sums: the reduction over shards adds them up to the batch's
         if layer.weight.requires_grad:
-            layer.weight.accumulate(np.einsum("nchw,nchw->c", dy, x_hat))
+            layer.weight.accumulate(own_dy_xhat)
         if layer.bias.requires_grad:
-            layer.bias.accumulate(np.einsum("nchw->c", dy))
-    sum_dy, sum_dy_xhat = sum_dy.astype(dy.dtype), sum_dy_xhat.astype(dy.dtype)
-    scale = inv_std if not layer.affine else inv_std * layer.weight.value
-    return (dy - (sum_dy / m)[:, None, None] - x_hat * (sum_dy_xhat / m)[:, None, None]) * scale[:, None, None]
+            layer.bias.accumulate(own_dy)
+    return layer._input_grad(dy3, sum_dy.astype(dy.dtype), sum_dy_xhat.astype(dy.dtype), m)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -40,22 +40,28 @@ class Dropout(Module):
         if not self.training or self.p == 0:
             self._remember(None, x.shape)
             return x.copy()
-        if self.p == 1:
-            scale = np.zeros(x.shape, dtype=x.dtype)
-        else:
-            keep = self._rng.random(x.shape) >= self.p
-            scale = keep.astype(x.dtype) * x.dtype.type(1 / (1 - self.p))
-        self._remember(scale, x.shape)
-        return x * scale
+        keep = np.zeros(x.shape, dtype=bool) if self.p == 1 else self._rng.random(x.shape) >= self.p
+        return self._apply(x, keep)
+
+    def _apply(self, x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """``y = x * keep / (1 - p)``; keeps the boolean mask (a byte per value) for backward."""
+        self._remember(keep, x.shape)
+        return self._scaled(x, keep)
+
+    def _scaled(self, a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        # (a * s) * keep: the same numbers as a * (keep * s), without a scale array of a's size
+        y = a * a.dtype.type(1 / (1 - self.p)) if self.p < 1 else np.zeros_like(a)
+        y *= keep
+        return y
 
     def backward(self, grad_output, *, input_grad: bool = True):
-        scale, shape = self._recall()
+        keep, shape = self._recall()
         dy = as_real_array(grad_output, "Dropout.backward", "grad_output")
         if dy.shape != shape:
             raise ValueError(f"Dropout.backward: grad_output must have shape {shape} (the output's), got {dy.shape}")
         if not input_grad:
             return None
-        return dy.copy() if scale is None else dy * scale
+        return dy.copy() if keep is None else self._scaled(dy, keep)
 
     def extra_repr(self) -> str:
         return format_args((), [("p", self.p, 0.5)])

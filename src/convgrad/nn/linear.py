@@ -52,7 +52,10 @@ class Linear(Module):
             raise ValueError(f"Linear: input must have shape (*, {self.in_features}), got shape {x.shape}")
         y = x @ self.weight.value.T
         if self.bias is not None:
-            y = y + self.bias.value
+            if y.dtype == np.result_type(y, self.bias.value):
+                y += self.bias.value  # y is a fresh array
+            else:
+                y = y + self.bias.value
         self._remember(x)
         return y
 

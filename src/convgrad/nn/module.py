@@ -6,7 +6,9 @@ Every layer is a ``Module`` with two explicit passes::
     dx = layer.backward(dy)               # dy = dL/dy  ->  dx = dL/dx, and adds dL/dW into W.grad
 
 ``backward`` uses what the *last* ``forward`` kept (one entry, overwritten each time: nothing
-grows). Parameters (:class:`~convgrad.nn.Parameter`) and sub-modules are found among a
+grows). A ``Sequential`` (or ``BasicBlock``) releases each layer's entry as soon as that layer's
+backward is done, as PyTorch frees its graph: the arrays of the forward pass do not outlive the
+step, and a second backward needs a new forward. Parameters (:class:`~convgrad.nn.Parameter`) and sub-modules are found among a
 module's public attributes, in the order they were assigned; ``state_dict`` names them with
 PyTorch's dotted keys (``"0.weight"``, ``"features.3.running_mean"``), so the ``state_dict``
 of the matching PyTorch model, converted to NumPy arrays, loads as it is.
@@ -59,8 +61,15 @@ class Module:
     def _recall(self) -> tuple:
         """What the last forward kept; ``RuntimeError`` if there was none."""
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward was called before forward: run forward first")
+            raise RuntimeError(f"{type(self).__name__}.backward was called before forward (or a second time after "
+                               "one forward, whose arrays the first backward released): run forward first")
         return self._cache
+
+    def _release(self) -> None:
+        """Drop what the last forward kept, here and in every sub-module (its backward is done)."""
+        self._cache = None
+        for child in self.children():
+            child._release()
 
     # -- structure --------------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:

@@ -1,101 +1,34 @@
 """Pooling layers: ``MaxPool1d/2d/3d`` and ``AvgPool1d/2d/3d``, as in ``torch.nn``.
 
-Geometry per spatial dim (input length ``H``, kernel ``K``, stride ``S``, padding ``P``,
-dilation ``D``; average pooling has ``D = 1``)::
-
-    H_out = floor((H + 2P - D*(K-1) - 1) / S) + 1          (ceil instead of floor with ceil_mode,
-                                                           minus one if the last window would start
-                                                           in the right padding)
-    window i reads  i*S + k*D - P   for k = 0 .. K-1
-
-Both passes loop over the kernel taps (``K1*K2`` of them, never over pixels): tap ``k`` of every
-window at once is one strided slice of the padded input, and the backward pass adds the output
-gradient back into that slice::
-
-    max:  dx[i*S + k*D - P] += dy[i]  for the tap k that held the maximum (the first one on ties)
-    avg:  dx[i*S + k   - P] += dy[i] / divisor[i]   for every tap k
+Thin layers over :mod:`convgrad.pooling` (the functional :func:`convgrad.max_pool`,
+:func:`convgrad.avg_pool` and their backward passes): a layer checks its arguments once,
+builds the geometry once per input size and keeps, for backward, only what it needs -- max
+pooling one small integer per output (which tap of its window held the maximum), average
+pooling nothing but the input's shape.
 """
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
-import numpy as np
-
+from .. import pooling
 from ..dtypes import as_real_array
-from ..spec import positive_ints
 from .module import Module, format_args
 
 __all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d"]
-
-
-def _nonneg_ints(value, rank: int, func: str, name: str) -> tuple[int, ...]:
-    items = (value,) * rank if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
-    try:
-        items = tuple(items)
-    except TypeError:
-        raise TypeError(f"{func}: {name} must be an int or a tuple of {rank} ints, got {value!r}") from None
-    if len(items) != rank or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items):
-        raise TypeError(f"{func}: {name} must be an int or a tuple of {rank} ints, got {value!r}")
-    if any(v < 0 for v in items):
-        raise ValueError(f"{func}: {name} must be non-negative, got {value!r}")
-    return tuple(int(v) for v in items)
-
-
-class _Geometry:
-    """Output sizes and the padding that makes every window lie inside the array, for one input shape."""
-
-    def __init__(self, size, kernel, stride, padding, dilation, ceil_mode, func):
-        self.size = size
-        out, hi = [], []
-        for dim, (h, k, s, p, d) in enumerate(zip(size, kernel, stride, padding, dilation)):
-            span = h + 2 * p - d * (k - 1) - 1
-            if span < 0:
-                raise ValueError(
-                    f"{func}: the window (dilation*(kernel-1)+1 = {d * (k - 1) + 1}) is larger than the padded "
-                    f"input ({h} + 2*{p}) in spatial dim {dim}"
-                )
-            o = (-(-span // s) if ceil_mode else span // s) + 1
-            if ceil_mode and (o - 1) * s >= h + p:
-                o -= 1
-            out.append(o)
-            hi.append(max(0, (o - 1) * s + d * (k - 1) + 1 - h - p))
-        self.output = tuple(out)
-        self.pad = tuple(zip(padding, hi))  # (lo, hi) per dim; hi covers ceil_mode's last window
-        self.cropping = any(lo or hi for lo, hi in self.pad)
-
-    def padded(self, x: np.ndarray, fill) -> np.ndarray:
-        if not self.cropping:
-            return x
-        return np.pad(x, [(0, 0)] * (x.ndim - len(self.pad)) + list(self.pad), constant_values=fill)
-
-    def crop(self, xp: np.ndarray) -> np.ndarray:
-        """The real input's part of a padded array (a contiguous copy)."""
-        index = (Ellipsis, *(slice(lo, lo + h) for (lo, _), h in zip(self.pad, self.size)))
-        return np.ascontiguousarray(xp[index])
 
 
 class _Pool(Module):
     _rank: ClassVar[int]
 
     def _setup(self, kernel_size, stride, padding, dilation, ceil_mode) -> None:
-        name = type(self).__name__
-        self.kernel_size = positive_ints(kernel_size, self._rank, name, "kernel_size")
-        self.stride = self.kernel_size if stride is None else positive_ints(stride, self._rank, name, "stride")
-        self.padding = _nonneg_ints(padding, self._rank, name, "padding")
-        self.dilation = positive_ints(dilation, self._rank, name, "dilation")
-        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(
-                f"{name}: padding must be at most half the kernel size, got padding={self.padding} for "
-                f"kernel_size={self.kernel_size}"
-            )
-        if not isinstance(ceil_mode, bool):
-            raise TypeError(f"{name}: ceil_mode must be True or False, got {ceil_mode!r}")
-        self.ceil_mode = ceil_mode
-        self._geometry_cache: tuple | None = None
+        args = pooling.PoolArgs(self._rank, kernel_size, stride, padding, dilation, ceil_mode, type(self).__name__)
+        self._args = args
+        self.kernel_size, self.stride, self.padding = args.kernel, args.stride, args.padding
+        self.dilation, self.ceil_mode = args.dilation, args.ceil_mode
+        self._geometry: pooling.Geometry | None = None
 
-    def _input(self, x) -> tuple[np.ndarray, _Geometry]:
+    def _input(self, x):
         name = type(self).__name__
         x = as_real_array(x, name, "input")
         if x.ndim not in (self._rank + 1, self._rank + 2):
@@ -104,23 +37,12 @@ class _Pool(Module):
                 f"{self._rank + 1}-d (unbatched), got shape {x.shape}"
             )
         size = x.shape[-self._rank:]
-        if self._geometry_cache is None or self._geometry_cache[0] != size:
-            geom = _Geometry(size, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, name)
-            self._geometry_cache = (size, geom)
-        return x, self._geometry_cache[1]
+        if self._geometry is None or self._geometry.size != size:  # built once per input size
+            self._geometry = self._args.geometry(size)
+        return x, self._geometry
 
-    def _taps(self, geom: _Geometry):
-        """``(tap index, slice of the padded input that tap reads for every output)`` per kernel tap."""
-        for tap in np.ndindex(*self.kernel_size):
-            index = (Ellipsis, *(slice(k * d, k * d + (o - 1) * s + 1, s)
-                                 for k, d, o, s in zip(tap, self.dilation, geom.output, self.stride)))
-            yield tap, index
-
-    def _grad(self, grad_output, shape) -> np.ndarray:
-        dy = as_real_array(grad_output, f"{type(self).__name__}.backward", "grad_output")
-        if dy.shape != shape:
-            raise ValueError(f"{type(self).__name__}.backward: grad_output must have shape {shape} (the output's), got {dy.shape}")
-        return dy
+    def _grad(self, grad_output, shape):
+        return pooling._grad(grad_output, shape, f"{type(self).__name__}.backward")
 
 
 class _MaxPoolNd(_Pool):
@@ -129,53 +51,18 @@ class _MaxPoolNd(_Pool):
         self._setup(kernel_size, stride, padding, dilation, ceil_mode)
 
     def forward(self, x):
-        """``y[i] = max_k x[i*S + k*D - P]`` (padding never wins: it holds ``-inf``)."""
+        """``y[i] = max_k x[i*S + k*D - P]`` (:func:`convgrad.max_pool`); keeps one small integer per output."""
         x, geom = self._input(x)
-        # taps[t]: tap t of every window, (*lead, *H_out)
-        if self._tiles(geom):
-            taps = self._gather(x, geom)
-        else:
-            xp = geom.padded(x, -np.inf)
-            taps = [xp[index] for _, index in self._taps(geom)]
-        y = taps[0].copy()  # (*lead, *H_out)
-        arg = np.zeros(y.shape, dtype=np.int16 if math.prod(self.kernel_size) < 2**15 else np.int64)
-        for t in range(1, len(taps)):
-            np.copyto(arg, t, where=taps[t] > y)  # strictly greater: the first maximum keeps its place, as PyTorch
-            np.maximum(y, taps[t], out=y)
-        self._remember(arg, x.shape, geom)
+        y, tap = pooling.max_forward(x, geom)
+        self._remember(tap, geom)
         return y
 
-    def _tiles(self, geom: _Geometry) -> bool:
-        """Whether the windows tile the input: stride = kernel, no dilation, no padding."""
-        return not geom.cropping and self.stride == self.kernel_size and all(d == 1 for d in self.dilation)
-
-    def _gather(self, x: np.ndarray, geom: _Geometry) -> np.ndarray:
-        """``(prod(K), *lead, *H_out)``, contiguous: entry ``t`` is tap ``t`` of every window.
-
-        One transposing copy; the comparisons that follow then run on contiguous arrays (on the
-        LeNet's 2x2 pooling this forward took 80 % of the time of working on strided slices).
-        """
-        r, lead = self._rank, x.shape[: x.ndim - self._rank]
-        split = tuple(v for o, k in zip(geom.output, self.kernel_size) for v in (o, k))
-        order = (*(len(lead) + 2 * i + 1 for i in range(r)), *range(len(lead)), *(len(lead) + 2 * i for i in range(r)))
-        used = x[(Ellipsis, *(slice(0, o * k) for o, k in zip(geom.output, self.kernel_size)))]
-        tiled = used.reshape(lead + split)  # (*lead, H_out1, K1, H_out2, K2, ...)
-        return np.ascontiguousarray(tiled.transpose(order)).reshape((-1,) + lead + geom.output)
-
     def backward(self, grad_output, *, input_grad: bool = True):
-        arg, shape, geom = self._recall()
-        dy = self._grad(grad_output, arg.shape)
+        tap, geom = self._recall()
+        dy = self._grad(grad_output, tap.shape)
         if not input_grad:
             return None
-        lead = shape[: len(shape) - self._rank]
-        dxp = np.zeros(lead + tuple(h + lo + hi for h, (lo, hi) in zip(geom.size, geom.pad)), dtype=dy.dtype)
-        overlapping = any(s < d * (k - 1) + 1 for s, k, d in zip(self.stride, self.kernel_size, self.dilation))
-        for t, (_, index) in enumerate(self._taps(geom)):
-            if overlapping:
-                dxp[index] += dy * (arg == t)
-            else:  # each input position is read by one window at most: plain assignment
-                dxp[index] = dy * (arg == t)
-        return geom.crop(dxp) if geom.cropping else dxp
+        return pooling.max_backward(dy, tap, geom)
 
     def extra_repr(self) -> str:
         return format_args(
@@ -189,52 +76,22 @@ class _AvgPoolNd(_Pool):
                  divisor_override: int | None = None):
         super().__init__()
         self._setup(kernel_size, stride, padding, 1, ceil_mode)
-        if not isinstance(count_include_pad, bool):
-            raise TypeError(f"{type(self).__name__}: count_include_pad must be True or False, got {count_include_pad!r}")
-        self.count_include_pad = count_include_pad
-        if divisor_override is not None:
-            if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)):
-                raise TypeError(f"{type(self).__name__}: divisor_override must be a positive int or None, got {divisor_override!r}")
-            if divisor_override < 1:
-                raise ValueError(f"{type(self).__name__}: divisor_override must be positive, got {divisor_override}")
-        self.divisor_override = divisor_override
-
-    def _divisor(self, geom: _Geometry) -> np.ndarray:
-        """How many positions each window averages over, shape ``H_out`` (PyTorch's rule)."""
-        if self.divisor_override is not None:
-            return np.full(geom.output, float(self.divisor_override))
-        counts = []
-        for h, k, s, p, o in zip(geom.size, self.kernel_size, self.stride, self.padding, geom.output):
-            start = np.arange(o) * s - p
-            end = np.minimum(start + k, h + p)  # windows are clipped to the padded input ...
-            if not self.count_include_pad:  # ... and, without count_include_pad, to the input itself
-                start, end = np.maximum(start, 0), np.minimum(end, h)
-            counts.append((end - start).astype(float))
-        return math.prod(np.ix_(*counts)) if counts else np.ones(())
+        self.count_include_pad, self.divisor_override = pooling.avg_options(
+            count_include_pad, divisor_override, type(self).__name__)
 
     def forward(self, x):
-        """``y[i] = sum_k x[i*S + k - P] / divisor[i]`` (padding holds zeros)."""
+        """``y[i] = sum_k x[i*S + k - P] / divisor[i]`` (:func:`convgrad.avg_pool`)."""
         x, geom = self._input(x)
-        xp = geom.padded(x, 0)
-        total = None
-        for _, index in self._taps(geom):
-            total = xp[index].copy() if total is None else np.add(total, xp[index], out=total)  # (*lead, *H_out)
-        divisor = self._divisor(geom).astype(x.dtype)
-        y = total / divisor
+        divisor = pooling.avg_divisor(geom, self.count_include_pad, self.divisor_override, x.dtype)
         self._remember(x.shape, divisor, geom)
-        return y
+        return pooling.avg_forward(x, geom, divisor)
 
     def backward(self, grad_output, *, input_grad: bool = True):
         shape, divisor, geom = self._recall()
-        lead = shape[: len(shape) - self._rank]
-        dy = self._grad(grad_output, lead + geom.output)
+        dy = self._grad(grad_output, shape[: len(shape) - self._rank] + geom.output)
         if not input_grad:
             return None
-        share = dy / divisor.astype(dy.dtype)
-        dxp = np.zeros(lead + tuple(h + lo + hi for h, (lo, hi) in zip(geom.size, geom.pad)), dtype=share.dtype)
-        for _, index in self._taps(geom):
-            dxp[index] += share
-        return geom.crop(dxp) if geom.cropping else dxp
+        return pooling.avg_backward(dy, geom, divisor.astype(dy.dtype, copy=False))
 
     def extra_repr(self) -> str:
         return format_args(

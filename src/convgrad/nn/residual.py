@@ -5,7 +5,7 @@ convolutions; its backward pass therefore sends the output gradient down both pa
 what comes back::
 
     main = bn2(conv2(relu(bn1(conv1(x)))))      short = x  or  bn_d(conv_d(x))      y = relu(main + short)
-    dz = dy * (main + short > 0)                dx = main.backward(dz) + short.backward(dz)
+    dz = dy * (y > 0)                           dx = main.backward(dz) + short.backward(dz)
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ from .init import resolve_rng
 from .module import Module, format_args
 
 __all__ = ["BasicBlock", "AdaptiveAvgPool2d"]
+
+
+def _add_into(own: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """``own + other``, written into ``own`` (a fresh array of the caller's) when the dtypes allow."""
+    if own.dtype == np.result_type(own, other) and own.flags.writeable and own.shape == other.shape:
+        return np.add(own, other, out=own)
+    return own + other
 
 
 class BasicBlock(Module):
@@ -70,26 +77,28 @@ class BasicBlock(Module):
         x = as_real_array(x, "BasicBlock", "input")
         main = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         short = x if self.downsample is None else self.downsample(x)
-        z = main + short
-        mask = z > 0
-        self._remember(mask)
-        return z * mask
+        y = _add_into(main, short)  # z = main + short, in main's array (this block's own)
+        np.maximum(y, y.dtype.type(0), out=y)
+        self._remember(y)  # y > 0 is where the gradient passes; y is the next layer's input anyway
+        return y
 
     def backward(self, grad_output, *, input_grad: bool = True):
-        (mask,) = self._recall()
+        (y,) = self._recall()
         dy = as_real_array(grad_output, "BasicBlock.backward", "grad_output")
-        if dy.shape != mask.shape:
-            raise ValueError(f"BasicBlock.backward: grad_output must have shape {mask.shape}, got {dy.shape}")
-        dz = dy * mask
-        d = self.bn2.backward(dz)
-        d = self.conv2.backward(d)
-        d = self.relu1.backward(d)
-        d = self.bn1.backward(d)
+        if dy.shape != y.shape:
+            raise ValueError(f"BasicBlock.backward: grad_output must have shape {y.shape}, got {dy.shape}")
+        dz = dy * (y > 0)
+        d = dz
+        for layer in (self.bn2, self.conv2, self.relu1, self.bn1):  # each layer's arrays go once it is done
+            d = layer.backward(d)
+            layer._release()
         dx_main = self.conv1.backward(d, input_grad=input_grad)
+        self.conv1._release()
         if self.downsample is None:
-            return dx_main + dz if input_grad else None
+            return _add_into(dx_main, dz) if input_grad else None
         dx_short = self.downsample.backward(dz, input_grad=input_grad)
-        return dx_main + dx_short if input_grad else None
+        self.downsample._release()
+        return _add_into(dx_main, dx_short) if input_grad else None
 
     def extra_repr(self) -> str:
         return format_args((self.in_channels, self.out_channels), [("stride", self.stride, 1)])
