@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import algorithms, dask_array
+from . import algorithms, dask_array, layout
 from .dtypes import as_real_array, result_dtype
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
@@ -209,7 +209,13 @@ def _gradients(spec: ConvSpec, grad_output, x, w, out_shape, ops, needs, algorit
 
 
 def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, func: str,
-             rank: int | None) -> np.ndarray:
+             rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
+    if not fmt.default:  # the caller's layout: views in, a view of the result out (layout.py)
+        x, w, r = fmt.operands(input, weight, groups, False, func, rank)
+        native = fmt.native_forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        if native is not None:
+            return native
+        return fmt.data_out(_forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func, rank), r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm=algorithm)
@@ -221,8 +227,13 @@ def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mod
 
 
 def _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-              func: str, rank: int | None, what: str = "the output") -> Gradients:
+              func: str, rank: int | None, what: str = "the output", fmt: layout.Formats = layout.DEFAULT) -> Gradients:
     """The one backward of a convolution: every gradient the mask ``needs`` names."""
+    if not fmt.default:  # the caller's layout (layout.py)
+        x, w, r = fmt.operands(input, weight, groups, False, func, rank)
+        g = _backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding, dilation, groups,
+                      padding_mode, needs, algorithm, func, rank, what)
+        return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv_backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
@@ -243,8 +254,13 @@ def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                    func: str, rank: int | None) -> np.ndarray:
+                    func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the input gradient asked for: the input itself is never read."""
+    if not fmt.default:  # the caller's layout (layout.py)
+        w, r = fmt.weight_operand(weight, func, rank)
+        shape = fmt.data_shape_in(_shape(input_shape, func, "input_shape"), r)
+        return fmt.data_out(_input_gradient(shape, w, fmt.data_in(grad_output, r, func, "grad_output"), stride,
+                                            padding, dilation, groups, padding_mode, algorithm, func, rank), r)
     _algorithm(algorithm, func)
     shape = _shape(input_shape, func, "input_shape")
     w = _weight(weight, func, rank)
@@ -254,8 +270,14 @@ def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation,
 
 
 def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                     func: str, rank: int | None) -> np.ndarray:
+                     func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the weight gradient asked for: the weight itself is never read."""
+    if not fmt.default and len(shape := _shape(weight_shape, func, "weight_shape")) >= 3:  # the caller's layout
+        r = len(shape) - 2
+        fmt.check_rank(r, func)
+        x, dy = (fmt.data_in(a, r, func, name) for a, name in ((input, "input"), (grad_output, "grad_output")))
+        return fmt.weight_out(_weight_gradient(x, fmt.weight_shape_in(shape), dy, stride, padding, dilation, groups,
+                                               padding_mode, algorithm, func, rank))
     _algorithm(algorithm, func)
     shape = _shape(weight_shape, func, "weight_shape")
     if rank is not None and len(shape) != rank + 2:
@@ -268,7 +290,11 @@ def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation
 
 
 def _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm, func: str,
-                       rank: int | None) -> np.ndarray:
+                       rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
+    if not fmt.default:  # the caller's layout (layout.py)
+        x, w, r = fmt.operands(input, weight, groups, True, func, rank)
+        return fmt.data_out(_transpose_forward(x, w, bias, stride, padding, output_padding, groups, dilation,
+                                               algorithm, func, rank), r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -281,7 +307,12 @@ def _transpose_forward(input, weight, bias, stride, padding, output_padding, gro
 
 
 def _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
-                        algorithm, func: str, rank: int | None) -> Gradients:
+                        algorithm, func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> Gradients:
+    if not fmt.default:  # the caller's layout (layout.py)
+        x, w, r = fmt.operands(input, weight, groups, True, func, rank)
+        g = _transpose_backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding,
+                                output_padding, groups, dilation, needs, algorithm, func, rank)
+        return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)
     algorithm = _algorithm(algorithm, func)
     wanted = _needs(needs, func)
     w = _weight(weight, func, rank)
@@ -296,7 +327,8 @@ def _transpose_backward(grad_output, input, weight, stride, padding, output_padd
 
 
 def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """N-d convolution (cross-correlation), as ``torch.nn.functional.conv2d`` but for any rank.
 
     Parameters
@@ -333,11 +365,13 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
     >>> conv(np.ones((1, 1, 4, 4, 4, 4)), np.ones((1, 1, 3, 3, 3, 3))).shape   # 4-D: no rank limit
     (1, 1, 2, 2, 2, 2)
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv", None)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv", None,
+           fmt=layout.formats(data_format, weight_format, "conv"))
 
 
 def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """1-D convolution, as ``torch.nn.functional.conv1d``: :func:`conv` with a 3-D weight ``(C_out, C_in/groups, K)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``.
@@ -351,11 +385,13 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     >>> conv1d(x, np.array([[[1.0, 0.0, -1.0]]]), padding=1, stride=2)
     array([[[-1., -2.,  3.]]])
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv1d", 1)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv1d", 1,
+           fmt=layout.formats(data_format, weight_format, "conv1d"))
 
 
 def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """2-D convolution, as ``torch.nn.functional.conv2d``: :func:`conv` with a 4-D weight ``(C_out, C_in/groups, K_h, K_w)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, H, W)`` or ``(C_in, H, W)``.
@@ -371,11 +407,13 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     array([[10., 18.],
            [42., 50.]])
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2,
+           fmt=layout.formats(data_format, weight_format, "conv2d"))
 
 
 def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """3-D convolution, as ``torch.nn.functional.conv3d``: :func:`conv` with a 5-D weight ``(C_out, C_in/groups, *K)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)``.
@@ -387,12 +425,14 @@ def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     >>> y.shape, float(y.max())
     ((1, 4, 2, 2, 2), 16.0)
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv3d", 3)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv3d", 3,
+           fmt=layout.formats(data_format, weight_format, "conv3d"))
 
 
 def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1, padding: Padding = 0,
                   dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto") -> Gradients:
+                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> Gradients:
     """Gradients of a loss through :func:`conv`, given ``grad_output = dL/dy``.
 
     Parameters
@@ -435,12 +475,14 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
     True
     """
     return _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-                     "conv_backward", None)
+                     "conv_backward", None,
+           fmt=layout.formats(data_format, weight_format, "conv_backward"))
 
 
 def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-               algorithm: str = "auto") -> np.ndarray:
+               algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """Gradient of a convolution with respect to its input, any rank (``torch.nn.grad.conv2d_input``).
 
     :func:`conv_backward` asked for the input gradient only; the input itself is not needed, its
@@ -454,12 +496,14 @@ def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: Arr
     array([[[ 1.,  1.,  0., -1., -1.]]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv_input", None)
+                           "conv_input", None,
+           fmt=layout.formats(data_format, weight_format, "conv_input"))
 
 
 def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 3-D weight, as ``torch.nn.grad.conv1d_input``.
 
     Examples
@@ -469,12 +513,14 @@ def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     array([[[ 1.,  0., -1.,  0.,  0.]]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv1d_input", 1)
+                           "conv1d_input", 1,
+           fmt=layout.formats(data_format, weight_format, "conv1d_input"))
 
 
 def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 4-D weight, as ``torch.nn.grad.conv2d_input``.
 
     Examples
@@ -488,12 +534,14 @@ def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
            [2., 2., 2., 2.]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv2d_input", 2)
+                           "conv2d_input", 2,
+           fmt=layout.formats(data_format, weight_format, "conv2d_input"))
 
 
 def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 5-D weight, as ``torch.nn.grad.conv3d_input``.
 
     Examples
@@ -503,12 +551,14 @@ def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     512.0
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv3d_input", 3)
+                           "conv3d_input", 3,
+           fmt=layout.formats(data_format, weight_format, "conv3d_input"))
 
 
 def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                 padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                algorithm: str = "auto") -> np.ndarray:
+                algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """Gradient of a convolution with respect to its weight, any rank (``torch.nn.grad.conv2d_weight``).
 
     :func:`conv_backward` asked for the weight gradient only; the weight itself is not needed, its
@@ -522,12 +572,14 @@ def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: Ar
     array([[[3., 6., 9.]]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv_weight", None)
+                            algorithm, "conv_weight", None,
+           fmt=layout.formats(data_format, weight_format, "conv_weight"))
 
 
 def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 3-D weight, as ``torch.nn.grad.conv1d_weight``.
 
     Examples
@@ -537,12 +589,14 @@ def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     array([[[2., 3., 4.]]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv1d_weight", 1)
+                            algorithm, "conv1d_weight", 1,
+           fmt=layout.formats(data_format, weight_format, "conv1d_weight"))
 
 
 def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 4-D weight, as ``torch.nn.grad.conv2d_weight``.
 
     Examples
@@ -554,12 +608,14 @@ def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
            [36., 40.]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv2d_weight", 2)
+                            algorithm, "conv2d_weight", 2,
+           fmt=layout.formats(data_format, weight_format, "conv2d_weight"))
 
 
 def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 5-D weight, as ``torch.nn.grad.conv3d_weight``.
 
     Examples
@@ -569,7 +625,8 @@ def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     (4, 2, 2, 2, 2)
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv3d_weight", 3)
+                            algorithm, "conv3d_weight", 3,
+           fmt=layout.formats(data_format, weight_format, "conv3d_weight"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -579,7 +636,8 @@ def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
 
 def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                    padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                   algorithm: str = "auto") -> np.ndarray:
+                   algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """N-d transposed convolution, as ``torch.nn.functional.conv_transpose2d`` but for any rank.
 
     Parameters
@@ -613,12 +671,14 @@ def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None =
     array([[[  1.,  10., 102.,  20., 200.,   0.]]])
     """
     return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-                              "conv_transpose", None)
+                              "conv_transpose", None,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose"))
 
 
 def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto") -> np.ndarray:
+                     algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """1-D transposed convolution, as ``torch.nn.functional.conv_transpose1d``: :func:`conv_transpose`, 3-D weight.
 
     Examples
@@ -628,12 +688,14 @@ def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
     array([[[  1.,  10., 102.,  20., 200.]]])
     """
     return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-                              "conv_transpose1d", 1)
+                              "conv_transpose1d", 1,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose1d"))
 
 
 def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto") -> np.ndarray:
+                     algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """2-D transposed convolution, as ``torch.nn.functional.conv_transpose2d``: :func:`conv_transpose`, 4-D weight.
 
     Examples
@@ -643,12 +705,14 @@ def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
     (1, 1, 5, 5)
     """
     return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-                              "conv_transpose2d", 2)
+                              "conv_transpose2d", 2,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose2d"))
 
 
 def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto") -> np.ndarray:
+                     algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> np.ndarray:
     """3-D transposed convolution, as ``torch.nn.functional.conv_transpose3d``: :func:`conv_transpose`, 5-D weight.
 
     Examples
@@ -658,12 +722,14 @@ def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
     (1, 3, 4, 4, 4)
     """
     return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-                              "conv_transpose3d", 3)
+                              "conv_transpose3d", 3,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose3d"))
 
 
 def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1,
                             padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto") -> Gradients:
+                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", data_format: str = "channels_first",
+         weight_format: str = "OI") -> Gradients:
     """Gradients of a loss through :func:`conv_transpose`, given ``grad_output = dL/dy``.
 
     The input-gradient of a transposed convolution is the ordinary convolution of ``grad_output``
@@ -680,4 +746,5 @@ def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: Ar
     (array([[[111., 111.]]]), array([[[3., 3., 3.]]]), array([6.]))
     """
     return _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
-                               algorithm, "conv_transpose_backward", None)
+                               algorithm, "conv_transpose_backward", None,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose_backward"))

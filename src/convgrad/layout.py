@@ -1,0 +1,258 @@
+"""Memory layouts at the API boundary: channels-first or channels-last data, ``OI…`` or ``…IO`` weights.
+
+convgrad computes in PyTorch's layout -- data ``(N, C, *spatial)``, weights ``(C_out, C_in/groups,
+*kernel)`` -- and every algorithm sees only that. A caller holding TensorFlow/Keras/JAX-style arrays
+says so with two keywords of the public functions:
+
+``data_format``
+    ``"channels_first"`` (default; also ``"NCW"``, ``"NCHW"``, ``"NCDHW"``) or ``"channels_last"``
+    (also ``"NWC"``, ``"NHWC"``, ``"NDHWC"``): input, output and their gradients are
+    ``(N, *spatial, C)``, unbatched ``(*spatial, C)``.
+``weight_format``
+    ``"OI"`` (default; also ``"OIW"``, ``"OIHW"``, ``"OIDHW"``): PyTorch's weight; or ``"IO"`` (also
+    ``"WIO"``, ``"HWIO"``, ``"DHWIO"``): the kernel dims first and the two channel dims reversed.
+    For a convolution that is ``(*kernel, C_in/groups, C_out)`` -- TensorFlow's ``HWIO``. For a
+    transposed convolution it is the same permutation of PyTorch's transposed weight
+    ``(C_in, C_out/groups, *kernel)``, i.e. ``(*kernel, C_out/groups, C_in)`` -- TensorFlow's
+    ``conv2d_transpose`` filter ``(height, width, output_channels, in_channels)`` and Keras'
+    ``Conv2DTranspose`` kernel. Either way an ``"IO"`` weight is the ``"OI"`` one with its axes
+    permuted by :func:`weight_to_first`; the bias stays ``(C_out,)``.
+
+The rank-specific names (``"NHWC"``, ``"HWIO"``, …) must match the number of spatial dims.
+
+Conversions here are transposed *views* (no copy): a channels-last input reaches the algorithm as a
+strided ``(N, C, *spatial)`` view, and a result computed channels-first is handed back as the
+``(N, *spatial, C)`` view of it -- so a chain of channels-last calls never copies at the boundary.
+Use ``np.ascontiguousarray`` on a result if its memory order matters. The one layer kind for which
+the strided view would cost a copy inside the algorithm, the 1x1 convolution at stride 1 without
+padding, is computed natively in channels-last as one matrix product (:func:`pointwise_last`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import dask_array
+from .dtypes import as_real_array, result_dtype
+
+__all__ = ["Formats", "formats", "data_to_first", "data_to_last", "weight_to_first", "weight_to_last"]
+
+_DATA_FIRST = {"channels_first": None, "NCW": 1, "NCHW": 2, "NCDHW": 3}
+_DATA_LAST = {"channels_last": None, "NWC": 1, "NHWC": 2, "NDHWC": 3}
+_WEIGHT_OI = {"OI": None, "OIW": 1, "OIHW": 2, "OIDHW": 3}
+_WEIGHT_IO = {"IO": None, "WIO": 1, "HWIO": 2, "DHWIO": 3}
+
+
+def _parse(value, name: str, first: dict, last: dict, func: str) -> tuple[bool, int | None]:
+    """``(is_the_non_default_layout, rank_named_by_the_string_or_None)``, or a ``ValueError`` listing the names."""
+    if isinstance(value, str):
+        if value in first:
+            return False, first[value]
+        if value in last:
+            return True, last[value]
+    names = ", ".join(repr(v) for v in (*first, *last))
+    if not isinstance(value, str):
+        raise TypeError(f"{func}: {name} must be a string, one of {names}; got {value!r}")
+    raise ValueError(f"{func}: {name} must be one of {names}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Formats:
+    """The parsed ``data_format`` / ``weight_format`` of one call (see the module docstring)."""
+
+    channels_last: bool = False
+    weight_io: bool = False
+    data_rank: int | None = None
+    weight_rank: int | None = None
+    data_format: str = "channels_first"
+    weight_format: str = "OI"
+
+    @property
+    def default(self) -> bool:
+        """Whether nothing needs converting (PyTorch's layouts)."""
+        return not (self.channels_last or self.weight_io)
+
+    def check_rank(self, rank: int, func: str) -> None:
+        """A rank-specific format string (``"NHWC"``, ``"HWIO"``) must name ``rank`` spatial dims."""
+        for name, value, named in (("data_format", self.data_format, self.data_rank),
+                                   ("weight_format", self.weight_format, self.weight_rank)):
+            if named is not None and named != rank:
+                raise ValueError(f"{func}: {name}={value!r} names {named} spatial dim(s), but the weight has "
+                                 f"{rank} (a {rank + 2}-D weight)")
+
+    # --------------------------------------------------------------------------------------------
+    # the caller's layout -> convgrad's, and back
+    # --------------------------------------------------------------------------------------------
+
+    def weight_operand(self, weight, func: str, rank: int | None):
+        """``(weight as (O, I, *kernel), rank)``; a weight of too few dims passes through to the shared check."""
+        w = _array(weight, func, "weight")
+        if w.ndim < 3 or (rank is not None and w.ndim != rank + 2):
+            return w, max(w.ndim - 2, 1)
+        self.check_rank(w.ndim - 2, func)
+        return self.weight_in(w, func), w.ndim - 2
+
+    def operands(self, data, weight, groups, transposed: bool, func: str, rank: int | None,
+                 data_name: str = "input"):
+        """``(data, weight, rank)`` in convgrad's layout, the weight checked against the data's channels."""
+        given = _array(weight, func, "weight")
+        w, r = self.weight_operand(given, func, rank)
+        if given.ndim < 3 or (rank is not None and given.ndim != rank + 2):
+            return data, w, r
+        x = self.data_in(data, r, func, data_name) if self.channels_last else _array(data, func, data_name)
+        if x.ndim in (r + 1, r + 2):
+            self.check_channels(x.shape[x.ndim - r - 1], tuple(given.shape), groups, transposed, func)
+        return x, w, r
+
+    def native_forward(self, x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func):
+        """The forward computed natively in the caller's layout, or ``None`` to go through convgrad's."""
+        return None
+
+    def data_in(self, value, rank: int, func: str, name: str):
+        """``value`` (input, grad_output) in channels-first order: a transposed view, never a copy."""
+        if not self.channels_last:
+            return value
+        a = _array(value, func, name)
+        if a.ndim not in (rank + 1, rank + 2):
+            raise ValueError(
+                f"{func}: {name} must have {rank + 2} dims (batch, {rank} spatial, channels) or {rank + 1} "
+                f"(unbatched: {rank} spatial, channels) with data_format={self.data_format!r} and a "
+                f"{rank + 2}-D weight, got shape {tuple(a.shape)}")
+        return data_to_first(a, rank)
+
+    def data_out(self, a, rank: int):
+        """A channels-first result (output, input gradient) in the caller's layout."""
+        return data_to_last(a, rank) if self.channels_last and a is not None else a
+
+    def weight_in(self, value, func: str, name: str = "weight"):
+        """``value`` as PyTorch's ``(O, I, *kernel)`` weight: a transposed view, never a copy."""
+        if not self.weight_io:
+            return value
+        a = _array(value, func, name)
+        if a.ndim < 3:
+            raise ValueError(f"{func}: {name} must have at least 3 dims (*kernel, in, out) with weight_format="
+                             f"{self.weight_format!r}, got shape {tuple(a.shape)}")
+        return weight_to_first(a)
+
+    def weight_out(self, a):
+        """A weight gradient in the caller's weight layout."""
+        return weight_to_last(a) if self.weight_io and a is not None else a
+
+    def data_shape_in(self, shape: tuple[int, ...], rank: int) -> tuple[int, ...]:
+        """An ``input_shape`` given in the caller's layout, channels first."""
+        if not self.channels_last or len(shape) not in (rank + 1, rank + 2):
+            return shape  # a wrong length is reported by the shared check, in the caller's terms below
+        return (*shape[:-rank - 1], shape[-1], *shape[-rank - 1:-1])
+
+    def weight_shape_in(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A ``weight_shape`` given in the caller's weight layout, as ``(O, I, *kernel)``."""
+        if not self.weight_io or len(shape) < 3:
+            return shape
+        return (shape[-1], shape[-2], *shape[:-2])
+
+    def check_channels(self, x_channels: int, weight_shape: tuple[int, ...], groups, transposed: bool,
+                       func: str) -> None:
+        """A weight whose channel dims do not fit the input under ``weight_format``: say which layout it fits.
+
+        ``weight_shape`` is the caller's (before conversion); a mismatch that no layout explains is
+        left to the spec's own check. Only called when a format was given.
+        """
+        if not isinstance(groups, (int, np.integer)) or groups < 1 or len(weight_shape) < 3:
+            return
+        oi = tuple(weight_shape)
+        io = (oi[-1], oi[-2], *oi[:-2])  # how the array reads if it really was (*k, I, O)
+
+        def fits(cf):
+            return cf[0] == x_channels if transposed else cf[1] * groups == x_channels
+
+        given, other = (io, oi) if self.weight_io else (oi, io)
+        if fits(given):
+            return
+        layouts = ("(*kernel, C_out/groups, C_in)", "(C_in, C_out/groups, *kernel)") if transposed else \
+                  ("(*kernel, C_in/groups, C_out)", "(C_out, C_in/groups, *kernel)")
+        mine, theirs = (layouts[0], layouts[1]) if self.weight_io else (layouts[1], layouts[0])
+        other_name = "'OI'" if self.weight_io else "'IO'"
+        what = f"{x_channels} input channels" + ("" if transposed else f" and groups={groups}")
+        hint = (f"it fits weight_format={other_name} {theirs}" if fits(other) and other != given
+                else "it fits neither layout; check data_format (the input's channel dim) too")
+        raise ValueError(f"{func}: weight of shape {oi} does not fit weight_format={self.weight_format!r} {mine} "
+                         f"with {what}: {hint}")
+
+
+DEFAULT = Formats()
+
+
+def formats(data_format, weight_format, func: str) -> Formats:
+    """Parse the two keywords (``ValueError``/``TypeError`` naming the keyword and the accepted values).
+
+    Examples
+    --------
+    >>> formats("NHWC", "HWIO", "conv2d")
+    Formats(channels_last=True, weight_io=True, data_rank=2, weight_rank=2, data_format='NHWC', weight_format='HWIO')
+    >>> formats("channels_first", "OI", "conv").default
+    True
+    """
+    if data_format == "channels_first" and weight_format == "OI":
+        return DEFAULT
+    last, data_rank = _parse(data_format, "data_format", _DATA_FIRST, _DATA_LAST, func)
+    io, weight_rank = _parse(weight_format, "weight_format", _WEIGHT_OI, _WEIGHT_IO, func)
+    return Formats(last, io, data_rank, weight_rank, data_format, weight_format)
+
+
+def _array(value, func: str, name: str):
+    """The array to permute: a dask array as it is (it transposes lazily), anything else through NumPy."""
+    if dask_array.is_dask_array(value):
+        return value
+    return as_real_array(value, func, name)
+
+
+# ------------------------------------------------------------------------------------------------
+# the permutations (views)
+# ------------------------------------------------------------------------------------------------
+
+
+def data_to_first(a, rank: int):
+    """``(N, *S, C)`` -> ``(N, C, *S)`` (or unbatched ``(*S, C)`` -> ``(C, *S)``) for ``rank`` spatial dims: a view.
+
+    Examples
+    --------
+    >>> data_to_first(np.zeros((2, 5, 4, 3)), 2).shape, data_to_first(np.zeros((5, 4, 3)), 2).shape
+    ((2, 3, 5, 4), (3, 5, 4))
+    """
+    return np.moveaxis(a, -1, a.ndim - rank - 1)
+
+
+def data_to_last(a, rank: int):
+    """The inverse of :func:`data_to_first`: ``(N, C, *S)`` -> ``(N, *S, C)``, a view.
+
+    Examples
+    --------
+    >>> data_to_last(np.zeros((2, 3, 5, 4)), 2).shape
+    (2, 5, 4, 3)
+    """
+    return np.moveaxis(a, a.ndim - rank - 1, -1)
+
+
+def weight_to_first(a):
+    """``(*K, I, O)`` -> ``(O, I, *K)``: the ``"IO"`` weight as PyTorch's, a view.
+
+    Examples
+    --------
+    >>> weight_to_first(np.zeros((3, 5, 4, 8))).shape   # HWIO -> OIHW
+    (8, 4, 3, 5)
+    """
+    n = a.ndim
+    return a.transpose(n - 1, n - 2, *range(n - 2))
+
+
+def weight_to_last(a):
+    """The inverse of :func:`weight_to_first`: ``(O, I, *K)`` -> ``(*K, I, O)``, a view.
+
+    Examples
+    --------
+    >>> weight_to_last(np.zeros((8, 4, 3, 5))).shape
+    (3, 5, 4, 8)
+    """
+    return a.transpose(*range(2, a.ndim), 1, 0)
