@@ -231,6 +231,10 @@ def _backward(grad_output, input, weight, stride, padding, dilation, groups, pad
     """The one backward of a convolution: every gradient the mask ``needs`` names."""
     if not fmt.default:  # the caller's layout (layout.py)
         x, w, r = fmt.operands(input, weight, groups, False, func, rank)
+        native = fmt.native_backward(grad_output, x, w, needs, stride, padding, dilation, groups, padding_mode,
+                                     algorithm, func)
+        if native is not None:
+            return Gradients(*native)
         g = _backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding, dilation, groups,
                       padding_mode, needs, algorithm, func, rank, what)
         return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)

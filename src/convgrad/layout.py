@@ -36,6 +36,7 @@ import numpy as np
 
 from . import dask_array
 from .dtypes import as_real_array, result_dtype
+from .spec import conv_spec
 
 __all__ = ["Formats", "formats", "data_to_first", "data_to_last", "weight_to_first", "weight_to_last"]
 
@@ -106,9 +107,78 @@ class Formats:
             self.check_channels(x.shape[x.ndim - r - 1], tuple(given.shape), groups, transposed, func)
         return x, w, r
 
+    # --------------------------------------------------------------------------------------------
+    # native channels-last: the 1x1 convolution is one matrix product on the caller's arrays
+    # --------------------------------------------------------------------------------------------
+
+    def _pointwise(self, x, w, stride, padding, dilation, groups, padding_mode, algorithm, func):
+        """``(x as (M, C_in) rows, w as (C_in, C_out), x in the caller's layout)`` when the native path
+        applies (channels last, ``algorithm="auto"``, 1x1 kernel, stride 1, no padding, one group, valid
+        arguments); ``None`` sends the call through the shared path, which also reports every error."""
+        if not self.channels_last or algorithm != "auto" or not isinstance(x, np.ndarray) or \
+                not isinstance(w, np.ndarray) or w.ndim < 3 or x.ndim not in (w.ndim - 1, w.ndim):
+            return None
+        r = w.ndim - 2
+        try:
+            spec = conv_spec(x.shape if x.ndim == w.ndim else (1, *x.shape), w.shape, stride, padding, dilation,
+                             groups, padding_mode, func=func)
+        except (TypeError, ValueError):
+            return None
+        if spec.groups != 1 or any(k != 1 for k in spec.kernel_size) or any(s != 1 for s in spec.stride) or \
+                any(p != (0, 0) for p in spec.padding) or spec.input_size != spec.output_size:
+            return None
+        last = data_to_last(x, r)  # the caller's array again
+        rows = last.reshape(-1, spec.in_channels)  # (M, C_in) with M = N * prod(spatial): a view when contiguous
+        return rows, w.reshape(spec.out_channels, spec.in_channels).T, last  # w: (C_in, C_out), a view
+
     def native_forward(self, x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func):
-        """The forward computed natively in the caller's layout, or ``None`` to go through convgrad's."""
-        return None
+        """The forward in the caller's layout without the transposed views, or ``None`` (see :meth:`_pointwise`).
+
+        ``y[m, o] = b[o] + sum_c x[m, c] * w[c, o]`` over the rows ``m`` of ``(N, *spatial)``.
+        """
+        got = self._pointwise(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        if got is None:
+            return None
+        rows, mat, last = got
+        b = None if bias is None else as_real_array(bias, func, "bias")
+        if b is not None and b.shape != (mat.shape[1],):
+            return None
+        compute, out = result_dtype(rows, mat, b)
+        y = rows.astype(compute, copy=False) @ mat.astype(compute, copy=False)  # (M, C_out)
+        if b is not None:
+            y += b.astype(compute, copy=False)
+        return y.reshape(*last.shape[:-1], mat.shape[1]).astype(out, copy=False)
+
+    def native_backward(self, grad_output, x, w, needs, stride, padding, dilation, groups, padding_mode, algorithm,
+                        func):
+        """``(dx, dw, db)`` in the caller's layouts without the transposed views, or ``None``.
+
+        ``dx = dy @ w.T``, ``dw = x.T @ dy`` (then the caller's weight layout), ``db = sum_m dy[m]``.
+        """
+        got = self._pointwise(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        try:
+            wanted = frozenset((needs,) if isinstance(needs, str) else needs)
+        except TypeError:
+            return None
+        if got is None or not wanted <= {"input", "weight", "bias"}:
+            return None
+        rows, mat, last = got
+        dy = as_real_array(grad_output, func, "grad_output")
+        if dy.shape != (*last.shape[:-1], mat.shape[1]):
+            return None
+        compute, out = result_dtype(dy, rows, mat)
+        d = dy.reshape(-1, mat.shape[1]).astype(compute, copy=False)  # (M, C_out)
+        dx = dw = db = None
+        if "input" in wanted:
+            dx = (d @ mat.astype(compute, copy=False).T).reshape(last.shape).astype(out, copy=False)
+        if "weight" in wanted:
+            dwt = rows.astype(compute, copy=False).T @ d  # (C_in, C_out)
+            shape = (1,) * (w.ndim - 2)
+            dw = (dwt.reshape(*shape, *dwt.shape) if self.weight_io else
+                  np.ascontiguousarray(dwt.T).reshape(*dwt.shape[::-1], *shape)).astype(out, copy=False)
+        if "bias" in wanted:
+            db = d.sum(axis=0).astype(out, copy=False)
+        return dx, dw, db
 
     def data_in(self, value, rank: int, func: str, name: str):
         """``value`` (input, grad_output) in channels-first order: a transposed view, never a copy."""
