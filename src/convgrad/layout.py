@@ -38,7 +38,7 @@ from . import dask_array
 from .dtypes import as_real_array, result_dtype
 from .spec import conv_spec
 
-__all__ = ["Formats", "formats", "data_to_first", "data_to_last", "weight_to_first", "weight_to_last"]
+__all__ = ["Formats", "formats", "layer_channels_last", "data_to_first", "data_to_last", "weight_to_first", "weight_to_last"]
 
 _DATA_FIRST = {"channels_first": None, "NCW": 1, "NCHW": 2, "NCDHW": 3}
 _DATA_LAST = {"channels_last": None, "NWC": 1, "NHWC": 2, "NDHWC": 3}
@@ -269,6 +269,21 @@ def formats(data_format, weight_format, func: str) -> Formats:
     last, data_rank = _parse(data_format, "data_format", _DATA_FIRST, _DATA_LAST, func)
     io, weight_rank = _parse(weight_format, "weight_format", _WEIGHT_OI, _WEIGHT_IO, func)
     return Formats(last, io, data_rank, weight_rank, data_format, weight_format)
+
+
+def layer_channels_last(data_format, func: str, rank: int | None = None) -> bool:
+    """Whether a layer's ``data_format`` is channels last (``ValueError`` for a bad or wrong-rank name).
+
+    Examples
+    --------
+    >>> layer_channels_last("NHWC", "MaxPool2d", 2), layer_channels_last("channels_first", "Conv1d", 1)
+    (True, False)
+    """
+    fmt = formats(data_format, "OI", func)
+    if rank is not None and fmt.data_rank not in (None, rank):
+        raise ValueError(f"{func}: data_format={data_format!r} names {fmt.data_rank} spatial dim(s), the layer has "
+                         f"{rank}")
+    return fmt.channels_last
 
 
 def _array(value, func: str, name: str):

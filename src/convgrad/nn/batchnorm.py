@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from .. import layout
 from ..dtypes import as_real_array
 from .conv import _channels
 from .init import resolve_dtype
@@ -31,6 +32,8 @@ class BatchNorm2d(Module):
         Learn a scale ``weight`` (init 1) and shift ``bias`` (init 0).
     track_running_stats : bool
         Keep ``running_mean`` (init 0), ``running_var`` (init 1) and ``num_batches_tracked``.
+    data_format : {"channels_first", "channels_last"} (or "NCHW", "NHWC")
+        With channels last the input and output are ``(N, H, W, C)`` (computed on a channels-first view).
 
     Notes
     -----
@@ -49,8 +52,10 @@ class BatchNorm2d(Module):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, *, dtype=None):
+                 track_running_stats: bool = True, *, dtype=None, data_format: str = "channels_first"):
         super().__init__()
+        self.data_format = data_format
+        self.channels_last = layout.layer_channels_last(data_format, "BatchNorm2d", 2)
         self.num_features = _channels(num_features, "BatchNorm2d", "num_features")
         for name, value in (("eps", eps), ("momentum", momentum)):
             if value is None and name == "momentum":
@@ -74,6 +79,11 @@ class BatchNorm2d(Module):
 
     def forward(self, x):
         x = as_real_array(x, "BatchNorm2d", "input")
+        if self.channels_last:
+            if x.ndim != 4 or x.shape[3] != self.num_features:
+                raise ValueError(f"BatchNorm2d: input must have shape (N, H, W, {self.num_features}) with "
+                                 f"data_format={self.data_format!r}, got {x.shape}")
+            x = layout.data_to_first(x, 2)  # (N, C, H, W), a view
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d: input must have shape (N, {self.num_features}, H, W), got {x.shape}")
         use_batch = self.training or not self.track_running_stats
@@ -97,7 +107,7 @@ class BatchNorm2d(Module):
         if self.affine:
             y = x_hat * self.weight.value[:, None, None] + self.bias.value[:, None, None]
         self._remember(x_hat, inv_std, use_batch)
-        return y
+        return layout.data_to_last(y, 2) if self.channels_last else y
 
     def _update_running(self, mean, var, m) -> None:
         self.num_batches_tracked += 1
@@ -109,6 +119,8 @@ class BatchNorm2d(Module):
     def backward(self, grad_output, *, input_grad: bool = True):
         x_hat, inv_std, use_batch = self._recall()
         dy = as_real_array(grad_output, "BatchNorm2d.backward", "grad_output")
+        if self.channels_last and dy.ndim == 4:
+            dy = layout.data_to_first(dy, 2)
         if dy.shape != x_hat.shape:
             raise ValueError(f"BatchNorm2d.backward: grad_output must have shape {x_hat.shape} (the output's), got {dy.shape}")
         sum_dy = np.einsum("nchw->c", dy)
@@ -122,13 +134,15 @@ class BatchNorm2d(Module):
             return None
         scale = inv_std if not self.affine else inv_std * self.weight.value
         if not use_batch:
-            return dy * scale[:, None, None]
-        m = x_hat.shape[0] * x_hat.shape[2] * x_hat.shape[3]
-        return (dy - (sum_dy / m)[:, None, None] - x_hat * (sum_dy_xhat / m)[:, None, None]) * scale[:, None, None]
+            dx = dy * scale[:, None, None]
+        else:
+            m = x_hat.shape[0] * x_hat.shape[2] * x_hat.shape[3]
+            dx = (dy - (sum_dy / m)[:, None, None] - x_hat * (sum_dy_xhat / m)[:, None, None]) * scale[:, None, None]
+        return layout.data_to_last(dx, 2) if self.channels_last else dx
 
     def extra_repr(self) -> str:
         return format_args(
             (self.num_features,),
             [("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1), ("affine", self.affine, True),
-             ("track_running_stats", self.track_running_stats, True)],
+             ("track_running_stats", self.track_running_stats, True), ("data_format", self.data_format, "channels_first")],
         )

@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .. import layout
 from ..dtypes import as_real_array
 from ..spec import positive_ints
 from .module import Module, format_args
@@ -79,8 +80,10 @@ class _Geometry:
 class _Pool(Module):
     _rank: ClassVar[int]
 
-    def _setup(self, kernel_size, stride, padding, dilation, ceil_mode) -> None:
+    def _setup(self, kernel_size, stride, padding, dilation, ceil_mode, data_format="channels_first") -> None:
         name = type(self).__name__
+        self.data_format = data_format  # channels last: (N, *spatial, C), pooled as a channels-first view
+        self.channels_last = layout.layer_channels_last(data_format, name, self._rank)
         self.kernel_size = positive_ints(kernel_size, self._rank, name, "kernel_size")
         self.stride = self.kernel_size if stride is None else positive_ints(stride, self._rank, name, "stride")
         self.padding = _nonneg_ints(padding, self._rank, name, "padding")
@@ -103,11 +106,19 @@ class _Pool(Module):
                 f"{name}: input must be {self._rank + 2}-d (batch, channels, {self._rank} spatial) or "
                 f"{self._rank + 1}-d (unbatched), got shape {x.shape}"
             )
+        x = self._first(x)
         size = x.shape[-self._rank:]
         if self._geometry_cache is None or self._geometry_cache[0] != size:
             geom = _Geometry(size, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, name)
             self._geometry_cache = (size, geom)
         return x, self._geometry_cache[1]
+
+    def _first(self, x) -> np.ndarray:
+        """The caller's array as channels first (a view); ``_out`` is the inverse."""
+        return layout.data_to_first(x, self._rank) if self.channels_last else x
+
+    def _out(self, y: np.ndarray) -> np.ndarray:
+        return layout.data_to_last(y, self._rank) if self.channels_last else y
 
     def _taps(self, geom: _Geometry):
         """``(tap index, slice of the padded input that tap reads for every output)`` per kernel tap."""
@@ -118,15 +129,18 @@ class _Pool(Module):
 
     def _grad(self, grad_output, shape) -> np.ndarray:
         dy = as_real_array(grad_output, f"{type(self).__name__}.backward", "grad_output")
+        if self.channels_last and dy.ndim == len(shape):
+            dy = self._first(dy)
         if dy.shape != shape:
             raise ValueError(f"{type(self).__name__}.backward: grad_output must have shape {shape} (the output's), got {dy.shape}")
         return dy
 
 
 class _MaxPoolNd(_Pool):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False, *,
+                 data_format: str = "channels_first"):
         super().__init__()
-        self._setup(kernel_size, stride, padding, dilation, ceil_mode)
+        self._setup(kernel_size, stride, padding, dilation, ceil_mode, data_format)
 
     def forward(self, x):
         """``y[i] = max_k x[i*S + k*D - P]`` (padding never wins: it holds ``-inf``)."""
@@ -143,7 +157,7 @@ class _MaxPoolNd(_Pool):
             np.copyto(arg, t, where=taps[t] > y)  # strictly greater: the first maximum keeps its place, as PyTorch
             np.maximum(y, taps[t], out=y)
         self._remember(arg, x.shape, geom)
-        return y
+        return self._out(y)
 
     def _tiles(self, geom: _Geometry) -> bool:
         """Whether the windows tile the input: stride = kernel, no dilation, no padding."""
@@ -175,20 +189,21 @@ class _MaxPoolNd(_Pool):
                 dxp[index] += dy * (arg == t)
             else:  # each input position is read by one window at most: plain assignment
                 dxp[index] = dy * (arg == t)
-        return geom.crop(dxp) if geom.cropping else dxp
+        return self._out(geom.crop(dxp) if geom.cropping else dxp)
 
     def extra_repr(self) -> str:
         return format_args(
             (), [("kernel_size", self.kernel_size, None), ("stride", self.stride, self.kernel_size),
-                 ("padding", self.padding, 0), ("dilation", self.dilation, 1), ("ceil_mode", self.ceil_mode, False)],
+                 ("padding", self.padding, 0), ("dilation", self.dilation, 1), ("ceil_mode", self.ceil_mode, False),
+                 ("data_format", self.data_format, "channels_first")],
         )
 
 
 class _AvgPoolNd(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: int | None = None):
+                 divisor_override: int | None = None, *, data_format: str = "channels_first"):
         super().__init__()
-        self._setup(kernel_size, stride, padding, 1, ceil_mode)
+        self._setup(kernel_size, stride, padding, 1, ceil_mode, data_format)
         if not isinstance(count_include_pad, bool):
             raise TypeError(f"{type(self).__name__}: count_include_pad must be True or False, got {count_include_pad!r}")
         self.count_include_pad = count_include_pad
@@ -222,7 +237,7 @@ class _AvgPoolNd(_Pool):
         divisor = self._divisor(geom).astype(x.dtype)
         y = total / divisor
         self._remember(x.shape, divisor, geom)
-        return y
+        return self._out(y)
 
     def backward(self, grad_output, *, input_grad: bool = True):
         shape, divisor, geom = self._recall()
@@ -234,13 +249,14 @@ class _AvgPoolNd(_Pool):
         dxp = np.zeros(lead + tuple(h + lo + hi for h, (lo, hi) in zip(geom.size, geom.pad)), dtype=share.dtype)
         for _, index in self._taps(geom):
             dxp[index] += share
-        return geom.crop(dxp) if geom.cropping else dxp
+        return self._out(geom.crop(dxp) if geom.cropping else dxp)
 
     def extra_repr(self) -> str:
         return format_args(
             (), [("kernel_size", self.kernel_size, None), ("stride", self.stride, self.kernel_size),
                  ("padding", self.padding, 0), ("ceil_mode", self.ceil_mode, False),
-                 ("count_include_pad", self.count_include_pad, True), ("divisor_override", self.divisor_override, None)],
+                 ("count_include_pad", self.count_include_pad, True), ("divisor_override", self.divisor_override, None),
+                 ("data_format", self.data_format, "channels_first")],
         )
 
 
