@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import convgrad
 from _configs import GRID, Case, max_rel, random_case, torch_reference
+from convgrad.verify import expected
 
 torch.set_num_threads(1)
 FORMATS = [("channels_last", "IO"), ("channels_last", "OI"), ("channels_first", "IO")]
@@ -257,3 +258,31 @@ def test_the_default_layout_by_any_name_is_the_default(data_format, weight_forma
     x, w = np.arange(48.0).reshape(1, 3, 4, 4), np.arange(54.0).reshape(2, 3, 3, 3)
     np.testing.assert_array_equal(convgrad.conv2d(x, w, data_format=data_format, weight_format=weight_format),
                                   convgrad.conv2d(x, w))
+
+
+# ------------------------------------------------------------------------------------------------
+# explain and verify speak the same words
+# ------------------------------------------------------------------------------------------------
+
+
+def test_explain_takes_shapes_in_the_callers_layout():
+    ex = convgrad.explain((2, 8, 6, 3), (3, 3, 3, 4), stride=2, padding=1, data_format="NHWC", weight_format="HWIO")
+    same = convgrad.explain((2, 3, 8, 6), (4, 3, 3, 3), stride=2, padding=1)
+    assert ex.spec == same.spec and ex.output_shape == (2, 4, 4, 3)
+    assert "you gave data_format='NHWC', weight_format='HWIO'" in ex.text()
+    t = convgrad.explain((5, 4), (3, 2, 4), transposed=True, stride=2, data_format="channels_last", weight_format="IO")
+    assert t.spec == convgrad.explain((4, 5), (4, 2, 3), transposed=True, stride=2).spec
+    with pytest.raises(ValueError, match=r"explain: data_format='NWC' names 1 spatial dim"):
+        convgrad.explain((2, 8, 6, 3), (3, 3, 3, 4), data_format="NWC")
+
+
+def test_verify_accepts_the_layout_keywords():
+    def user_conv(x, w, stride=1, padding=0):   # a channels-last user function (NHWC, HWIO)
+        return convgrad.conv2d(x, w, stride=stride, padding=padding, data_format="NHWC", weight_format="HWIO")
+
+    report = convgrad.verify(user_conv, "forward", data_format="NHWC", time_limit=20)
+    assert report.ok and report.channels_last
+    x, w = np.ones((1, 4, 4, 2)), np.ones((2, 2, 2, 3))
+    np.testing.assert_array_equal(expected("forward", x, w, weight_format="IO"), user_conv(x, w))
+    with pytest.raises(ValueError, match=r"verify checks channels-first data with 'OI' weights or channels-last"):
+        convgrad.verify(user_conv, "forward", data_format="channels_last", weight_format="OI")

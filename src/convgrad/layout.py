@@ -286,6 +286,34 @@ def layer_channels_last(data_format, func: str, rank: int | None = None) -> bool
     return fmt.channels_last
 
 
+def coupled_channels_last(channels_last, data_format, weight_format, func: str) -> bool:
+    """``verify``'s layout: its ``channels_last=True`` is ``data_format="channels_last"`` with ``weight_format="IO"``.
+
+    ``verify`` permutes data and weights together, so the two keywords must name the same side
+    (channels first with ``OI``, or channels last with ``IO``) and agree with ``channels_last``.
+
+    Examples
+    --------
+    >>> coupled_channels_last(False, "NHWC", "HWIO", "verify"), coupled_channels_last(True, None, None, "verify")
+    (True, True)
+    """
+    if data_format is None and weight_format is None:
+        return channels_last
+    if data_format is None:  # the one given names the side
+        data_format = "channels_last" if _parse(weight_format, "weight_format", _WEIGHT_OI, _WEIGHT_IO, func)[0] \
+            else "channels_first"
+    if weight_format is None:
+        weight_format = "IO" if _parse(data_format, "data_format", _DATA_FIRST, _DATA_LAST, func)[0] else "OI"
+    fmt = formats(data_format, weight_format, func)
+    if fmt.channels_last != fmt.weight_io:
+        raise ValueError(f"{func}: data_format={fmt.data_format!r} with weight_format={fmt.weight_format!r}: "
+                         "verify checks channels-first data with 'OI' weights or channels-last data with 'IO' "
+                         "weights (channels_last=True), not a mix")
+    if channels_last is True and not fmt.channels_last:
+        raise ValueError(f"{func}: channels_last=True contradicts data_format={fmt.data_format!r}")
+    return fmt.channels_last
+
+
 def _array(value, func: str, name: str):
     """The array to permute: a dask array as it is (it transposes lazily), anything else through NumPy."""
     if dask_array.is_dask_array(value):
