@@ -6,10 +6,11 @@ import pytest
 
 import convgrad.algorithms.work
 import convgrad.api
+import convgrad.layout
 import convgrad.parallel
 import convgrad.reparam
 
-MODULES = [convgrad.api, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work]
+MODULES = [convgrad.api, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

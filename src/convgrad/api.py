@@ -4,6 +4,8 @@ Names and argument order follow ``torch.nn.functional`` and ``torch.nn.grad``. A
 channels first: input ``(N, C_in, *spatial)`` (or unbatched ``(C_in, *spatial)``), weight
 ``(C_out, C_in/groups, *kernel)`` for a convolution and ``(C_in, C_out/groups, *kernel)`` for a
 transposed one. The number of spatial dims is ``weight.ndim - 2``: any number from 1 up.
+``data_format="channels_last"`` and ``weight_format="IO"`` take TensorFlow/JAX-style arrays
+instead (:mod:`convgrad.layout`).
 
 Every function validates its arguments into a :class:`~convgrad.spec.ConvSpec` and hands the
 arithmetic to an algorithm (:func:`available_algorithms`); ``algorithm="auto"`` picks one.
@@ -352,10 +354,16 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
         ``"auto"`` (the cost model's pick), ``"measure"`` (time the candidates on the first call
         for a configuration and reuse the fastest; see :mod:`convgrad.selection`) or a name from
         :func:`available_algorithms`.
+    data_format : {"channels_first", "channels_last"} or "NCHW"/"NHWC"-style names
+        ``"channels_last"``: input, output (and, in the backward functions, ``grad_output`` and the
+        input gradient) are ``(N, *H, C)``, unbatched ``(*H, C)`` (:mod:`convgrad.layout`).
+    weight_format : {"OI", "IO"} or "OIHW"/"HWIO"-style names
+        ``"IO"``: the weight (and its gradient) is ``(*K, C_in/groups, C_out)``, TensorFlow's HWIO.
 
     Returns
     -------
-    ndarray, shape ``(N, C_out, *H_out)`` with ``H_out = floor((H + P_lo + P_hi - D*(K-1) - 1)/S) + 1``.
+    ndarray, shape ``(N, C_out, *H_out)`` with ``H_out = floor((H + P_lo + P_hi - D*(K-1) - 1)/S) + 1``
+    (``(N, *H_out, C_out)`` with ``data_format="channels_last"``).
 
     Notes
     -----
@@ -410,6 +418,10 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     >>> y[0, 0]
     array([[10., 18.],
            [42., 50.]])
+    >>> y_nhwc = conv2d(x.transpose(0, 2, 3, 1), np.ones((2, 2, 1, 2)), stride=2, data_format="NHWC",
+    ...                 weight_format="HWIO")   # the same numbers, channels last
+    >>> y_nhwc.shape, bool((y_nhwc[..., 0] == y[:, 0]).all())
+    ((1, 2, 2, 2), True)
     """
     return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2,
            fmt=layout.formats(data_format, weight_format, "conv2d"))
@@ -655,6 +667,11 @@ def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None =
     groups : int
     algorithm : str
         As for :func:`conv`.
+    data_format : str
+        As for :func:`conv`.
+    weight_format : {"OI", "IO"} or "OIHW"/"HWIO"-style names
+        ``"IO"``: PyTorch's weight with the same permutation as for :func:`conv`,
+        ``(*K, C_out/groups, C_in)`` -- TensorFlow's ``conv2d_transpose`` filter.
 
     Returns
     -------

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import dask_array
+from . import blas, dask_array, parallel, runtime
 from .dtypes import as_real_array, result_dtype
 from .spec import conv_spec
 
@@ -144,9 +144,10 @@ class Formats:
         if b is not None and b.shape != (mat.shape[1],):
             return None
         compute, out = result_dtype(rows, mat, b)
-        y = rows.astype(compute, copy=False) @ mat.astype(compute, copy=False)  # (M, C_out)
-        if b is not None:
-            y += b.astype(compute, copy=False)
+        y = np.empty((rows.shape[0], mat.shape[1]), dtype=compute)  # (M, C_out)
+        if b is not None:  # the products accumulate onto the bias, as in the pointwise algorithm
+            y[...] = b.astype(compute, copy=False)
+        _rows_gemm(rows.astype(compute, copy=False), mat.astype(compute, copy=False), y, 0.0 if b is None else 1.0)
         return y.reshape(*last.shape[:-1], mat.shape[1]).astype(out, copy=False)
 
     def native_backward(self, grad_output, x, w, needs, stride, padding, dilation, groups, padding_mode, algorithm,
@@ -170,9 +171,11 @@ class Formats:
         d = dy.reshape(-1, mat.shape[1]).astype(compute, copy=False)  # (M, C_out)
         dx = dw = db = None
         if "input" in wanted:
-            dx = (d @ mat.astype(compute, copy=False).T).reshape(last.shape).astype(out, copy=False)
+            dx = np.empty(rows.shape, dtype=compute)  # (M, C_in)
+            _rows_gemm(d, mat.astype(compute, copy=False).T, dx, 0.0)
+            dx = dx.reshape(last.shape).astype(out, copy=False)
         if "weight" in wanted:
-            dwt = rows.astype(compute, copy=False).T @ d  # (C_in, C_out)
+            dwt = _rows_gram(rows.astype(compute, copy=False), d)  # (C_in, C_out)
             shape = (1,) * (w.ndim - 2)
             dw = (dwt.reshape(*shape, *dwt.shape) if self.weight_io else
                   np.ascontiguousarray(dwt.T).reshape(*dwt.shape[::-1], *shape)).astype(out, copy=False)
@@ -312,6 +315,29 @@ def coupled_channels_last(channels_last, data_format, weight_format, func: str) 
     if channels_last is True and not fmt.channels_last:
         raise ValueError(f"{func}: channels_last=True contradicts data_format={fmt.data_format!r}")
     return fmt.channels_last
+
+
+def _row_plan(m: int) -> parallel.Plan:
+    """Rows shared out to the worker threads, a few blocks each (no scratch per row)."""
+    return parallel.plan(m, 0, max_chunk=max(1, -(-m // (4 * runtime.get_num_threads()))))
+
+
+def _rows_gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float) -> None:
+    """``c = a @ b + beta * c``, blocks of rows on the worker threads (``a``: (M, K), ``b``: (K, N))."""
+    def process(_, m0, m1):
+        blas.gemm(a[m0:m1], b, c[m0:m1], beta=beta)
+
+    parallel.run_chunks(_row_plan(a.shape[0]), dict, process)
+
+
+def _rows_gram(a: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """``a.T @ d`` summed over blocks of rows on the worker threads (``a``: (M, K), ``d``: (M, N))."""
+    def process(s, m0, m1):
+        blas.gemm(a[m0:m1].T, d[m0:m1], s["dw"], beta=1.0)
+
+    total = parallel.run_chunks(_row_plan(a.shape[0]), lambda: {"dw": np.zeros((a.shape[1], d.shape[1]), a.dtype)},
+                                process, reduce=("dw",)).get("dw")
+    return np.zeros((a.shape[1], d.shape[1]), a.dtype) if total is None else total
 
 
 def _array(value, func: str, name: str):
