@@ -286,3 +286,20 @@ def test_verify_accepts_the_layout_keywords():
     np.testing.assert_array_equal(expected("forward", x, w, weight_format="IO"), user_conv(x, w))
     with pytest.raises(ValueError, match=r"verify checks channels-first data with 'OI' weights or channels-last"):
         convgrad.verify(user_conv, "forward", data_format="channels_last", weight_format="OI")
+
+
+def test_errors_about_shapes_speak_the_callers_layout():
+    kw = dict(data_format="channels_last", weight_format="IO")
+    x = np.ones((2, 4, 4, 3))
+    for w in (np.ones((3, 3, 3, 5)), np.ones((1, 1, 3, 5))):   # the shared path and the native 1x1 one
+        with pytest.raises(ValueError, match=r"conv_backward: grad_output must have shape \(2, 4, 4, 5\) .*"
+                                             r"got \(2, 4, 5, 4\) \(data_format='channels_last'\)"):
+            convgrad.conv_backward(np.zeros((2, 4, 5, 4)), x, w, padding=w.shape[0] // 2, **kw)
+    with pytest.raises(ValueError, match=r"conv2d: weight must be 4-D \(2 kernel dims, in, out\) with weight_format='IO'"):
+        convgrad.conv2d(x, np.ones((3, 3, 2)), **kw)
+    with pytest.raises(ValueError, match=r"conv2d_weight: weight_shape must have 4 entries, got \(3, 3, 3\)"):
+        convgrad.conv2d_weight(x, (3, 3, 3), np.ones((2, 2, 2, 5)), **kw)
+    with pytest.raises(ValueError, match=r"conv2d_input: weight of shape \(3, 3, 3, 5\) does not fit weight_format='IO'"):
+        convgrad.conv2d_input((2, 4, 4), np.ones((3, 3, 3, 5)), np.ones((2, 2, 2, 5)), **kw)
+    with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(5,\)"):
+        convgrad.conv2d(x, np.ones((1, 1, 3, 5)), np.ones(4), **kw)

@@ -237,8 +237,9 @@ def _backward(grad_output, input, weight, stride, padding, dilation, groups, pad
                                      algorithm, func)
         if native is not None:
             return Gradients(*native)
-        g = _backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding, dilation, groups,
-                      padding_mode, needs, algorithm, func, rank, what)
+        with fmt.grad_output_errors(r):
+            g = _backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding, dilation, groups,
+                          padding_mode, needs, algorithm, func, rank, what)
         return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
@@ -263,10 +264,10 @@ def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation,
                     func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the input gradient asked for: the input itself is never read."""
     if not fmt.default:  # the caller's layout (layout.py)
-        w, r = fmt.weight_operand(weight, func, rank)
-        shape = fmt.data_shape_in(_shape(input_shape, func, "input_shape"), r)
-        return fmt.data_out(_input_gradient(shape, w, fmt.data_in(grad_output, r, func, "grad_output"), stride,
-                                            padding, dilation, groups, padding_mode, algorithm, func, rank), r)
+        shape, w, r = fmt.shape_operands(_shape(input_shape, func, "input_shape"), weight, groups, func, rank)
+        with fmt.grad_output_errors(r):
+            return fmt.data_out(_input_gradient(shape, w, fmt.data_in(grad_output, r, func, "grad_output"), stride,
+                                                padding, dilation, groups, padding_mode, algorithm, func, rank), r)
     _algorithm(algorithm, func)
     shape = _shape(input_shape, func, "input_shape")
     w = _weight(weight, func, rank)
@@ -278,12 +279,14 @@ def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation,
 def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
                      func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the weight gradient asked for: the weight itself is never read."""
-    if not fmt.default and len(shape := _shape(weight_shape, func, "weight_shape")) >= 3:  # the caller's layout
+    if not fmt.default and len(shape := _shape(weight_shape, func, "weight_shape")) >= 3 and \
+            rank in (None, len(shape) - 2):  # the caller's layout
         r = len(shape) - 2
         fmt.check_rank(r, func)
         x, dy = (fmt.data_in(a, r, func, name) for a, name in ((input, "input"), (grad_output, "grad_output")))
-        return fmt.weight_out(_weight_gradient(x, fmt.weight_shape_in(shape), dy, stride, padding, dilation, groups,
-                                               padding_mode, algorithm, func, rank))
+        with fmt.grad_output_errors(r):
+            return fmt.weight_out(_weight_gradient(x, fmt.weight_shape_in(shape), dy, stride, padding, dilation,
+                                                   groups, padding_mode, algorithm, func, rank))
     _algorithm(algorithm, func)
     shape = _shape(weight_shape, func, "weight_shape")
     if rank is not None and len(shape) != rank + 2:
@@ -316,8 +319,9 @@ def _transpose_backward(grad_output, input, weight, stride, padding, output_padd
                         algorithm, func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> Gradients:
     if not fmt.default:  # the caller's layout (layout.py)
         x, w, r = fmt.operands(input, weight, groups, True, func, rank)
-        g = _transpose_backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding,
-                                output_padding, groups, dilation, needs, algorithm, func, rank)
+        with fmt.grad_output_errors(r):
+            g = _transpose_backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding,
+                                    output_padding, groups, dilation, needs, algorithm, func, rank)
         return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)
     algorithm = _algorithm(algorithm, func)
     wanted = _needs(needs, func)

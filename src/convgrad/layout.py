@@ -30,6 +30,7 @@ padding, is computed natively in channels-last as one matrix product (:func:`poi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,10 +91,26 @@ class Formats:
     def weight_operand(self, weight, func: str, rank: int | None):
         """``(weight as (O, I, *kernel), rank)``; a weight of too few dims passes through to the shared check."""
         w = _array(weight, func, "weight")
+        if self.weight_io and rank is not None and w.ndim != rank + 2:
+            raise ValueError(f"{func}: weight must be {rank + 2}-D ({rank} kernel dims, in, out) with weight_format="
+                             f"{self.weight_format!r}, got shape {tuple(w.shape)}")
         if w.ndim < 3 or (rank is not None and w.ndim != rank + 2):
             return w, max(w.ndim - 2, 1)
         self.check_rank(w.ndim - 2, func)
         return self.weight_in(w, func), w.ndim - 2
+
+    def shape_operands(self, input_shape: tuple[int, ...], weight, groups, func: str, rank: int | None):
+        """``(input_shape, weight, rank)`` in convgrad's layout for ``conv_input``, the weight checked."""
+        given = _array(weight, func, "weight")
+        w, r = self.weight_operand(given, func, rank)
+        shape = self.data_shape_in(input_shape, r)
+        if given.ndim >= 3 and len(shape) in (r + 1, r + 2):
+            self.check_channels(shape[len(shape) - r - 1], tuple(given.shape), groups, False, func)
+        return shape, w, r
+
+    def grad_output_errors(self, r: int):
+        """Around the shared path: its ``grad_output must have shape …`` error restated in the caller's layout."""
+        return _CallersShapes(self, r)
 
     def operands(self, data, weight, groups, transposed: bool, func: str, rank: int | None,
                  data_name: str = "input"):
@@ -255,6 +272,35 @@ class Formats:
 
 
 DEFAULT = Formats()
+
+
+class _CallersShapes:
+    """Context manager: re-raise the shared check's grad_output shape error with the caller's shapes."""
+
+    _PATTERN = re.compile(r"^(.*grad_output must have shape )\(([\d, ]*)\)(.*, got )\(([\d, ]*)\)$", re.S)
+
+    def __init__(self, fmt: Formats, rank: int):
+        self.fmt, self.rank = fmt, rank
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not ValueError or not self.fmt.channels_last:
+            return False
+        m = self._PATTERN.match(str(exc))
+        if m is None:
+            return False
+        want, got = (tuple(int(v) for v in g.split(",") if v.strip()) for g in (m.group(2), m.group(4)))
+        if len(want) not in (self.rank + 1, self.rank + 2) or len(got) != len(want):
+            return False
+
+        def last(shape):
+            c = len(shape) - self.rank - 1
+            return (*shape[:c], *shape[c + 1:], shape[c])
+
+        raise ValueError(f"{m.group(1)}{last(want)}{m.group(3)}{last(got)} "
+                         f"(data_format={self.fmt.data_format!r})") from None
 
 
 def formats(data_format, weight_format, func: str) -> Formats:
