@@ -108,3 +108,30 @@ def test_conv_transpose_and_pooling_layers_in_channels_last(nd):
     dy = rng.standard_normal(p.shape)
     tp.backward(torch.tensor(dy))
     assert np.abs(pool.backward(dy) - tx.grad.numpy()).max() < 1e-12
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_a_channels_last_residual_block_and_global_pooling_match_torch(stride):
+    rng = np.random.default_rng(2)
+    block = nn.BasicBlock(4, 6, stride=stride, rng=0, dtype=np.float64, data_format="channels_last")
+    pool = nn.AdaptiveAvgPool2d(1, data_format="channels_last")
+    x = rng.standard_normal((2, 6, 6, 4))
+    y = pool(block(x))
+    dy = rng.standard_normal(y.shape)
+    dx = block.backward(pool.backward(dy))
+    tx = torch.tensor(x, requires_grad=True)
+    p = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in block.state_dict().items() if k.endswith("weight")
+         or k.endswith("bias")}
+
+    def bn(h, name):
+        return F.batch_norm(h, None, None, p[f"{name}.weight"], p[f"{name}.bias"], training=True)
+
+    h = tx.permute(0, 3, 1, 2)
+    main = bn(F.conv2d(F.relu(bn(F.conv2d(h, p["conv1.weight"], stride=stride, padding=1), "bn1")),
+                       p["conv2.weight"], padding=1), "bn2")
+    short = bn(F.conv2d(h, p["downsample.0.weight"], stride=stride), "downsample.1")
+    ty = F.adaptive_avg_pool2d(F.relu(main + short), 1).permute(0, 2, 3, 1)
+    ty.backward(torch.tensor(dy))
+    assert y.shape == (2, 1, 1, 6) and np.abs(y - ty.detach().numpy()).max() < 1e-12
+    assert np.abs(dx - tx.grad.numpy()).max() < 1e-12
+    assert np.abs(block.conv1.weight.grad - p["conv1.weight"].grad.numpy()).max() < 1e-12
