@@ -303,3 +303,18 @@ def test_errors_about_shapes_speak_the_callers_layout():
         convgrad.conv2d_input((2, 4, 4), np.ones((3, 3, 3, 5)), np.ones((2, 2, 2, 5)), **kw)
     with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(5,\)"):
         convgrad.conv2d(x, np.ones((1, 1, 3, 5)), np.ones(4), **kw)
+
+
+@pytest.mark.parametrize("needs", [("input", "weight", "bias"), ("input",), ("weight",)])
+def test_many_tap_backward_copies_match_torch(needs):
+    """From 25 taps on, the backward works on contiguous copies of the channels-last operands."""
+    case = Case(2, 3, 4, 1, (9, 8), (5, 5), stride=2, padding=2)
+    (x, w, b, dy), (xc, wc, _, dyc) = _caller(case, "channels_last", "IO")
+    ref = torch_reference(case, x, w, b, dy)
+    g = convgrad.conv_backward(dyc, xc, wc, stride=2, padding=2, needs=needs, data_format="channels_last",
+                               weight_format="IO")
+    assert (g.input is None) != ("input" in needs) and (g.weight is None) != ("weight" in needs)
+    if g.input is not None:
+        assert max_rel(_first(g.input), ref[1]) < 1e-10
+    if g.weight is not None:
+        assert max_rel(_oi(g.weight), ref[2]) < 1e-10

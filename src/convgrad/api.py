@@ -238,8 +238,8 @@ def _backward(grad_output, input, weight, stride, padding, dilation, groups, pad
         if native is not None:
             return Gradients(*native)
         with fmt.grad_output_errors(r):
-            g = _backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding, dilation, groups,
-                          padding_mode, needs, algorithm, func, rank, what)
+            dy, x = fmt.backward_operands(fmt.data_in(grad_output, r, func, "grad_output"), x, w, needs)
+            g = _backward(dy, x, w, stride, padding, dilation, groups, padding_mode, needs, algorithm, func, rank, what)
         return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)

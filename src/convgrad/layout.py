@@ -30,6 +30,7 @@ padding, is computed natively in channels-last as one matrix product (:func:`poi
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -107,6 +108,26 @@ class Formats:
         if given.ndim >= 3 and len(shape) in (r + 1, r + 2):
             self.check_channels(shape[len(shape) - r - 1], tuple(given.shape), groups, False, func)
         return shape, w, r
+
+    def backward_operands(self, dy, x, w, needs):
+        """``(dy, x)`` for the backward: contiguous channels-first copies when the kernel has many taps.
+
+        Every tap of the backward re-reads ``dy`` (and, for the weight gradient, ``x``); through a
+        channels-last view each of those passes reads across the grain. From 25 taps on, one
+        transposing copy measured cheaper (CPU time, one thread: layer d's backward 0.34-0.40 s
+        instead of 0.44-0.49, g1's 6.6-8.8 ms instead of 11.8-12.7; g2 and the 9-tap h unchanged).
+        """
+        if not self.channels_last or not isinstance(dy, np.ndarray) or not isinstance(w, np.ndarray) or \
+                w.ndim < 3 or math.prod(w.shape[2:]) < 25:
+            return dy, x
+        wanted = (needs,) if isinstance(needs, str) else needs
+        try:
+            weight_too = "weight" in wanted
+        except TypeError:
+            return dy, x  # the shared path reports the bad needs
+        if weight_too and isinstance(x, np.ndarray):
+            x = np.ascontiguousarray(x)
+        return np.ascontiguousarray(dy), x
 
     def grad_output_errors(self, r: int):
         """Around the shared path: its ``grad_output must have shape …`` error restated in the caller's layout."""
