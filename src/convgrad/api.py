@@ -217,7 +217,8 @@ def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mod
         native = fmt.native_forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func)
         if native is not None:
             return native
-        return fmt.data_out(_forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func, rank), r)
+        y = _forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func, rank)
+        return fmt.data_out(y, r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm=algorithm)
@@ -337,8 +338,8 @@ def _transpose_backward(grad_output, input, weight, stride, padding, output_padd
 
 
 def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+         data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """N-d convolution (cross-correlation), as ``torch.nn.functional.conv2d`` but for any rank.
 
     Parameters
@@ -386,8 +387,8 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
 
 
 def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """1-D convolution, as ``torch.nn.functional.conv1d``: :func:`conv` with a 3-D weight ``(C_out, C_in/groups, K)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``.
@@ -406,8 +407,8 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
 
 
 def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """2-D convolution, as ``torch.nn.functional.conv2d``: :func:`conv` with a 4-D weight ``(C_out, C_in/groups, K_h, K_w)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, H, W)`` or ``(C_in, H, W)``.
@@ -432,8 +433,8 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
 
 
 def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """3-D convolution, as ``torch.nn.functional.conv3d``: :func:`conv` with a 5-D weight ``(C_out, C_in/groups, *K)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)``.
@@ -451,8 +452,8 @@ def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
 
 def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1, padding: Padding = 0,
                   dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> Gradients:
+                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto",
+                  data_format: str = "channels_first", weight_format: str = "OI") -> Gradients:
     """Gradients of a loss through :func:`conv`, given ``grad_output = dL/dy``.
 
     Parameters
@@ -501,8 +502,8 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
 
 def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-               algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+               algorithm: str = "auto",
+               data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """Gradient of a convolution with respect to its input, any rank (``torch.nn.grad.conv2d_input``).
 
     :func:`conv_backward` asked for the input gradient only; the input itself is not needed, its
@@ -522,8 +523,8 @@ def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: Arr
 
 def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                 algorithm: str = "auto",
+                 data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 3-D weight, as ``torch.nn.grad.conv1d_input``.
 
     Examples
@@ -539,8 +540,8 @@ def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
 
 def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                 algorithm: str = "auto",
+                 data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 4-D weight, as ``torch.nn.grad.conv2d_input``.
 
     Examples
@@ -560,8 +561,8 @@ def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
 
 def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                 algorithm: str = "auto",
+                 data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 5-D weight, as ``torch.nn.grad.conv3d_input``.
 
     Examples
@@ -577,8 +578,8 @@ def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
 
 def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                 padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                algorithm: str = "auto",
+                data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """Gradient of a convolution with respect to its weight, any rank (``torch.nn.grad.conv2d_weight``).
 
     :func:`conv_backward` asked for the weight gradient only; the weight itself is not needed, its
@@ -598,8 +599,8 @@ def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: Ar
 
 def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                  algorithm: str = "auto",
+                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 3-D weight, as ``torch.nn.grad.conv1d_weight``.
 
     Examples
@@ -615,8 +616,8 @@ def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
 
 def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                  algorithm: str = "auto",
+                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 4-D weight, as ``torch.nn.grad.conv2d_weight``.
 
     Examples
@@ -634,8 +635,8 @@ def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
 
 def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                  algorithm: str = "auto",
+                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 5-D weight, as ``torch.nn.grad.conv3d_weight``.
 
     Examples
@@ -656,8 +657,8 @@ def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
 
 def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                    padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                   algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                   algorithm: str = "auto",
+                   data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """N-d transposed convolution, as ``torch.nn.functional.conv_transpose2d`` but for any rank.
 
     Parameters
@@ -702,8 +703,8 @@ def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None =
 
 def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                     algorithm: str = "auto",
+                     data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """1-D transposed convolution, as ``torch.nn.functional.conv_transpose1d``: :func:`conv_transpose`, 3-D weight.
 
     Examples
@@ -719,8 +720,8 @@ def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
 
 def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                     algorithm: str = "auto",
+                     data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """2-D transposed convolution, as ``torch.nn.functional.conv_transpose2d``: :func:`conv_transpose`, 4-D weight.
 
     Examples
@@ -736,8 +737,8 @@ def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
 
 def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> np.ndarray:
+                     algorithm: str = "auto",
+                     data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """3-D transposed convolution, as ``torch.nn.functional.conv_transpose3d``: :func:`conv_transpose`, 5-D weight.
 
     Examples
@@ -753,8 +754,8 @@ def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
 
 def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1,
                             padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", data_format: str = "channels_first",
-         weight_format: str = "OI") -> Gradients:
+                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto",
+                            data_format: str = "channels_first", weight_format: str = "OI") -> Gradients:
     """Gradients of a loss through :func:`conv_transpose`, given ``grad_output = dL/dy``.
 
     The input-gradient of a transposed convolution is the ordinary convolution of ``grad_output``

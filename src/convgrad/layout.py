@@ -40,7 +40,8 @@ from . import blas, dask_array, parallel, runtime
 from .dtypes import as_real_array, result_dtype
 from .spec import conv_spec
 
-__all__ = ["Formats", "formats", "layer_channels_last", "data_to_first", "data_to_last", "weight_to_first", "weight_to_last"]
+__all__ = ["Formats", "formats", "layer_channels_last", "coupled_channels_last", "data_to_first", "data_to_last",
+           "weight_to_first", "weight_to_last"]
 
 _DATA_FIRST = {"channels_first": None, "NCW": 1, "NCHW": 2, "NCDHW": 3}
 _DATA_LAST = {"channels_last": None, "NWC": 1, "NHWC": 2, "NDHWC": 3}
