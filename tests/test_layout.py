@@ -318,3 +318,18 @@ def test_many_tap_backward_copies_match_torch(needs):
         assert max_rel(_first(g.input), ref[1]) < 1e-10
     if g.weight is not None:
         assert max_rel(_oi(g.weight), ref[2]) < 1e-10
+
+
+def test_the_layer_bench_times_the_same_numbers_channels_last():
+    from convgrad.bench.layers import Layer
+    from convgrad.bench.timing import convgrad_functions, operands
+    from convgrad.cli import build_parser
+
+    lay = Layer("custom", "small", 2, 3, 4, (6, 5), (3, 3), stride=2, padding=1)
+    x, w, b, dy = operands(lay)
+    first = convgrad_functions(lay, x, w, b, dy)
+    last = convgrad_functions(lay, x, w, b, dy, data_format="channels_last")
+    assert max_rel(_first(last["forward"]()), first["forward"]()) < 1e-6
+    g_first, g_last = first["backward"](), last["backward"]()
+    assert max_rel(_first(g_last.input), g_first.input) < 1e-6 and max_rel(_oi(g_last.weight), g_first.weight) < 1e-6
+    assert build_parser().parse_args(["bench", "--data-format", "channels_last"]).data_format == "channels_last"
