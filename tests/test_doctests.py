@@ -7,11 +7,13 @@ import pytest
 import convgrad.algorithms.work
 import convgrad.api
 import convgrad.higher
+import convgrad.layout
 import convgrad.parallel
 import convgrad.pooling
 import convgrad.reparam
 
-MODULES = [convgrad.api, convgrad.higher, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work, convgrad.pooling]
+MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
+           convgrad.pooling]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

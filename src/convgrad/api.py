@@ -4,6 +4,8 @@ Names and argument order follow ``torch.nn.functional`` and ``torch.nn.grad``. A
 channels first: input ``(N, C_in, *spatial)`` (or unbatched ``(C_in, *spatial)``), weight
 ``(C_out, C_in/groups, *kernel)`` for a convolution and ``(C_in, C_out/groups, *kernel)`` for a
 transposed one. The number of spatial dims is ``weight.ndim - 2``: any number from 1 up.
+``data_format="channels_last"`` and ``weight_format="IO"`` take TensorFlow/JAX-style arrays
+instead (:mod:`convgrad.layout`).
 
 Every function validates its arguments into a :class:`~convgrad.spec.ConvSpec` and hands the
 arithmetic to an algorithm (:func:`available_algorithms`); ``algorithm="auto"`` picks one.
@@ -17,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import algorithms, arrays, dask_array
+from . import algorithms, arrays, dask_array, layout
 from . import complex as cplx
 from .bias import as_bias_vector, shaped_bias_gradient
 from .dtypes import as_real_array, result_dtype
@@ -208,7 +210,14 @@ def _gradients(spec: ConvSpec, grad_output, x, w, out_shape, ops, needs, algorit
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, func: str,
-             rank: int | None) -> np.ndarray:
+             rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
+    if not fmt.default:  # the caller's layout: views in, a view of the result out (layout.py)
+        x, w, r = fmt.operands(input, weight, groups, False, func, rank)
+        native = fmt.native_forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        if native is not None:
+            return native
+        y = _forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func, rank)
+        return fmt.data_out(y, r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm=algorithm)
@@ -221,8 +230,18 @@ def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mod
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-              func: str, rank: int | None, what: str = "the output") -> Gradients:
+              func: str, rank: int | None, what: str = "the output", fmt: layout.Formats = layout.DEFAULT) -> Gradients:
     """The one backward of a convolution: every gradient the mask ``needs`` names."""
+    if not fmt.default:  # the caller's layout (layout.py)
+        x, w, r = fmt.operands(input, weight, groups, False, func, rank)
+        native = fmt.native_backward(grad_output, x, w, needs, stride, padding, dilation, groups, padding_mode,
+                                     algorithm, func)
+        if native is not None:
+            return Gradients(*native)
+        with fmt.grad_output_errors(r):
+            dy, x = fmt.backward_operands(fmt.data_in(grad_output, r, func, "grad_output"), x, w, needs)
+            g = _backward(dy, x, w, stride, padding, dilation, groups, padding_mode, needs, algorithm, func, rank, what)
+        return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv_backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
@@ -244,8 +263,13 @@ def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                    func: str, rank: int | None) -> np.ndarray:
+                    func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the input gradient asked for: the input itself is never read."""
+    if not fmt.default:  # the caller's layout (layout.py)
+        shape, w, r = fmt.shape_operands(_shape(input_shape, func, "input_shape"), weight, groups, func, rank)
+        with fmt.grad_output_errors(r):
+            return fmt.data_out(_input_gradient(shape, w, fmt.data_in(grad_output, r, func, "grad_output"), stride,
+                                                padding, dilation, groups, padding_mode, algorithm, func, rank), r)
     _algorithm(algorithm, func)
     shape = _shape(input_shape, func, "input_shape")
     w = _weight(weight, func, rank)
@@ -256,8 +280,16 @@ def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation,
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                     func: str, rank: int | None) -> np.ndarray:
+                     func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the weight gradient asked for: the weight itself is never read."""
+    if not fmt.default and len(shape := _shape(weight_shape, func, "weight_shape")) >= 3 and \
+            rank in (None, len(shape) - 2):  # the caller's layout
+        r = len(shape) - 2
+        fmt.check_rank(r, func)
+        x, dy = (fmt.data_in(a, r, func, name) for a, name in ((input, "input"), (grad_output, "grad_output")))
+        with fmt.grad_output_errors(r):
+            return fmt.weight_out(_weight_gradient(x, fmt.weight_shape_in(shape), dy, stride, padding, dilation,
+                                                   groups, padding_mode, algorithm, func, rank))
     _algorithm(algorithm, func)
     shape = _shape(weight_shape, func, "weight_shape")
     if rank is not None and len(shape) != rank + 2:
@@ -271,7 +303,11 @@ def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm, func: str,
-                       rank: int | None) -> np.ndarray:
+                       rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
+    if not fmt.default:  # the caller's layout (layout.py)
+        x, w, r = fmt.operands(input, weight, groups, True, func, rank)
+        return fmt.data_out(_transpose_forward(x, w, bias, stride, padding, output_padding, groups, dilation,
+                                               algorithm, func, rank), r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -285,7 +321,13 @@ def _transpose_forward(input, weight, bias, stride, padding, output_padding, gro
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
-                        algorithm, func: str, rank: int | None) -> Gradients:
+                        algorithm, func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> Gradients:
+    if not fmt.default:  # the caller's layout (layout.py)
+        x, w, r = fmt.operands(input, weight, groups, True, func, rank)
+        with fmt.grad_output_errors(r):
+            g = _transpose_backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding,
+                                    output_padding, groups, dilation, needs, algorithm, func, rank)
+        return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)
     algorithm = _algorithm(algorithm, func)
     wanted = _needs(needs, func)
     w = _weight(weight, func, rank)
@@ -300,7 +342,8 @@ def _transpose_backward(grad_output, input, weight, stride, padding, output_padd
 
 
 def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+         data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """N-d convolution (cross-correlation), as ``torch.nn.functional.conv2d`` but for any rank.
 
     Parameters
@@ -321,10 +364,16 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
         ``"auto"`` (the cost model's pick), ``"measure"`` (time the candidates on the first call
         for a configuration and reuse the fastest; see :mod:`convgrad.selection`) or a name from
         :func:`available_algorithms`.
+    data_format : {"channels_first", "channels_last"} or "NCHW"/"NHWC"-style names
+        ``"channels_last"``: input, output (and, in the backward functions, ``grad_output`` and the
+        input gradient) are ``(N, *H, C)``, unbatched ``(*H, C)`` (:mod:`convgrad.layout`).
+    weight_format : {"OI", "IO"} or "OIHW"/"HWIO"-style names
+        ``"IO"``: the weight (and its gradient) is ``(*K, C_in/groups, C_out)``, TensorFlow's HWIO.
 
     Returns
     -------
-    ndarray, shape ``(N, C_out, *H_out)`` with ``H_out = floor((H + P_lo + P_hi - D*(K-1) - 1)/S) + 1``.
+    ndarray, shape ``(N, C_out, *H_out)`` with ``H_out = floor((H + P_lo + P_hi - D*(K-1) - 1)/S) + 1``
+    (``(N, *H_out, C_out)`` with ``data_format="channels_last"``).
 
     Notes
     -----
@@ -338,11 +387,13 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
     >>> conv(np.ones((1, 1, 4, 4, 4, 4)), np.ones((1, 1, 3, 3, 3, 3))).shape   # 4-D: no rank limit
     (1, 1, 2, 2, 2, 2)
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv", None)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv", None,
+           fmt=layout.formats(data_format, weight_format, "conv"))
 
 
 def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """1-D convolution, as ``torch.nn.functional.conv1d``: :func:`conv` with a 3-D weight ``(C_out, C_in/groups, K)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``.
@@ -356,11 +407,13 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     >>> conv1d(x, np.array([[[1.0, 0.0, -1.0]]]), padding=1, stride=2)
     array([[[-1., -2.,  3.]]])
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv1d", 1)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv1d", 1,
+           fmt=layout.formats(data_format, weight_format, "conv1d"))
 
 
 def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """2-D convolution, as ``torch.nn.functional.conv2d``: :func:`conv` with a 4-D weight ``(C_out, C_in/groups, K_h, K_w)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, H, W)`` or ``(C_in, H, W)``.
@@ -375,12 +428,18 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     >>> y[0, 0]
     array([[10., 18.],
            [42., 50.]])
+    >>> y_nhwc = conv2d(x.transpose(0, 2, 3, 1), np.ones((2, 2, 1, 2)), stride=2, data_format="NHWC",
+    ...                 weight_format="HWIO")   # the same numbers, channels last
+    >>> y_nhwc.shape, bool((y_nhwc[..., 0] == y[:, 0]).all())
+    ((1, 2, 2, 2), True)
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2,
+           fmt=layout.formats(data_format, weight_format, "conv2d"))
 
 
 def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """3-D convolution, as ``torch.nn.functional.conv3d``: :func:`conv` with a 5-D weight ``(C_out, C_in/groups, *K)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)``.
@@ -392,12 +451,14 @@ def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     >>> y.shape, float(y.max())
     ((1, 4, 2, 2, 2), 16.0)
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv3d", 3)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv3d", 3,
+           fmt=layout.formats(data_format, weight_format, "conv3d"))
 
 
 def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1, padding: Padding = 0,
                   dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", bias_shape=None) -> Gradients:
+                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", bias_shape=None,
+                  data_format: str = "channels_first", weight_format: str = "OI") -> Gradients:
     """Gradients of a loss through :func:`conv`, given ``grad_output = dL/dy``.
 
     Parameters
@@ -442,15 +503,17 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
     >>> conv_backward(np.ones((1, 1, 3)), x, w, needs=("bias",)).input is None
     True
     """
+    fmt = layout.formats(data_format, weight_format, "conv_backward")
     grads = _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-                      "conv_backward", None)
-    w_shape = tuple(getattr(weight, "shape", None) or np.shape(weight))
+                      "conv_backward", None, fmt=fmt)
+    w_shape = fmt.weight_shape_in(tuple(getattr(weight, "shape", None) or np.shape(weight)))
     return shaped_bias_gradient(grads, bias_shape, w_shape[0], len(w_shape) - 2, "conv_backward")
 
 
 def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-               algorithm: str = "auto") -> np.ndarray:
+               algorithm: str = "auto",
+               data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """Gradient of a convolution with respect to its input, any rank (``torch.nn.grad.conv2d_input``).
 
     :func:`conv_backward` asked for the input gradient only; the input itself is not needed, its
@@ -464,12 +527,14 @@ def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: Arr
     array([[[ 1.,  1.,  0., -1., -1.]]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv_input", None)
+                           "conv_input", None,
+           fmt=layout.formats(data_format, weight_format, "conv_input"))
 
 
 def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 algorithm: str = "auto",
+                 data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 3-D weight, as ``torch.nn.grad.conv1d_input``.
 
     Examples
@@ -479,12 +544,14 @@ def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     array([[[ 1.,  0., -1.,  0.,  0.]]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv1d_input", 1)
+                           "conv1d_input", 1,
+           fmt=layout.formats(data_format, weight_format, "conv1d_input"))
 
 
 def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 algorithm: str = "auto",
+                 data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 4-D weight, as ``torch.nn.grad.conv2d_input``.
 
     Examples
@@ -498,12 +565,14 @@ def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
            [2., 2., 2., 2.]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv2d_input", 2)
+                           "conv2d_input", 2,
+           fmt=layout.formats(data_format, weight_format, "conv2d_input"))
 
 
 def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 algorithm: str = "auto",
+                 data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 5-D weight, as ``torch.nn.grad.conv3d_input``.
 
     Examples
@@ -513,12 +582,14 @@ def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     512.0
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv3d_input", 3)
+                           "conv3d_input", 3,
+           fmt=layout.formats(data_format, weight_format, "conv3d_input"))
 
 
 def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                 padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                algorithm: str = "auto") -> np.ndarray:
+                algorithm: str = "auto",
+                data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """Gradient of a convolution with respect to its weight, any rank (``torch.nn.grad.conv2d_weight``).
 
     :func:`conv_backward` asked for the weight gradient only; the weight itself is not needed, its
@@ -532,12 +603,14 @@ def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: Ar
     array([[[3., 6., 9.]]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv_weight", None)
+                            algorithm, "conv_weight", None,
+           fmt=layout.formats(data_format, weight_format, "conv_weight"))
 
 
 def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  algorithm: str = "auto",
+                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 3-D weight, as ``torch.nn.grad.conv1d_weight``.
 
     Examples
@@ -547,12 +620,14 @@ def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     array([[[2., 3., 4.]]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv1d_weight", 1)
+                            algorithm, "conv1d_weight", 1,
+           fmt=layout.formats(data_format, weight_format, "conv1d_weight"))
 
 
 def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  algorithm: str = "auto",
+                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 4-D weight, as ``torch.nn.grad.conv2d_weight``.
 
     Examples
@@ -564,12 +639,14 @@ def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
            [36., 40.]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv2d_weight", 2)
+                            algorithm, "conv2d_weight", 2,
+           fmt=layout.formats(data_format, weight_format, "conv2d_weight"))
 
 
 def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  algorithm: str = "auto",
+                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 5-D weight, as ``torch.nn.grad.conv3d_weight``.
 
     Examples
@@ -579,7 +656,8 @@ def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     (4, 2, 2, 2, 2)
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv3d_weight", 3)
+                            algorithm, "conv3d_weight", 3,
+           fmt=layout.formats(data_format, weight_format, "conv3d_weight"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -589,7 +667,8 @@ def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
 
 def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                    padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                   algorithm: str = "auto") -> np.ndarray:
+                   algorithm: str = "auto",
+                   data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """N-d transposed convolution, as ``torch.nn.functional.conv_transpose2d`` but for any rank.
 
     Parameters
@@ -603,6 +682,11 @@ def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None =
     groups : int
     algorithm : str
         As for :func:`conv`.
+    data_format : str
+        As for :func:`conv`.
+    weight_format : {"OI", "IO"} or "OIHW"/"HWIO"-style names
+        ``"IO"``: PyTorch's weight with the same permutation as for :func:`conv`,
+        ``(*K, C_out/groups, C_in)`` -- TensorFlow's ``conv2d_transpose`` filter.
 
     Returns
     -------
@@ -623,12 +707,14 @@ def conv_transpose(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None =
     array([[[  1.,  10., 102.,  20., 200.,   0.]]])
     """
     return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-                              "conv_transpose", None)
+                              "conv_transpose", None,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose"))
 
 
 def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto") -> np.ndarray:
+                     algorithm: str = "auto",
+                     data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """1-D transposed convolution, as ``torch.nn.functional.conv_transpose1d``: :func:`conv_transpose`, 3-D weight.
 
     Examples
@@ -638,12 +724,14 @@ def conv_transpose1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
     array([[[  1.,  10., 102.,  20., 200.]]])
     """
     return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-                              "conv_transpose1d", 1)
+                              "conv_transpose1d", 1,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose1d"))
 
 
 def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto") -> np.ndarray:
+                     algorithm: str = "auto",
+                     data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """2-D transposed convolution, as ``torch.nn.functional.conv_transpose2d``: :func:`conv_transpose`, 4-D weight.
 
     Examples
@@ -653,12 +741,14 @@ def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
     (1, 1, 5, 5)
     """
     return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-                              "conv_transpose2d", 2)
+                              "conv_transpose2d", 2,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose2d"))
 
 
 def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1,
                      padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                     algorithm: str = "auto") -> np.ndarray:
+                     algorithm: str = "auto",
+                     data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """3-D transposed convolution, as ``torch.nn.functional.conv_transpose3d``: :func:`conv_transpose`, 5-D weight.
 
     Examples
@@ -668,12 +758,14 @@ def conv_transpose3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
     (1, 3, 4, 4, 4)
     """
     return _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm,
-                              "conv_transpose3d", 3)
+                              "conv_transpose3d", 3,
+           fmt=layout.formats(data_format, weight_format, "conv_transpose3d"))
 
 
 def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1,
                             padding: Padding = 0, output_padding: Size = 0, groups: int = 1, dilation: Size = 1, *,
-                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", bias_shape=None) -> Gradients:
+                            needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", bias_shape=None,
+                            data_format: str = "channels_first", weight_format: str = "OI") -> Gradients:
     """Gradients of a loss through :func:`conv_transpose`, given ``grad_output = dL/dy``.
 
     The input-gradient of a transposed convolution is the ordinary convolution of ``grad_output``
@@ -689,7 +781,8 @@ def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: Ar
     >>> g.input, g.weight, g.bias
     (array([[[111., 111.]]]), array([[[3., 3., 3.]]]), array([6.]))
     """
+    fmt = layout.formats(data_format, weight_format, "conv_transpose_backward")
     grads = _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
-                                algorithm, "conv_transpose_backward", None)
-    w_shape = tuple(getattr(weight, "shape", None) or np.shape(weight))
+                                algorithm, "conv_transpose_backward", None, fmt=fmt)
+    w_shape = fmt.weight_shape_in(tuple(getattr(weight, "shape", None) or np.shape(weight)))
     return shaped_bias_gradient(grads, bias_shape, w_shape[1] * groups, len(w_shape) - 2, "conv_transpose_backward")

@@ -80,6 +80,7 @@ def run_benchmark(
     memory: bool = True,
     workspace_limit: int | None = None,
     progress=None,
+    data_format: str = "channels_first",
 ) -> dict:
     """Time, and optionally measure the memory of, every layer; return the record."""
     from .. import runtime
@@ -93,6 +94,7 @@ def run_benchmark(
             "warmup": warmup,
             "algorithm": algorithm,
             "with_torch": with_torch,
+            "data_format": data_format,
             "workspace_limit": workspace_limit if workspace_limit is not None else runtime.get_workspace_limit(),
         },
         "gemm_peak_samples": [],
@@ -103,7 +105,7 @@ def run_benchmark(
         record["gemm_peak_samples"].append(gemm_peak(threads))
         with runtime.settings(**limit):
             times = time_layer(lay, repeats=repeats, warmup=warmup, threads=threads, algorithm=algorithm,
-                               with_torch=with_torch)
+                               with_torch=with_torch, data_format=data_format)
         with runtime.settings(num_threads=threads, **limit):
             choices = _choices(lay, algorithm)
         entry = {
@@ -116,7 +118,8 @@ def run_benchmark(
         }
         if memory:
             entry["peak_memory"] = {
-                lib: peak_memory(lay, lib, threads, algorithm, workspace_limit) for lib in times
+                lib: peak_memory(lay, lib, threads, algorithm, workspace_limit, data_format=data_format)
+                for lib in times
             }
         record["layers"].append(entry)
         if progress is not None:

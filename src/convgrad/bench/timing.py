@@ -19,6 +19,11 @@ What is timed:
   ``torch.ops.aten.convolution_backward`` with all three outputs (the kernel autograd calls,
   without the autograd bookkeeping);
 - both: the forward followed by the backward, the output kept alive as in training.
+
+With ``data_format="channels_last"`` convgrad gets the same numbers as C-contiguous
+``(N, *spatial, C)`` arrays and ``(*kernel, C_in, C_out)`` weights (``weight_format="IO"``), as a
+Keras or JAX user holds them, and returns its results in that layout; PyTorch keeps its
+channels-first arrays, so its column is the same reference in both runs.
 """
 
 from __future__ import annotations
@@ -48,8 +53,15 @@ def operands(layer: Layer, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nd
     return x, w, b, dy
 
 
-def convgrad_functions(layer: Layer, x, w, b, dy, algorithm: str = "auto") -> dict[str, Callable]:
+def convgrad_functions(layer: Layer, x, w, b, dy, algorithm: str = "auto",
+                       data_format: str = "channels_first") -> dict[str, Callable]:
     kw = layer.kwargs()
+    if data_format == "channels_last":  # contiguous channels-last copies, made once, outside the timing
+        from ..layout import data_to_last, weight_to_last
+
+        x, dy = (np.ascontiguousarray(data_to_last(a, layer.ndim)) for a in (x, dy))
+        w = np.ascontiguousarray(weight_to_last(w))
+        kw.update(data_format="channels_last", weight_format="IO")
 
     def forward():
         return api.conv(x, w, b, **kw, algorithm=algorithm)
@@ -109,10 +121,11 @@ def time_layer(
     algorithm: str = "auto",
     with_torch: bool = True,
     seed: int = 0,
+    data_format: str = "channels_first",
 ) -> dict[str, dict[str, list[float]]]:
     """Seconds per call: ``{library: {operation: [one per round]}}``, libraries alternating."""
     x, w, b, dy = operands(layer, seed)
-    libs = {"convgrad": convgrad_functions(layer, x, w, b, dy, algorithm)}
+    libs = {"convgrad": convgrad_functions(layer, x, w, b, dy, algorithm, data_format)}
     if with_torch:
         import torch
 

@@ -37,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--algorithm", default="auto", help="convgrad algorithm (default auto)")
     p.add_argument("--workspace-limit", type=positive_float, default=None, metavar="MIB",
                    help="convgrad's scratch-memory limit in MiB (default: the library default)")
+    p.add_argument("--data-format", choices=("channels_first", "channels_last"), default="channels_first",
+                   help="convgrad's layout: channels_last times it on contiguous (N, *spatial, C) inputs and "
+                        "(*kernel, C_in, C_out) weights (PyTorch keeps channels first; default channels_first)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (faster)")
     p.add_argument("--no-torch", action="store_true", help="time convgrad alone")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the full record as JSON to PATH ('-' = stdout)")
@@ -164,6 +167,7 @@ def run(args) -> int:
             with_torch=with_torch,
             memory=not args.no_memory,
             workspace_limit=limit,
+            data_format=args.data_format,
             progress=lambda entry: update(next(done), len(layers)),  # one table at the end, not rows as they come
         )
     to_stdout = args.json == "-"

@@ -303,6 +303,11 @@ def render_text(ex, at=None) -> str:
     L: list[str] = []
     kind = "transposed convolution" if ex.transposed else "convolution (cross-correlation)"
     L.append(f"{cfg['operation']}: a {ex.ndim}-D {kind}")
+    fmt = getattr(ex, "formats", None)
+    if fmt is not None and not fmt.default:
+        L.append(f"  (you gave data_format={fmt.data_format!r}, weight_format={fmt.weight_format!r}: everything below "
+                 "is channels first, PyTorch's layout -- x[n, c, h] here is your x[n, h, c]"
+                 + (", w[o, c, k] your w[k, c, o])" if fmt.weight_io else ")"))
     lead = "N, " if ex.batched else ""
     sp = ", ".join(f"H{d_}" for d_ in range(ex.ndim)) if ex.ndim > 1 else "H"
     L.append(f"  x  input   {tuple(cfg['input_shape'])}   ({lead}C_in, {sp})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Sequence
 
+from .. import layout
 from ..spec import ConvSpec, conv_spec, conv_transpose_spec
 from . import relation
 from .geometry import DimGeometry, dim_geometry
@@ -34,6 +35,8 @@ def explain(
     *,
     transposed=False,
     output_padding=0,
+    data_format="channels_first",
+    weight_format="OI",
 ) -> "Explanation":
     """Explain one convolution (or transposed convolution): sizes, gradients, equivalent calls, pictures.
 
@@ -50,6 +53,10 @@ def explain(
         Explain :func:`convgrad.conv_transpose` instead of :func:`convgrad.conv`.
     output_padding : int or tuple of int
         Transposed convolution only: ``0 <= output_padding < max(stride, dilation)``.
+    data_format, weight_format : str
+        The layout ``input_shape`` and ``weight_shape`` are given in, as for :func:`convgrad.conv`
+        (``"channels_last"``/``"NHWC"``…, ``"IO"``/``"HWIO"``…). The explanation itself -- shapes,
+        indices, formulas -- is written channels first (PyTorch's layout); the text says so.
 
     Returns
     -------
@@ -68,6 +75,11 @@ def explain(
     func = "explain"
     input_shape = _shape(input_shape, "input_shape")
     weight_shape = _shape(weight_shape, "weight_shape")
+    fmt = layout.formats(data_format, weight_format, func)
+    if not fmt.default and len(weight_shape) >= 3:  # the caller's layout -> channels first (convgrad.layout)
+        fmt.check_rank(len(weight_shape) - 2, func)
+        input_shape = fmt.data_shape_in(input_shape, len(weight_shape) - 2)
+        weight_shape = fmt.weight_shape_in(weight_shape)
     if len(weight_shape) < 3:
         raise ValueError(
             f"{func}: weight_shape must have at least 3 entries (out_channels, in_channels/groups, *kernel), "
@@ -90,7 +102,9 @@ def explain(
                 f"got output_padding={output_padding!r}"
             )
         spec = conv_spec(full_input, weight_shape, stride, padding, dilation, groups, padding_mode, func=func)
-    return Explanation(spec, transposed=transposed, batched=batched, same=isinstance(padding, str) and padding == "same")
+    ex = Explanation(spec, transposed=transposed, batched=batched, same=isinstance(padding, str) and padding == "same")
+    ex.formats = fmt
+    return ex
 
 
 def _as_tuple(v) -> tuple:
@@ -126,6 +140,9 @@ class Explanation:
         Per spatial dim: effective kernel, output size with its formula, padding used, unread
         tail, positions with zero gradient, holes.
     """
+
+    #: the layout the caller gave the shapes in (:func:`explain`'s data_format/weight_format)
+    formats = layout.DEFAULT
 
     def __init__(self, spec: ConvSpec, *, transposed: bool = False, batched: bool = True, same: bool = False):
         self.spec = spec

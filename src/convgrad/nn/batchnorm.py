@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from .. import batch_split
+from .. import batch_split, layout
 from ..dtypes import as_real_array
 from .conv import _channels
 from .init import resolve_dtype
@@ -59,8 +59,10 @@ class BatchNorm2d(Module):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, *, dtype=None):
+                 track_running_stats: bool = True, *, dtype=None, data_format: str = "channels_first"):
         super().__init__()
+        self.data_format = data_format
+        self.channels_last = layout.layer_channels_last(data_format, "BatchNorm2d", 2)
         self.num_features = _channels(num_features, "BatchNorm2d", "num_features")
         for name, value in (("eps", eps), ("momentum", momentum)):
             if value is None and name == "momentum":
@@ -84,6 +86,11 @@ class BatchNorm2d(Module):
 
     def forward(self, x):
         x = as_real_array(x, "BatchNorm2d", "input")
+        if self.channels_last:
+            if x.ndim != 4 or x.shape[3] != self.num_features:
+                raise ValueError(f"BatchNorm2d: input must have shape (N, H, W, {self.num_features}) with "
+                                 f"data_format={self.data_format!r}, got {x.shape}")
+            x = layout.data_to_first(x, 2)  # (N, C, H, W), a view
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d: input must have shape (N, {self.num_features}, H, W), got {x.shape}")
         n, c, h, w = x.shape
@@ -96,7 +103,7 @@ class BatchNorm2d(Module):
             y = np.multiply(x3, scale[:, None])  # y = x * scale + (bias - mu * scale)
             y += shift.astype(x.dtype, copy=False)[:, None]
             self._remember(x3, inv_std, scale, x.shape, mean)  # x itself: backward subtracts mu from its sums
-            return y.reshape(x.shape)
+            return self._out(y.reshape(x.shape))
         if self.training and m <= 1:
             raise ValueError(f"BatchNorm2d: training needs more than one value per channel, got input of shape {x.shape}")
         # einsum: far faster than sum over (0, 2); slices of the batch on convgrad's threads
@@ -110,7 +117,11 @@ class BatchNorm2d(Module):
         var = _total(batch_split.run(n, x.nbytes, center)) / x.dtype.type(m)  # biased, two-pass
         if self.training and self.track_running_stats:
             self._update_running(mean, var, m)
-        return self._normalize(centered, var, x.shape)
+        return self._out(self._normalize(centered, var, x.shape))
+
+    def _out(self, y):
+        """A channels-first result in the caller's layout (a view)."""
+        return layout.data_to_last(y, 2) if self.channels_last else y
 
     def _scales(self, var, dtype):
         """``(inv_std, scale)``: ``1/sqrt(var + eps)`` and ``weight * inv_std`` (``inv_std`` without affine)."""
@@ -176,6 +187,8 @@ class BatchNorm2d(Module):
         return dx.reshape(shape)
 
     def backward(self, grad_output, *, input_grad: bool = True):
+        if self.channels_last and np.ndim(grad_output) == 4:
+            grad_output = layout.data_to_first(as_real_array(grad_output, "BatchNorm2d.backward", "grad_output"), 2)
         dy3, sum_dy, sum_dy_xhat = self._sums(grad_output)
         if self.affine:
             if self.weight.requires_grad:
@@ -184,11 +197,11 @@ class BatchNorm2d(Module):
                 self.bias.accumulate(sum_dy)
         if not input_grad:
             return None
-        return self._input_grad(dy3, sum_dy, sum_dy_xhat, dy3.shape[0] * dy3.shape[2])
+        return self._out(self._input_grad(dy3, sum_dy, sum_dy_xhat, dy3.shape[0] * dy3.shape[2]))
 
     def extra_repr(self) -> str:
         return format_args(
             (self.num_features,),
             [("eps", self.eps, 1e-5), ("momentum", self.momentum, 0.1), ("affine", self.affine, True),
-             ("track_running_stats", self.track_running_stats, True)],
+             ("track_running_stats", self.track_running_stats, True), ("data_format", self.data_format, "channels_first")],
         )

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import api
+from .. import api, layout
 from ..spec import PADDING_MODES, PADDING_STRINGS, expand, positive_ints, resolve_padding
 from .init import default_bound, resolve_dtype, resolve_rng, uniform
 from .module import Module, format_args
@@ -67,8 +67,12 @@ class _ConvBase(Module):
     _rank: ClassVar[int]
     _transposed: ClassVar[bool]
 
-    def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng) -> None:
+    def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng,
+               data_format="channels_first") -> None:
         name = type(self).__name__
+        # the data's layout; the weight stays PyTorch's (C_out, C_in/groups, *K), so state_dicts match torch.nn's
+        self.data_format = data_format
+        self.channels_last = layout.layer_channels_last(data_format, name, self._rank)
         self.in_channels = _channels(in_channels, name, "in_channels")
         self.out_channels = _channels(out_channels, name, "out_channels")
         self.groups = _channels(groups, name, "groups")
@@ -132,6 +136,7 @@ class _ConvNd(_ConvBase):
         *,
         dtype=None,
         rng=None,
+        data_format: str = "channels_first",
     ):
         super().__init__()
         name = type(self).__name__
@@ -139,11 +144,11 @@ class _ConvNd(_ConvBase):
             raise ValueError(f"{name}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.padding = _padding(padding, self._rank, name)
         self.padding_mode = padding_mode
-        self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng)
+        self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng, data_format)
 
     def _args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                    padding_mode=self.padding_mode)
+                    padding_mode=self.padding_mode, data_format=self.data_format)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``y[n, o, i] = b[o] + sum_{c, k} W[o, c, k] * x[n, g*C_g + c, i*S + k*D - P_lo]`` (see :func:`convgrad.conv`)."""
@@ -168,7 +173,8 @@ class _ConvNd(_ConvBase):
             (self.in_channels, self.out_channels),
             [("kernel_size", self.kernel_size, None), ("stride", self.stride, 1), ("padding", self.padding, zeros),
              ("dilation", self.dilation, 1), ("groups", self.groups, 1), ("bias", self.bias is not None, True),
-             ("padding_mode", self.padding_mode, "zeros"), ("dtype", self.weight.dtype, np.dtype(np.float32))],
+             ("padding_mode", self.padding_mode, "zeros"), ("dtype", self.weight.dtype, np.dtype(np.float32)),
+             ("data_format", self.data_format, "channels_first")],
         )
 
 
@@ -216,6 +222,7 @@ class _ConvTransposeNd(_ConvBase):
         *,
         dtype=None,
         rng=None,
+        data_format: str = "channels_first",
     ):
         super().__init__()
         name = type(self).__name__
@@ -225,7 +232,7 @@ class _ConvTransposeNd(_ConvBase):
             raise ValueError(f"{name}: padding must be an int or a tuple for a transposed convolution, got {padding!r}")
         self.padding = _padding(padding, self._rank, name)
         self.padding_mode = padding_mode
-        self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng)
+        self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng, data_format)
         op = tuple(expand(output_padding, self._rank, name, "output_padding"))
         for a, s, d in zip(op, self.stride, self.dilation):
             if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
@@ -244,13 +251,14 @@ class _ConvTransposeNd(_ConvBase):
         name = type(self).__name__
         size = tuple(output_size)
         if len(size) == self._rank + 2 or (len(size) == self._rank + 1 and x.ndim == self._rank + 1):
-            size = size[-self._rank:]
+            size = size[-self._rank - 1:-1] if self.channels_last else size[-self._rank:]
         if len(size) != self._rank:
             raise ValueError(f"{name}: output_size must have {self._rank} spatial entries, got {output_size!r}")
         pads = self.padding if not isinstance(self.padding[0], int) else tuple((p, p) for p in self.padding)
         out = []
         for dim, (want, h, k, s, d, (lo, hi)) in enumerate(
-            zip(size, x.shape[-self._rank:], self.kernel_size, self.stride, self.dilation, pads)
+            zip(size, x.shape[-self._rank - 1:-1] if self.channels_last else x.shape[-self._rank:], self.kernel_size,
+                self.stride, self.dilation, pads)
         ):
             smallest = (h - 1) * s - lo - hi + d * (k - 1) + 1
             if not smallest <= want <= smallest + s - 1:
@@ -263,7 +271,7 @@ class _ConvTransposeNd(_ConvBase):
 
     def _args(self, output_padding):
         return dict(stride=self.stride, padding=self.padding, output_padding=output_padding, groups=self.groups,
-                    dilation=self.dilation)
+                    dilation=self.dilation, data_format=self.data_format)
 
     def forward(self, x: np.ndarray, output_size=None) -> np.ndarray:
         """Transposed convolution of ``x`` (see :func:`convgrad.conv_transpose`).
@@ -298,7 +306,7 @@ class _ConvTransposeNd(_ConvBase):
             [("kernel_size", self.kernel_size, None), ("stride", self.stride, 1), ("padding", self.padding, zeros),
              ("output_padding", self.output_padding, 0), ("groups", self.groups, 1),
              ("bias", self.bias is not None, True), ("dilation", self.dilation, 1),
-             ("dtype", self.weight.dtype, np.dtype(np.float32))],
+             ("dtype", self.weight.dtype, np.dtype(np.float32)), ("data_format", self.data_format, "channels_first")],
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .. import pooling
+from .. import layout, pooling
 from ..dtypes import as_real_array
 from .module import Module, format_args
 
@@ -21,7 +21,9 @@ __all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "Avg
 class _Pool(Module):
     _rank: ClassVar[int]
 
-    def _setup(self, kernel_size, stride, padding, dilation, ceil_mode) -> None:
+    def _setup(self, kernel_size, stride, padding, dilation, ceil_mode, data_format="channels_first") -> None:
+        self.data_format = data_format  # channels last: (N, *spatial, C), pooled as a channels-first view
+        self.channels_last = layout.layer_channels_last(data_format, type(self).__name__, self._rank)
         args = pooling.PoolArgs(self._rank, kernel_size, stride, padding, dilation, ceil_mode, type(self).__name__)
         self._args = args
         self.kernel_size, self.stride, self.padding = args.kernel, args.stride, args.padding
@@ -36,46 +38,58 @@ class _Pool(Module):
                 f"{name}: input must be {self._rank + 2}-d (batch, channels, {self._rank} spatial) or "
                 f"{self._rank + 1}-d (unbatched), got shape {x.shape}"
             )
+        x = self._first(x)
         size = x.shape[-self._rank:]
         if self._geometry is None or self._geometry.size != size:  # built once per input size
             self._geometry = self._args.geometry(size)
         return x, self._geometry
 
+    def _first(self, x):
+        """The caller's array as channels first (a view); ``_out`` is the inverse."""
+        return layout.data_to_first(x, self._rank) if self.channels_last else x
+
+    def _out(self, y):
+        return layout.data_to_last(y, self._rank) if self.channels_last else y
+
     def _grad(self, grad_output, shape):
+        if self.channels_last and getattr(grad_output, "ndim", None) == len(shape):
+            grad_output = self._first(grad_output)
         return pooling._grad(grad_output, shape, f"{type(self).__name__}.backward")
 
 
 class _MaxPoolNd(_Pool):
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False, *,
+                 data_format: str = "channels_first"):
         super().__init__()
-        self._setup(kernel_size, stride, padding, dilation, ceil_mode)
+        self._setup(kernel_size, stride, padding, dilation, ceil_mode, data_format)
 
     def forward(self, x):
         """``y[i] = max_k x[i*S + k*D - P]`` (:func:`convgrad.max_pool`); keeps one small integer per output."""
         x, geom = self._input(x)
         y, tap = pooling.max_forward(x, geom)
         self._remember(tap, geom)
-        return y
+        return self._out(y)
 
     def backward(self, grad_output, *, input_grad: bool = True):
         tap, geom = self._recall()
         dy = self._grad(grad_output, tap.shape)
         if not input_grad:
             return None
-        return pooling.max_backward(dy, tap, geom)
+        return self._out(pooling.max_backward(dy, tap, geom))
 
     def extra_repr(self) -> str:
         return format_args(
             (), [("kernel_size", self.kernel_size, None), ("stride", self.stride, self.kernel_size),
-                 ("padding", self.padding, 0), ("dilation", self.dilation, 1), ("ceil_mode", self.ceil_mode, False)],
+                 ("padding", self.padding, 0), ("dilation", self.dilation, 1), ("ceil_mode", self.ceil_mode, False),
+                 ("data_format", self.data_format, "channels_first")],
         )
 
 
 class _AvgPoolNd(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: int | None = None):
+                 divisor_override: int | None = None, *, data_format: str = "channels_first"):
         super().__init__()
-        self._setup(kernel_size, stride, padding, 1, ceil_mode)
+        self._setup(kernel_size, stride, padding, 1, ceil_mode, data_format)
         self.count_include_pad, self.divisor_override = pooling.avg_options(
             count_include_pad, divisor_override, type(self).__name__)
 
@@ -84,20 +98,21 @@ class _AvgPoolNd(_Pool):
         x, geom = self._input(x)
         divisor = pooling.avg_divisor(geom, self.count_include_pad, self.divisor_override, x.dtype)
         self._remember(x.shape, divisor, geom)
-        return pooling.avg_forward(x, geom, divisor)
+        return self._out(pooling.avg_forward(x, geom, divisor))
 
     def backward(self, grad_output, *, input_grad: bool = True):
         shape, divisor, geom = self._recall()
         dy = self._grad(grad_output, shape[: len(shape) - self._rank] + geom.output)
         if not input_grad:
             return None
-        return pooling.avg_backward(dy, geom, divisor.astype(dy.dtype, copy=False))
+        return self._out(pooling.avg_backward(dy, geom, divisor.astype(dy.dtype, copy=False)))
 
     def extra_repr(self) -> str:
         return format_args(
             (), [("kernel_size", self.kernel_size, None), ("stride", self.stride, self.kernel_size),
                  ("padding", self.padding, 0), ("ceil_mode", self.ceil_mode, False),
-                 ("count_include_pad", self.count_include_pad, True), ("divisor_override", self.divisor_override, None)],
+                 ("count_include_pad", self.count_include_pad, True), ("divisor_override", self.divisor_override, None),
+                 ("data_format", self.data_format, "channels_first")],
         )
 
 

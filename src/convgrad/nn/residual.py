@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import layout
 from ..dtypes import as_real_array
 from .activation import ReLU
 from .batchnorm import BatchNorm2d
@@ -40,6 +41,8 @@ class BasicBlock(Module):
         Of the first 3x3 convolution (2 halves the map).
     rng : numpy Generator or int, optional
         Initial weights (PyTorch's default initialisation).
+    data_format : {"channels_first", "channels_last"} (or "NCHW", "NHWC")
+        Passed to every convolution and batch norm of the block.
 
     The shortcut is the identity when the shape does not change, else a 1x1 convolution with the
     block's stride followed by batch norm (``downsample.0``, ``downsample.1``), as in torchvision.
@@ -53,24 +56,29 @@ class BasicBlock(Module):
     ((2, 8, 4, 4), (2, 4, 8, 8))
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, dtype=None, rng=None):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, dtype=None, rng=None,
+                 data_format: str = "channels_first"):
         super().__init__()
+        self.data_format = data_format
+        layout.layer_channels_last(data_format, "BasicBlock", 2)
+        cl = dict(data_format=data_format)
         self.in_channels = _channels(in_channels, "BasicBlock", "in_channels")
         self.out_channels = _channels(out_channels, "BasicBlock", "out_channels")
         if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
             raise ValueError(f"BasicBlock: stride must be a positive integer, got {stride!r}")
         self.stride = int(stride)
         gen = resolve_rng(rng, "BasicBlock")
-        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=gen)
-        self.bn1 = BatchNorm2d(out_channels, dtype=dtype)
+        self.conv1 = Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False, dtype=dtype, rng=gen,
+                            **cl)
+        self.bn1 = BatchNorm2d(out_channels, dtype=dtype, **cl)
         self.relu1 = ReLU()
-        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, dtype=dtype, rng=gen)
-        self.bn2 = BatchNorm2d(out_channels, dtype=dtype)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1, bias=False, dtype=dtype, rng=gen, **cl)
+        self.bn2 = BatchNorm2d(out_channels, dtype=dtype, **cl)
         self.downsample = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = Sequential(
-                Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, dtype=dtype, rng=gen),
-                BatchNorm2d(out_channels, dtype=dtype),
+                Conv2d(in_channels, out_channels, 1, stride=stride, bias=False, dtype=dtype, rng=gen, **cl),
+                BatchNorm2d(out_channels, dtype=dtype, **cl),
             )
 
     def forward(self, x):
@@ -101,7 +109,8 @@ class BasicBlock(Module):
         return _add_into(dx_main, dx_short) if input_grad else None
 
     def extra_repr(self) -> str:
-        return format_args((self.in_channels, self.out_channels), [("stride", self.stride, 1)])
+        return format_args((self.in_channels, self.out_channels), [("stride", self.stride, 1),
+                                                                   ("data_format", self.data_format, "channels_first")])
 
 
 class AdaptiveAvgPool2d(Module):
@@ -113,8 +122,10 @@ class AdaptiveAvgPool2d(Module):
         y[n, c, i, j] = mean of x[n, c, i*bh:(i+1)*bh, j*bw:(j+1)*bw]       dx = dy / (bh*bw) spread over the block
     """
 
-    def __init__(self, output_size=1):
+    def __init__(self, output_size=1, *, data_format: str = "channels_first"):
         super().__init__()
+        self.data_format = data_format  # channels last: (N, H, W, C), averaged on a channels-first view
+        self.channels_last = layout.layer_channels_last(data_format, "AdaptiveAvgPool2d", 2)
         size = (output_size, output_size) if isinstance(output_size, (int, np.integer)) else tuple(output_size)
         if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in size):
             raise ValueError(f"AdaptiveAvgPool2d: output_size must be a positive int or a pair, got {output_size!r}")
@@ -124,6 +135,8 @@ class AdaptiveAvgPool2d(Module):
         x = as_real_array(x, "AdaptiveAvgPool2d", "input")
         if x.ndim != 4:
             raise ValueError(f"AdaptiveAvgPool2d: input must be (N, C, H, W), got shape {x.shape}")
+        if self.channels_last:
+            x = layout.data_to_first(x, 2)
         (oh, ow), (h, w) = self.output_size, x.shape[2:]
         if h % oh or w % ow:
             raise ValueError(f"AdaptiveAvgPool2d: output_size {self.output_size} must divide the input's spatial "
@@ -131,20 +144,25 @@ class AdaptiveAvgPool2d(Module):
         bh, bw = h // oh, w // ow
         self._remember(x.shape)
         blocks = x.reshape(x.shape[0], x.shape[1], oh, bh, ow, bw)   # (N, C, oh, bh, ow, bw)
-        return blocks.mean(axis=(3, 5))
+        y = blocks.mean(axis=(3, 5))
+        return layout.data_to_last(y, 2) if self.channels_last else y
 
     def backward(self, grad_output, *, input_grad: bool = True):
         (shape,) = self._recall()
         if not input_grad:
             return None
         dy = as_real_array(grad_output, "AdaptiveAvgPool2d.backward", "grad_output")
+        if self.channels_last and dy.ndim == 4:
+            dy = layout.data_to_first(dy, 2)
         (oh, ow), (h, w) = self.output_size, shape[2:]
         bh, bw = h // oh, w // ow
         if dy.shape != (*shape[:2], oh, ow):
             raise ValueError(f"AdaptiveAvgPool2d.backward: grad_output must have shape {(*shape[:2], oh, ow)}, got {dy.shape}")
         scaled = dy / dy.dtype.type(bh * bw)
         spread = np.broadcast_to(scaled[:, :, :, None, :, None], (*shape[:2], oh, bh, ow, bw))
-        return spread.reshape(shape).copy()
+        dx = spread.reshape(shape).copy()
+        return layout.data_to_last(dx, 2) if self.channels_last else dx
 
     def extra_repr(self) -> str:
-        return format_args((self.output_size if self.output_size[0] != self.output_size[1] else self.output_size[0],), [])
+        return format_args((self.output_size if self.output_size[0] != self.output_size[1] else self.output_size[0],),
+                           [("data_format", self.data_format, "channels_first")])

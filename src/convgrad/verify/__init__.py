@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layout import coupled_channels_last
 from .calling import from_user, to_user
 from .cases import OPS, Case
 from .compare import reference
@@ -21,11 +22,12 @@ __all__ = ["BUGS", "OPS", "VerifyReport", "expected", "verify"]
 
 
 def expected(op: str, *arrays, channels_last: bool = False, stride=1, padding=0, dilation=1, groups=1,
-             output_padding=0):
+             output_padding=0, data_format: str | None = None, weight_format: str | None = None):
     """convgrad's exact result of ``op`` on the user's arrays, in the user's layout.
 
     Takes the same positional arrays as the user's function for ``op`` (``x, w[, b]`` for the
     forward ops, ``dy, x, w`` for the backward ones) and returns ``y`` or ``(dx, dw, db)``.
+    ``channels_last`` or ``data_format``/``weight_format`` as for :func:`verify`.
 
     Examples
     --------
@@ -34,6 +36,7 @@ def expected(op: str, *arrays, channels_last: bool = False, stride=1, padding=0,
     >>> expected("forward", x, w, stride=3)
     array([[[-1., -1., -1.]]])
     """
+    channels_last = coupled_channels_last(channels_last, data_format, weight_format, "expected")
     if op not in OPS:
         raise ValueError(f"expected: op must be one of {', '.join(map(repr, OPS))}, got {op!r}")
     names = ("x", "w", "b") if op.endswith("forward") else ("dy", "x", "w")

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from ..layout import coupled_channels_last
 from .calling import (OPERANDS, RESULTS, call, describe_exception, from_user, read_signature, to_user,
                       user_params, user_shape)
 from .cases import OPS, Case, arrays, directed_cases, random_case, shrink_moves
@@ -132,7 +133,7 @@ ORDER_INDEX = {"output": 0, "grad_input": 1, "grad_weight": 2, "grad_bias": 3}
 
 def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: bool = False,
            dtype: str = "float64", seed: int = 0, time_limit: float = 30.0, padding_forms=("int",),
-           progress=None) -> VerifyReport:
+           progress=None, data_format: str | None = None, weight_format: str | None = None) -> VerifyReport:
     """Check a user's own convolution code against convgrad's exact results; shrink and name a failure.
 
     Parameters
@@ -150,6 +151,10 @@ def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: 
     channels_last : bool
         Arrays ``(N, *spatial, C)`` and weights ``(*k, C_in/groups, C_out)`` (HWIO; transposed:
         ``(*k, C_out/groups, C_in)``) instead of PyTorch's layouts.
+    data_format, weight_format : str, optional
+        The same, in :func:`convgrad.conv`'s words: ``data_format="channels_last"`` (or ``"NHWC"``…)
+        with ``weight_format="IO"`` (or ``"HWIO"``…) is ``channels_last=True``; either one alone
+        implies the other. A mix (channels-last data with ``OI`` weights) is a ``ValueError``.
     per_dim : bool
         Pass stride, padding, dilation (and output_padding) as per-dim tuples, with values that differ
         between dims; otherwise as ints.
@@ -197,6 +202,8 @@ def verify(fn, op: str, *, dims: int = 2, channels_last: bool = False, per_dim: 
     >>> report.ok, report.quantity, report.minimal["stride"]
     (False, 'output', 2)
     """
+    if data_format is not None or weight_format is not None:
+        channels_last = coupled_channels_last(channels_last, data_format, weight_format, "verify")
     forms, dtype = _check_args(op, dims, dtype, time_limit, padding_forms, seed, channels_last, per_dim, progress)
     time_limit = float(time_limit)
     sig = read_signature(fn, op)
