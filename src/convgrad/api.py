@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import algorithms, dask_array
+from . import algorithms, dask_array, general
 from .dtypes import as_real_array, result_dtype
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
@@ -209,31 +209,40 @@ def _gradients(spec: ConvSpec, grad_output, x, w, out_shape, ops, needs, algorit
 
 
 def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, func: str,
-             rank: int | None) -> np.ndarray:
+             rank: int | None, input_dilation=1) -> np.ndarray:
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
-        return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm=algorithm)
+        return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                               input_dilation=input_dilation, algorithm=algorithm)
     algorithm = _algorithm(algorithm, func)
     w = _weight(weight, func, rank)
     x, unbatched = _batched_input(input, w, func)
-    spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=func)
-    return _apply("forward", spec, x, w, bias, spec.out_channels, algorithm, func, unbatched)
+    g = general.general_conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, input_dilation,
+                                  func=func)  # negative padding and input dilation reduced to an ordinary spec
+    return _apply("forward", g.spec, general.reduce_input(x, g), w, bias, g.spec.out_channels, algorithm, func,
+                  unbatched)
 
 
 def _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-              func: str, rank: int | None, what: str = "the output") -> Gradients:
+              func: str, rank: int | None, what: str = "the output", input_dilation=1) -> Gradients:
     """The one backward of a convolution: every gradient the mask ``needs`` names."""
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv_backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
-                                        needs=needs, algorithm=algorithm)
+                                        needs=needs, input_dilation=input_dilation, algorithm=algorithm)
     algorithm = _algorithm(algorithm, func)
     wanted = _needs(needs, func)
     w = _weight(weight, func, rank)
     x, unbatched = _batched_input(input, w, func)
-    spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=func)
-    return _gradients(spec, grad_output, x, w, spec.output_shape, ("grad_input", False), wanted, algorithm, func,
-                      unbatched, what)
+    g = general.general_conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, input_dilation,
+                                  func=func)  # negative padding and input dilation reduced to an ordinary spec
+    if "weight" in wanted:  # (only the weight gradient reads the input)
+        x = general.reduce_input(x, g)
+    grads = _gradients(g.spec, grad_output, x, w, g.spec.output_shape, ("grad_input", False), wanted, algorithm, func,
+                       unbatched, what)
+    if grads.input is None:
+        return grads
+    return grads._replace(input=general.expand_grad_input(grads.input, g))
 
 
 def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -243,18 +252,18 @@ def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                    func: str, rank: int | None) -> np.ndarray:
+                    func: str, rank: int | None, input_dilation=1) -> np.ndarray:
     """:func:`_backward` with only the input gradient asked for: the input itself is never read."""
     _algorithm(algorithm, func)
     shape = _shape(input_shape, func, "input_shape")
     w = _weight(weight, func, rank)
     _batched_ndim(len(shape), w.ndim, func, "input_shape", shape)
     return _backward(grad_output, _placeholder(shape, w.dtype), w, stride, padding, dilation, groups, padding_mode,
-                     ("input",), algorithm, func, rank, "the convolution's output").input
+                     ("input",), algorithm, func, rank, "the convolution's output", input_dilation).input
 
 
 def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                     func: str, rank: int | None) -> np.ndarray:
+                     func: str, rank: int | None, input_dilation=1) -> np.ndarray:
     """:func:`_backward` with only the weight gradient asked for: the weight itself is never read."""
     _algorithm(algorithm, func)
     shape = _shape(weight_shape, func, "weight_shape")
@@ -264,7 +273,7 @@ def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation
         raise ValueError(f"{func}: weight_shape must have at least 3 entries (out, in/groups, *kernel), got {shape}")
     x = as_real_array(input, func, "input")
     return _backward(grad_output, x, _placeholder(shape, x.dtype), stride, padding, dilation, groups, padding_mode,
-                     ("weight",), algorithm, func, rank, "the convolution's output").weight
+                     ("weight",), algorithm, func, rank, "the convolution's output", input_dilation).weight
 
 
 def _transpose_forward(input, weight, bias, stride, padding, output_padding, groups, dilation, algorithm, func: str,
@@ -296,7 +305,8 @@ def _transpose_backward(grad_output, input, weight, stride, padding, output_padd
 
 
 def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+         input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """N-d convolution (cross-correlation), as ``torch.nn.functional.conv2d`` but for any rank.
 
     Parameters
@@ -309,9 +319,15 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
         An int, one int per dim, or one ``(low, high)`` pair per dim (asymmetric padding).
         ``"same"`` gives ``H_out = ceil(H/S)`` with the odd padding pixel at the end (TensorFlow and
         JAX's rule, which equals PyTorch's at stride 1).
+        Entries may be negative: a crop of the (input-dilated) input, as in JAX; a crop's
+        elements get an exactly zero gradient (:mod:`convgrad.general`).
     groups : int
         Input and output channels are split into ``groups`` independent blocks.
     padding_mode : {"zeros", "reflect", "replicate", "circular"}
+        Only ``"zeros"`` together with a negative padding or ``input_dilation > 1``.
+    input_dilation : int or tuple of int
+        ``L``: ``L - 1`` zeros between neighbouring input elements, before padding (JAX's
+        ``lhs_dilation``; what a transposed convolution does). Not with ``padding="same"``.
     algorithm : str
         ``"auto"`` (the cost model's pick), ``"measure"`` (time the candidates on the first call
         for a configuration and reuse the fastest; see :mod:`convgrad.selection`) or a name from
@@ -319,7 +335,8 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
 
     Returns
     -------
-    ndarray, shape ``(N, C_out, *H_out)`` with ``H_out = floor((H + P_lo + P_hi - D*(K-1) - 1)/S) + 1``.
+    ndarray, shape ``(N, C_out, *H_out)`` with ``H_out = floor((H + P_lo + P_hi - D*(K-1) - 1)/S) + 1``
+    (with input dilation, ``(H-1)*L + 1`` in place of ``H``).
 
     Notes
     -----
@@ -332,12 +349,18 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
     >>> import numpy as np
     >>> conv(np.ones((1, 1, 4, 4, 4, 4)), np.ones((1, 1, 3, 3, 3, 3))).shape   # 4-D: no rank limit
     (1, 1, 2, 2, 2, 2)
+    >>> conv(np.array([[[1.0, 2.0, 3.0]]]), np.array([[[1.0, 10.0]]]), input_dilation=2)  # x = 1 0 2 0 3
+    array([[[ 1., 20.,  2., 30.]]])
+    >>> conv(np.array([[[1.0, 2.0, 3.0]]]), np.array([[[1.0]]]), padding=((-1, 1),))     # crop x[0], pad one zero
+    array([[[2., 3., 0.]]])
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv", None)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv", None,
+                    input_dilation)
 
 
 def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+           input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """1-D convolution, as ``torch.nn.functional.conv1d``: :func:`conv` with a 3-D weight ``(C_out, C_in/groups, K)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, L)`` or ``(C_in, L)``.
@@ -351,11 +374,13 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     >>> conv1d(x, np.array([[[1.0, 0.0, -1.0]]]), padding=1, stride=2)
     array([[[-1., -2.,  3.]]])
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv1d", 1)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv1d", 1,
+                    input_dilation)
 
 
 def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+           input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """2-D convolution, as ``torch.nn.functional.conv2d``: :func:`conv` with a 4-D weight ``(C_out, C_in/groups, K_h, K_w)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, H, W)`` or ``(C_in, H, W)``.
@@ -371,11 +396,13 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     array([[10., 18.],
            [42., 50.]])
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2,
+                    input_dilation)
 
 
 def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto") -> np.ndarray:
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+           input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """3-D convolution, as ``torch.nn.functional.conv3d``: :func:`conv` with a 5-D weight ``(C_out, C_in/groups, *K)``.
 
     Parameters and result as in :func:`conv`; ``input`` is ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)``.
@@ -387,12 +414,13 @@ def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     >>> y.shape, float(y.max())
     ((1, 4, 2, 2, 2), 16.0)
     """
-    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv3d", 3)
+    return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv3d", 3,
+                    input_dilation)
 
 
 def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1, padding: Padding = 0,
                   dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto") -> Gradients:
+                  needs: tuple[str, ...] = NEEDS, input_dilation: Size = 1, algorithm: str = "auto") -> Gradients:
     """Gradients of a loss through :func:`conv`, given ``grad_output = dL/dy``.
 
     Parameters
@@ -402,6 +430,8 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
         As for :func:`conv`.
     needs : tuple of {"input", "weight", "bias"}
         The gradients to compute; the others are ``None`` and cost nothing.
+    input_dilation : int or tuple of int
+        As for :func:`conv`.
 
     Returns
     -------
@@ -422,7 +452,9 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
     dilation swap roles (:mod:`convgrad.reparam`). Input positions no output reads (the unread
     tail when ``S`` does not divide ``H + P_lo + P_hi - K_eff``, holes when ``S > K_eff``) get
     exactly zero. With a non-zero ``padding_mode`` the border's gradient is added onto the
-    elements it copied.
+    elements it copied. With a negative padding or input dilation (:mod:`convgrad.general`) these
+    formulas hold for the dilated, cropped input; ``dx`` is read back at the positions of the real
+    elements, and a cropped element's gradient is exactly zero.
 
     Examples
     --------
@@ -435,12 +467,12 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
     True
     """
     return _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-                     "conv_backward", None)
+                     "conv_backward", None, input_dilation=input_dilation)
 
 
 def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-               algorithm: str = "auto") -> np.ndarray:
+               input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """Gradient of a convolution with respect to its input, any rank (``torch.nn.grad.conv2d_input``).
 
     :func:`conv_backward` asked for the input gradient only; the input itself is not needed, its
@@ -454,12 +486,12 @@ def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: Arr
     array([[[ 1.,  1.,  0., -1., -1.]]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv_input", None)
+                           "conv_input", None, input_dilation)
 
 
 def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """:func:`conv_input` with a 3-D weight, as ``torch.nn.grad.conv1d_input``.
 
     Examples
@@ -469,12 +501,12 @@ def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     array([[[ 1.,  0., -1.,  0.,  0.]]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv1d_input", 1)
+                           "conv1d_input", 1, input_dilation)
 
 
 def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """:func:`conv_input` with a 4-D weight, as ``torch.nn.grad.conv2d_input``.
 
     Examples
@@ -488,12 +520,12 @@ def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
            [2., 2., 2., 2.]])
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv2d_input", 2)
+                           "conv2d_input", 2, input_dilation)
 
 
 def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto") -> np.ndarray:
+                 input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """:func:`conv_input` with a 5-D weight, as ``torch.nn.grad.conv3d_input``.
 
     Examples
@@ -503,12 +535,12 @@ def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     512.0
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                           "conv3d_input", 3)
+                           "conv3d_input", 3, input_dilation)
 
 
 def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                 padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                algorithm: str = "auto") -> np.ndarray:
+                input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """Gradient of a convolution with respect to its weight, any rank (``torch.nn.grad.conv2d_weight``).
 
     :func:`conv_backward` asked for the weight gradient only; the weight itself is not needed, its
@@ -522,12 +554,12 @@ def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: Ar
     array([[[3., 6., 9.]]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv_weight", None)
+                            algorithm, "conv_weight", None, input_dilation)
 
 
 def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """:func:`conv_weight` for a 3-D weight, as ``torch.nn.grad.conv1d_weight``.
 
     Examples
@@ -537,12 +569,12 @@ def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     array([[[2., 3., 4.]]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv1d_weight", 1)
+                            algorithm, "conv1d_weight", 1, input_dilation)
 
 
 def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """:func:`conv_weight` for a 4-D weight, as ``torch.nn.grad.conv2d_weight``.
 
     Examples
@@ -554,12 +586,12 @@ def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
            [36., 40.]])
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv2d_weight", 2)
+                            algorithm, "conv2d_weight", 2, input_dilation)
 
 
 def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto") -> np.ndarray:
+                  input_dilation: Size = 1, algorithm: str = "auto") -> np.ndarray:
     """:func:`conv_weight` for a 5-D weight, as ``torch.nn.grad.conv3d_weight``.
 
     Examples
@@ -569,7 +601,7 @@ def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     (4, 2, 2, 2, 2)
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
-                            algorithm, "conv3d_weight", 3)
+                            algorithm, "conv3d_weight", 3, input_dilation)
 
 
 # ------------------------------------------------------------------------------------------------
