@@ -28,6 +28,7 @@ from .api import (
     conv_weight,
 )
 from .explain import Explanation, explain
+from .lax import conv_general_dilated, conv_general_dilated_backward
 from .verify import VerifyReport, verify
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
@@ -57,6 +58,8 @@ __all__ = [
     "conv3d_input",
     "conv3d_weight",
     "conv_backward",
+    "conv_general_dilated",
+    "conv_general_dilated_backward",
     "conv_input",
     "conv_spec",
     "conv_transpose",
