@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike
 
 from . import general
 from .api import NEEDS, Gradients, _algorithm, _apply, _gradients, _needs
-from .dtypes import as_real_array
+from .dtypes import as_real_array, result_dtype
 
 __all__ = ["conv_general_dilated", "conv_general_dilated_backward", "dimension_permutations"]
 
@@ -189,8 +189,29 @@ def _prepare(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dime
     elif w.shape[1] * G != c:
         raise ValueError(f"{func}: the lhs feature dimension divided by feature_group_count must equal the rhs input "
                          f"feature dimension, but {c} // {G} != {w.shape[1]}")
+    empty = _empty_output(x.shape, w.shape, strides, pads, lhs_dil, rhs_dil)
+    if empty is not None:
+        return x, w, empty, perms, B
     g = general.general_conv_spec(x.shape, w.shape, strides, pads, rhs_dil, G, "zeros", lhs_dil, func=func)
     return x, w, g, perms, B
+
+
+def _empty_output(x_shape, w_shape, strides, pads, lhs_dil, rhs_dil) -> tuple[int, ...] | None:
+    """JAX's output shape when the result reads no input element, else ``None``.
+
+    That is: an operand with a zero-size dim, a crop that leaves no input element, or a kernel
+    longer than the padded input (JAX's output size is then ``max(0, ...)``). The result is then
+    all zeros (or empty), and so are both gradients -- as JAX computes them; :func:`convgrad.conv`
+    refuses these cases instead.
+    """
+    out, reads = [], all(v > 0 for v in (*x_shape, *w_shape))
+    for h, k, s, (lo, hi), L, d in zip(x_shape[2:], w_shape[2:], strides, pads, lhs_dil, rhs_dil):
+        h_dil = (h - 1) * L + 1 if h else 0
+        k_eff = (k - 1) * d + 1 if k else 0
+        size = h_dil + lo + hi - k_eff
+        out.append(max(0, size // s + 1) if size >= 0 else 0)
+        reads = reads and h_dil - max(0, -lo) - max(0, -hi) >= 1 and out[-1] > 0
+    return None if reads else (x_shape[0], w_shape[0], *out)
 
 
 def _out_dtype(x, w, preferred_element_type, func: str):
@@ -280,7 +301,10 @@ def conv_general_dilated(lhs: ArrayLike, rhs: ArrayLike, window_strides, padding
                                  feature_group_count, batch_group_count, func)
     dt = _out_dtype(x, w, preferred_element_type, func)
     x, w = _cast((x, w), dt)
-    y = _apply("forward", g.spec, general.reduce_input(x, g), w, None, g.spec.out_channels, algorithm, func, False)
+    if isinstance(g, tuple):  # reads no input element: zeros of JAX's shape
+        y = np.zeros(g, dtype=result_dtype(x, w, None)[1])
+    else:
+        y = _apply("forward", g.spec, general.reduce_input(x, g), w, None, g.spec.out_channels, algorithm, func, False)
     y = np.transpose(y, np.argsort(perms[2]))  # (N/B, O, *H_out) -> the out layout
     return y if dt is None else y.astype(dt, copy=False)
 
@@ -327,18 +351,25 @@ def conv_general_dilated_backward(grad_output: ArrayLike, lhs: ArrayLike, rhs: A
                                  feature_group_count, batch_group_count, func)
     dt = _out_dtype(x, w, preferred_element_type, func)
     dy = as_real_array(grad_output, func, "grad_output")
-    expected = tuple(int(v) for v in np.take(g.spec.output_shape, np.argsort(perms[2])))  # in the out layout
+    out_shape = g if isinstance(g, tuple) else g.spec.output_shape
+    expected = tuple(int(v) for v in np.take(out_shape, np.argsort(perms[2])))  # in the out layout
     if dy.shape != expected:
         raise ValueError(f"{func}: grad_output must have the output's shape {expected}, got {dy.shape}")
     dy = np.transpose(dy, perms[2])  # the out layout -> (N/B, O, *H_out)
     x, w, dy = _cast((x, w, dy), dt)
-    if "weight" in wanted:
-        x = general.reduce_input(x, g)
-    grads = _gradients(g.spec, dy, x, w, g.spec.output_shape, ("grad_input", False), wanted, algorithm, func, False,
-                       "the output (in the out layout of dimension_numbers)")
+    if isinstance(g, tuple):  # the output reads no input element: both gradients are zeros
+        out = result_dtype(dy, x, w)[1]
+        grads = Gradients(np.zeros(x.shape, out) if "input" in wanted else None,
+                          np.zeros(w.shape, out) if "weight" in wanted else None, None)
+        g = None
+    else:
+        if "weight" in wanted:
+            x = general.reduce_input(x, g)
+        grads = _gradients(g.spec, dy, x, w, g.spec.output_shape, ("grad_input", False), wanted, algorithm, func,
+                           False, "the output (in the out layout of dimension_numbers)")
     dx = dw = None
     if grads.input is not None:
-        dx = general.expand_grad_input(grads.input, g)  # (N/B, B*C, *H)
+        dx = grads.input if g is None else general.expand_grad_input(grads.input, g)  # (N/B, B*C, *H)
         if B > 1:
             n_b, c = dx.shape[0], dx.shape[1] // B
             dx = dx.reshape(n_b, B, c, *dx.shape[2:]).swapaxes(0, 1)  # (B, N/B, C, *H)
