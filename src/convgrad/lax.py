@@ -186,6 +186,9 @@ def _prepare(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dime
         x = x.reshape(B, n // B, c, *x.shape[2:]).swapaxes(0, 1)  # (N/B, B, C, *H): batch block g beside block g'
         x = x.reshape(n // B, B * c, *x.shape[3:])                # (N/B, B*C, *H): a channel block per batch block
         G = B
+    elif o % G:
+        raise ValueError(f"{func}: the rhs output feature dimension ({o}) must be a multiple of "
+                         f"feature_group_count={G}")
     elif w.shape[1] * G != c:
         raise ValueError(f"{func}: the lhs feature dimension divided by feature_group_count must equal the rhs input "
                          f"feature dimension, but {c} // {G} != {w.shape[1]}")
