@@ -87,6 +87,15 @@ def _operands(rng, lhs_shape, rhs_shape, lhs_perm=None, rhs_perm=None):
 # ------------------------------------------------------------------------------------------------
 
 
+def _draw_dim(draw, k, d, l, max_h, max_crop):
+    """An input length and a (lo, hi) padding that may crop, leaving an element and a non-empty output."""
+    h = draw(st.integers(1, max_h))
+    h_dil, k_eff = (h - 1) * l + 1, d * (k - 1) + 1
+    lo = draw(st.integers(-min(max_crop, h_dil - 1), 2))
+    hi_min = max(-(h_dil - 1 + min(lo, 0)), k_eff - h_dil - lo)
+    return h, (lo, draw(st.integers(hi_min, max(hi_min, 2))))
+
+
 @st.composite
 def general_configs(draw):
     nd = draw(st.integers(1, 3))
@@ -104,16 +113,7 @@ def general_configs(draw):
     S = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     Dk = tuple(draw(st.integers(1, 2)) for _ in range(nd))
     L = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-    H, pads = [], []
-    for k, d, l in zip(K, Dk, L):
-        h = draw(st.integers(1, 5 if nd < 3 else 3))
-        h_dil = (h - 1) * l + 1
-        k_eff = d * (k - 1) + 1
-        lo = draw(st.integers(-min(2, h_dil - 1), 2))
-        hi_min = max(-(h_dil - 1 + min(lo, 0)), k_eff - h_dil - lo)  # keep an element and a non-empty output
-        hi = draw(st.integers(hi_min, max(hi_min, 2)))
-        H.append(h)
-        pads.append((lo, hi))
+    H, pads = zip(*(_draw_dim(draw, k, d, l, 5 if nd < 3 else 3, 2) for k, d, l in zip(K, Dk, L)))
     lhs = "".join(draw(st.permutations("NC" + letters)))
     rhs = "".join(draw(st.permutations("OI" + letters)))
     out = "".join(draw(st.permutations("NC" + letters)))
@@ -319,14 +319,7 @@ def torch_style_configs(draw):
     S = tuple(draw(st.integers(1, 3)) for _ in range(nd))
     D = tuple(draw(st.integers(1, 2)) for _ in range(nd))
     L = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-    H, P = [], []
-    for k, d, l in zip(K, D, L):
-        h = draw(st.integers(1, 5))
-        h_dil, k_eff = (h - 1) * l + 1, d * (k - 1) + 1
-        lo = draw(st.integers(-min(3, h_dil - 1), 2))
-        hi_min = max(-(h_dil - 1 + min(lo, 0)), k_eff - h_dil - lo)
-        P.append((lo, draw(st.integers(hi_min, max(hi_min, 2)))))
-        H.append(h)
+    H, P = zip(*(_draw_dim(draw, k, d, l, 5, 3) for k, d, l in zip(K, D, L)))
     return (N, Cg * G, *H), (Og * G, Cg, *K), S, tuple(P), D, L, G, draw(st.integers(0, 2**16))
 
 

@@ -329,7 +329,7 @@ def render_text(ex, at=None) -> str:
         L.append("  (unbatched: the formulas carry a batch index n = 0 that your arrays do not have)")
     if ex.general is not None:
         L.append("")
-        L += general_text(ex.general)
+        L += general_text(ex.general, ex.batched)
     L.append("")
     L.append("SIZES (each spatial dim on its own)")
     L += _sizes(ex, d["dims"])

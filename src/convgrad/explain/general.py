@@ -120,13 +120,14 @@ def traps(general: GeneralConv) -> list[dict]:
     return out
 
 
-def text_lines(general: GeneralConv) -> list[str]:
-    """The ``INPUT DILATION AND CROP`` section of ``explain``'s text."""
+def text_lines(general: GeneralConv, batched: bool = True) -> list[str]:
+    """The ``INPUT DILATION AND CROP`` section of ``explain``'s text (shapes without the batch axis if not ``batched``)."""
     s = general.spec
+    cut = 0 if batched else 1
     lines = ["INPUT DILATION AND CROP (JAX's lhs_dilation and negative padding)",
-             f"  x~ is what the convolution reads: x {general.input_shape} with L-1 zeros between neighbours, then "
+             f"  x~ is what the convolution reads: x {general.input_shape[cut:]} with L-1 zeros between neighbours, then "
              "cropped where a padding entry is negative;",
-             f"  x~ has shape {s.input_shape} and is padded by {tuple(s.padding)} (the non-negative parts). Every "
+             f"  x~ has shape {s.input_shape[cut:]} and is padded by {tuple(s.padding)} (the non-negative parts). Every "
              "formula below is written for x~."]
     for g in describe(general):
         lines.append(f"  dim {g['dim']}: H = {g['input_size']}, L = {g['input_dilation']}, padding {tuple(g['padding'])}")
