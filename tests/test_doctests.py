@@ -1,15 +1,19 @@
 """The Examples sections of the public functions (and of the modules that show how they work) run as tests."""
 
 import doctest
+import importlib
 
 import pytest
 
 import convgrad.algorithms.work
 import convgrad.api
+import convgrad.general
+import convgrad.lax
 import convgrad.parallel
 import convgrad.reparam
 
-MODULES = [convgrad.api, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work]
+MODULES = [convgrad.api, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work, convgrad.general, convgrad.lax,
+           importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

@@ -30,6 +30,7 @@ the output keep?).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class GeneralConv:
         """Positions cut from the start and the end of the dilated input, per dim."""
         return tuple((max(0, -lo), max(0, -hi)) for lo, hi in self.padding)
 
-    @property
+    @cached_property
     def plain(self) -> bool:
         """Whether this is an ordinary convolution (no input dilation, no crop): ``spec`` is the call itself."""
         return all(L == 1 for L in self.input_dilation) and all(c == (0, 0) for c in self.crop)
@@ -141,10 +142,14 @@ def general_conv_spec(input_shape, weight_shape, stride=1, padding=0, dilation=1
     >>> g.dilated_size, g.crop, g.spec.input_size, g.spec.padding, g.spec.output_size   # 9 - 1 + 2 - 3 + 1
     ((9,), ((1, 0),), (8,), ((0, 2),), (8,))
     """
+    if type(input_dilation) is int and input_dilation == 1 and not _has_negative(padding):
+        # the ordinary convolution (the common case, kept as fast as before), checked as ever
+        spec = conv_spec(input_shape, weight_shape, stride, padding, dilation, groups, padding_mode, func=func)
+        return GeneralConv(spec, spec.input_size, (1,) * spec.ndim, spec.padding)
     input_shape, weight_shape, ndim = _check_shapes(input_shape, weight_shape, func)
     L = positive_ints(input_dilation, ndim, func, "input_dilation")
     size = input_shape[2:]
-    if all(v == 1 for v in L) and not _has_negative(padding):  # the ordinary convolution, checked as ever
+    if all(v == 1 for v in L) and not _has_negative(padding):
         spec = conv_spec(input_shape, weight_shape, stride, padding, dilation, groups, padding_mode, func=func)
         return GeneralConv(spec, size, L, spec.padding)
     if isinstance(padding, str) and padding != "valid":
