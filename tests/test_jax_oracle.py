@@ -381,3 +381,18 @@ def test_inputs_not_modified():
     convgrad.conv_general_dilated_backward(np.ones((1, 2, 4, 4)), x, w, (1, 1), "VALID", batch_group_count=1)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(w, w0)
+
+
+def test_explain_prints_calls_that_run():
+    """The NumPy line that builds x~ and the JAX call of explain's general section, executed."""
+    rng = np.random.default_rng(10)
+    x, w = rng.standard_normal((2, 4, 5, 6)), rng.standard_normal((6, 2, 2, 3))
+    kw = dict(stride=(2, 1), padding=((-2, 1), (1, -3)), dilation=(1, 2), groups=2, input_dilation=(3, 2))
+    ex = convgrad.explain(x.shape, w.shape, **kw)
+    calls = ex.to_dict()["general_calls"]
+    space = {"np": np, "jax": jax, "x": x, "w": w}
+    exec(calls["numpy"], space)  # noqa: S102 - convgrad's own printed code
+    np.testing.assert_array_equal(space["xt"], convgrad.general.reduce_input(x, ex.general))
+    exec(calls["jax"], space)  # noqa: S102
+    assert _rel(convgrad.conv(x, w, **kw), space["y"]) < TOL
+    assert calls["numpy"] in ex.text() and calls["jax"] in ex.text()

@@ -16,6 +16,7 @@ from .equivalents import equivalents
 from .explanation import OPERANDS
 from .geometry import copies
 from .notation import plural
+from .general import calls as general_calls
 from .general import describe as describe_general
 from .general import text_lines as general_text
 from .general import traps as general_traps
@@ -197,6 +198,7 @@ def render_dict(ex, at=None) -> dict:
     }
     if ex.general is not None:
         d["general"] = describe_general(ex.general)
+        d["general_calls"] = general_calls(ex.general)
     if at is not None:
         d["element"] = element(ex, at[0], at[1])
     return d

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..general import GeneralConv, element_position
 
-__all__ = ["describe", "traps", "text_lines", "user_index", "reduced_index"]
+__all__ = ["describe", "traps", "calls", "text_lines", "user_index", "reduced_index"]
 
 
 def user_index(general: GeneralConv, index) -> tuple[int, ...] | None:
@@ -120,6 +120,32 @@ def traps(general: GeneralConv) -> list[dict]:
     return out
 
 
+def _slice(sl: slice) -> str:
+    step = "" if sl.step in (None, 1) else f":{sl.step}"
+    return f"{sl.start}:{sl.stop}{step}"
+
+
+def calls(general: GeneralConv) -> dict:
+    """x~ built with NumPy, and the whole convolution as the JAX call (both executable as printed).
+
+    Examples
+    --------
+    >>> from convgrad.general import general_conv_spec
+    >>> c = calls(general_conv_spec((1, 1, 4), (1, 1, 2), padding=((-1, 0),), input_dilation=2))
+    >>> c["numpy"]
+    'xt = np.zeros((1, 1, 6), x.dtype); xt[:, :, 1:6:2] = x[:, :, 1:4]'
+    >>> c["jax"]
+    'y = jax.lax.conv_general_dilated(x, w, (1,), ((-1, 0),), lhs_dilation=(2,), rhs_dilation=(1,), feature_group_count=1)'
+    """
+    s = general.spec
+    src, dst = general.samples()
+    numpy = (f"xt = np.zeros({s.input_shape}, x.dtype); xt[:, :, {', '.join(map(_slice, dst))}] = "
+             f"x[:, :, {', '.join(map(_slice, src))}]")
+    jax = (f"y = jax.lax.conv_general_dilated(x, w, {s.stride}, {tuple(general.padding)}, "
+           f"lhs_dilation={general.input_dilation}, rhs_dilation={s.dilation}, feature_group_count={s.groups})")
+    return {"numpy": numpy, "jax": jax}
+
+
 def text_lines(general: GeneralConv, batched: bool = True) -> list[str]:
     """The ``INPUT DILATION AND CROP`` section of ``explain``'s text (shapes without the batch axis if not ``batched``)."""
     s = general.spec
@@ -138,5 +164,10 @@ def text_lines(general: GeneralConv, batched: bool = True) -> list[str]:
         read = f"{g['kept'][0]}..{g['kept'][1]}" if g["kept"] else "none"
         lines.append(f"    elements of x kept: {read}; cropped (gradient exactly 0): {_ranges(g['cropped'])}")
     lines.append("  dX is read back from dX~ at the positions of x's elements; dW and db are those of x~'s convolution.")
+    c = calls(general)
+    lines.append("  x~ in NumPy (batched x):")
+    lines.append("    " + c["numpy"])
+    lines.append("  the same convolution in JAX (x batched, jax_enable_x64 for float64):")
+    lines.append("    " + c["jax"])
     lines.append("  (x~'s zero-gradient positions in SIZES below are those of x~: an inserted zero, or an element of x.)")
     return lines
