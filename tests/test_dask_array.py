@@ -20,6 +20,7 @@ CASES = [  # (input shape, weight shape, keyword arguments)
     ((7, 4, 9, 8), (6, 2, 3, 2), dict(stride=(2, 1), padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2)),
     ((5, 3, 11), (4, 3, 4), dict(stride=3, padding="same", padding_mode="reflect")),
     ((4, 2, 5, 4, 3), (3, 2, 2, 3, 1), dict(padding=1)),
+    ((5, 2, 9), (3, 2, 2), dict(stride=2, padding=((-1, 2),), input_dilation=2)),  # a crop and input dilation
 ]
 
 

@@ -1,19 +1,23 @@
 """The Examples sections of the public functions (and of the modules that show how they work) run as tests."""
 
 import doctest
+import importlib
 
 import pytest
 
 import convgrad.algorithms.work
 import convgrad.api
+import convgrad.general
 import convgrad.higher
+import convgrad.lax
 import convgrad.layout
 import convgrad.parallel
 import convgrad.pooling
 import convgrad.reparam
 
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
-           convgrad.pooling]
+           convgrad.pooling, convgrad.general, convgrad.lax,
+           importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

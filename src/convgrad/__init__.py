@@ -37,6 +37,7 @@ from .higher import (
     conv_transpose_jvp,
 )
 from .pooling import avg_pool, avg_pool_backward, max_pool, max_pool_backward
+from .lax import conv_general_dilated, conv_general_dilated_backward
 from .verify import VerifyReport, verify
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
@@ -71,6 +72,8 @@ __all__ = [
     "conv3d_weight",
     "conv_backward",
     "conv_double_backward",
+    "conv_general_dilated",
+    "conv_general_dilated_backward",
     "conv_input",
     "conv_jvp",
     "conv_spec",

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import algorithms, arrays, dask_array, layout
+from . import algorithms, arrays, dask_array, general, layout
 from . import complex as cplx
 from .bias import as_bias_vector, shaped_bias_gradient
 from .dtypes import as_real_array, result_dtype
@@ -208,51 +208,69 @@ def _gradients(spec: ConvSpec, grad_output, x, w, out_shape, ops, needs, algorit
     return Gradients(grad_input, grad_weight, _finish(_bias_grad(dy), out, False) if "bias" in needs else None)
 
 
+def _undilated(input_dilation) -> bool:
+    """Whether ``input_dilation`` is plainly 1 in every dim (the layouts' native 1x1 path applies only then)."""
+    return isinstance(input_dilation, int) and input_dilation == 1 or \
+        isinstance(input_dilation, tuple) and all(isinstance(d, int) and d == 1 for d in input_dilation)
+
+
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, func: str,
-             rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
+             rank: int | None, input_dilation=1, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     if not fmt.default:  # the caller's layout: views in, a view of the result out (layout.py)
         x, w, r = fmt.operands(input, weight, groups, False, func, rank)
-        native = fmt.native_forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        native = None if not _undilated(input_dilation) else fmt.native_forward(
+            x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func)
         if native is not None:
             return native
-        y = _forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func, rank)
+        y = _forward(x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func, rank, input_dilation)
         return fmt.data_out(y, r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
-        return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm=algorithm)
+        return dask_array.conv(input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                               input_dilation=input_dilation, algorithm=algorithm)
     algorithm = _algorithm(algorithm, func)
     w = _weight(weight, func, rank)
     x, unbatched = _batched_input(input, w, func)
-    spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=func)
-    return _apply("forward", spec, x, w, bias, spec.out_channels, algorithm, func, unbatched)
+    g = general.general_conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, input_dilation,
+                                  func=func)  # negative padding and input dilation reduced to an ordinary spec
+    return _apply("forward", g.spec, general.reduce_input(x, g), w, bias, g.spec.out_channels, algorithm, func,
+                  unbatched)
 
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-              func: str, rank: int | None, what: str = "the output", fmt: layout.Formats = layout.DEFAULT) -> Gradients:
+              func: str, rank: int | None, what: str = "the output", input_dilation=1,
+              fmt: layout.Formats = layout.DEFAULT) -> Gradients:
     """The one backward of a convolution: every gradient the mask ``needs`` names."""
     if not fmt.default:  # the caller's layout (layout.py)
         x, w, r = fmt.operands(input, weight, groups, False, func, rank)
-        native = fmt.native_backward(grad_output, x, w, needs, stride, padding, dilation, groups, padding_mode,
-                                     algorithm, func)
+        native = None if not _undilated(input_dilation) else fmt.native_backward(
+            grad_output, x, w, needs, stride, padding, dilation, groups, padding_mode, algorithm, func)
         if native is not None:
             return Gradients(*native)
         with fmt.grad_output_errors(r):
             dy, x = fmt.backward_operands(fmt.data_in(grad_output, r, func, "grad_output"), x, w, needs)
-            g = _backward(dy, x, w, stride, padding, dilation, groups, padding_mode, needs, algorithm, func, rank, what)
+            g = _backward(dy, x, w, stride, padding, dilation, groups, padding_mode, needs, algorithm, func, rank, what,
+                          input_dilation)
         return Gradients(fmt.data_out(g.input, r), fmt.weight_out(g.weight), g.bias)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
         _weight(weight, func, rank)
         return dask_array.conv_backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode,
-                                        needs=needs, algorithm=algorithm)
+                                        needs=needs, input_dilation=input_dilation, algorithm=algorithm)
     algorithm = _algorithm(algorithm, func)
     wanted = _needs(needs, func)
     w = _weight(weight, func, rank)
     x, unbatched = _batched_input(input, w, func)
-    spec = conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, func=func)
-    return _gradients(spec, grad_output, x, w, spec.output_shape, ("grad_input", False), wanted, algorithm, func,
-                      unbatched, what)
+    g = general.general_conv_spec(x.shape, w.shape, stride, padding, dilation, groups, padding_mode, input_dilation,
+                                  func=func)  # negative padding and input dilation reduced to an ordinary spec
+    if "weight" in wanted:  # (only the weight gradient reads the input)
+        x = general.reduce_input(x, g)
+    grads = _gradients(g.spec, grad_output, x, w, g.spec.output_shape, ("grad_input", False), wanted, algorithm, func,
+                       unbatched, what)
+    if grads.input is None:
+        return grads
+    return grads._replace(input=general.expand_grad_input(grads.input, g))
 
 
 def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -263,24 +281,25 @@ def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                    func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
+                    func: str, rank: int | None, input_dilation=1, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the input gradient asked for: the input itself is never read."""
     if not fmt.default:  # the caller's layout (layout.py)
         shape, w, r = fmt.shape_operands(_shape(input_shape, func, "input_shape"), weight, groups, func, rank)
         with fmt.grad_output_errors(r):
             return fmt.data_out(_input_gradient(shape, w, fmt.data_in(grad_output, r, func, "grad_output"), stride,
-                                                padding, dilation, groups, padding_mode, algorithm, func, rank), r)
+                                                padding, dilation, groups, padding_mode, algorithm, func, rank,
+                                                input_dilation), r)
     _algorithm(algorithm, func)
     shape = _shape(input_shape, func, "input_shape")
     w = _weight(weight, func, rank)
     _batched_ndim(len(shape), w.ndim, func, "input_shape", shape)
     return _backward(grad_output, _placeholder(shape, w.dtype), w, stride, padding, dilation, groups, padding_mode,
-                     ("input",), algorithm, func, rank, "the convolution's output").input
+                     ("input",), algorithm, func, rank, "the convolution's output", input_dilation).input
 
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
-                     func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
+                     func: str, rank: int | None, input_dilation=1, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the weight gradient asked for: the weight itself is never read."""
     if not fmt.default and len(shape := _shape(weight_shape, func, "weight_shape")) >= 3 and \
             rank in (None, len(shape) - 2):  # the caller's layout
@@ -289,7 +308,7 @@ def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation
         x, dy = (fmt.data_in(a, r, func, name) for a, name in ((input, "input"), (grad_output, "grad_output")))
         with fmt.grad_output_errors(r):
             return fmt.weight_out(_weight_gradient(x, fmt.weight_shape_in(shape), dy, stride, padding, dilation,
-                                                   groups, padding_mode, algorithm, func, rank))
+                                                   groups, padding_mode, algorithm, func, rank, input_dilation))
     _algorithm(algorithm, func)
     shape = _shape(weight_shape, func, "weight_shape")
     if rank is not None and len(shape) != rank + 2:
@@ -298,7 +317,7 @@ def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation
         raise ValueError(f"{func}: weight_shape must have at least 3 entries (out, in/groups, *kernel), got {shape}")
     x = as_real_array(input, func, "input", complex_ok=True)
     return _backward(grad_output, x, _placeholder(shape, x.dtype), stride, padding, dilation, groups, padding_mode,
-                     ("weight",), algorithm, func, rank, "the convolution's output").weight
+                     ("weight",), algorithm, func, rank, "the convolution's output", input_dilation).weight
 
 
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
@@ -342,7 +361,7 @@ def _transpose_backward(grad_output, input, weight, stride, padding, output_padd
 
 
 def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+         dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, input_dilation: Size = 1, algorithm: str = "auto",
          data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """N-d convolution (cross-correlation), as ``torch.nn.functional.conv2d`` but for any rank.
 
@@ -357,9 +376,15 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
         ``"same"`` gives ``H_out = ceil(H/S)`` with the odd padding pixel at the end (TensorFlow and
         JAX's rule, which equals PyTorch's at stride 1). ``"causal"`` pads ``K_eff - 1 = D*(K-1)`` at
         the start of every dim and nothing at the end (Keras' rule, at any stride).
+        Entries may be negative: a crop of the (input-dilated) input, as in JAX; a crop's
+        elements get an exactly zero gradient (:mod:`convgrad.general`).
     groups : int
         Input and output channels are split into ``groups`` independent blocks.
     padding_mode : {"zeros", "reflect", "replicate", "circular"}
+        Only ``"zeros"`` together with a negative padding or ``input_dilation > 1``.
+    input_dilation : int or tuple of int
+        ``L``: ``L - 1`` zeros between neighbouring input elements, before padding (JAX's
+        ``lhs_dilation``; what a transposed convolution does). Not with ``padding="same"``.
     algorithm : str
         ``"auto"`` (the cost model's pick), ``"measure"`` (time the candidates on the first call
         for a configuration and reuse the fastest; see :mod:`convgrad.selection`) or a name from
@@ -373,7 +398,7 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
     Returns
     -------
     ndarray, shape ``(N, C_out, *H_out)`` with ``H_out = floor((H + P_lo + P_hi - D*(K-1) - 1)/S) + 1``
-    (``(N, *H_out, C_out)`` with ``data_format="channels_last"``).
+    (``(N, *H_out, C_out)`` with ``data_format="channels_last"``; with input dilation, ``(H-1)*L + 1`` in place of ``H``).
 
     Notes
     -----
@@ -386,13 +411,18 @@ def conv(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, str
     >>> import numpy as np
     >>> conv(np.ones((1, 1, 4, 4, 4, 4)), np.ones((1, 1, 3, 3, 3, 3))).shape   # 4-D: no rank limit
     (1, 1, 2, 2, 2, 2)
+    >>> conv(np.array([[[1.0, 2.0, 3.0]]]), np.array([[[1.0, 10.0]]]), input_dilation=2)  # x = 1 0 2 0 3
+    array([[[ 1., 20.,  2., 30.]]])
+    >>> conv(np.array([[[1.0, 2.0, 3.0]]]), np.array([[[1.0]]]), padding=((-1, 1),))     # crop x[0], pad one zero
+    array([[[2., 3., 0.]]])
     """
     return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv", None,
-           fmt=layout.formats(data_format, weight_format, "conv"))
+                    input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv"))
 
 
 def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+           input_dilation: Size = 1, algorithm: str = "auto",
            data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """1-D convolution, as ``torch.nn.functional.conv1d``: :func:`conv` with a 3-D weight ``(C_out, C_in/groups, K)``.
 
@@ -408,11 +438,12 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     array([[[-1., -2.,  3.]]])
     """
     return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv1d", 1,
-           fmt=layout.formats(data_format, weight_format, "conv1d"))
+                    input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv1d"))
 
 
 def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+           input_dilation: Size = 1, algorithm: str = "auto",
            data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """2-D convolution, as ``torch.nn.functional.conv2d``: :func:`conv` with a 4-D weight ``(C_out, C_in/groups, K_h, K_w)``.
 
@@ -434,11 +465,12 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     ((1, 2, 2, 2), True)
     """
     return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv2d", 2,
-           fmt=layout.formats(data_format, weight_format, "conv2d"))
+                    input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv2d"))
 
 
 def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, stride: Size = 1, padding: Padding = 0,
-           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *, algorithm: str = "auto",
+           dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
+           input_dilation: Size = 1, algorithm: str = "auto",
            data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """3-D convolution, as ``torch.nn.functional.conv3d``: :func:`conv` with a 5-D weight ``(C_out, C_in/groups, *K)``.
 
@@ -452,12 +484,12 @@ def conv3d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, s
     ((1, 4, 2, 2, 2), 16.0)
     """
     return _forward(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, "conv3d", 3,
-           fmt=layout.formats(data_format, weight_format, "conv3d"))
+           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv3d"))
 
 
 def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, stride: Size = 1, padding: Padding = 0,
                   dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  needs: tuple[str, ...] = NEEDS, algorithm: str = "auto", bias_shape=None,
+                  needs: tuple[str, ...] = NEEDS, input_dilation: Size = 1, algorithm: str = "auto", bias_shape=None,
                   data_format: str = "channels_first", weight_format: str = "OI") -> Gradients:
     """Gradients of a loss through :func:`conv`, given ``grad_output = dL/dy``.
 
@@ -468,6 +500,8 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
         As for :func:`conv`.
     needs : tuple of {"input", "weight", "bias"}
         The gradients to compute; the others are ``None`` and cost nothing.
+    input_dilation : int or tuple of int
+        As for :func:`conv`.
     bias_shape : tuple of int, optional
         The bias's shape, ``(C_out,)`` (the default), ``(C_out, 1, ..., 1)`` or ``(1, C_out, 1, ..., 1)``:
         the bias gradient is returned in it (as ``torch.ops.aten.convolution_backward``'s ``bias_sizes``).
@@ -491,7 +525,9 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
     dilation swap roles (:mod:`convgrad.reparam`). Input positions no output reads (the unread
     tail when ``S`` does not divide ``H + P_lo + P_hi - K_eff``, holes when ``S > K_eff``) get
     exactly zero. With a non-zero ``padding_mode`` the border's gradient is added onto the
-    elements it copied.
+    elements it copied. With a negative padding or input dilation (:mod:`convgrad.general`) these
+    formulas hold for the dilated, cropped input; ``dx`` is read back at the positions of the real
+    elements, and a cropped element's gradient is exactly zero.
 
     Examples
     --------
@@ -505,14 +541,14 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
     """
     fmt = layout.formats(data_format, weight_format, "conv_backward")
     grads = _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
-                      "conv_backward", None, fmt=fmt)
+                      "conv_backward", None, input_dilation=input_dilation, fmt=fmt)
     w_shape = fmt.weight_shape_in(tuple(getattr(weight, "shape", None) or np.shape(weight)))
     return shaped_bias_gradient(grads, bias_shape, w_shape[0], len(w_shape) - 2, "conv_backward")
 
 
 def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-               algorithm: str = "auto",
+               input_dilation: Size = 1, algorithm: str = "auto",
                data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """Gradient of a convolution with respect to its input, any rank (``torch.nn.grad.conv2d_input``).
 
@@ -528,12 +564,12 @@ def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: Arr
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
                            "conv_input", None,
-           fmt=layout.formats(data_format, weight_format, "conv_input"))
+                           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv_input"))
 
 
 def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto",
+                 input_dilation: Size = 1, algorithm: str = "auto",
                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 3-D weight, as ``torch.nn.grad.conv1d_input``.
 
@@ -545,12 +581,12 @@ def conv1d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
                            "conv1d_input", 1,
-           fmt=layout.formats(data_format, weight_format, "conv1d_input"))
+                           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv1d_input"))
 
 
 def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto",
+                 input_dilation: Size = 1, algorithm: str = "auto",
                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 4-D weight, as ``torch.nn.grad.conv2d_input``.
 
@@ -566,12 +602,12 @@ def conv2d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
                            "conv2d_input", 2,
-           fmt=layout.formats(data_format, weight_format, "conv2d_input"))
+                           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv2d_input"))
 
 
 def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
                  padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                 algorithm: str = "auto",
+                 input_dilation: Size = 1, algorithm: str = "auto",
                  data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_input` with a 5-D weight, as ``torch.nn.grad.conv3d_input``.
 
@@ -583,12 +619,12 @@ def conv3d_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: A
     """
     return _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
                            "conv3d_input", 3,
-           fmt=layout.formats(data_format, weight_format, "conv3d_input"))
+                           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv3d_input"))
 
 
 def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                 padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                algorithm: str = "auto",
+                input_dilation: Size = 1, algorithm: str = "auto",
                 data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """Gradient of a convolution with respect to its weight, any rank (``torch.nn.grad.conv2d_weight``).
 
@@ -604,12 +640,12 @@ def conv_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: Ar
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
                             algorithm, "conv_weight", None,
-           fmt=layout.formats(data_format, weight_format, "conv_weight"))
+                           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv_weight"))
 
 
 def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto",
+                  input_dilation: Size = 1, algorithm: str = "auto",
                   data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 3-D weight, as ``torch.nn.grad.conv1d_weight``.
 
@@ -621,12 +657,12 @@ def conv1d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
                             algorithm, "conv1d_weight", 1,
-           fmt=layout.formats(data_format, weight_format, "conv1d_weight"))
+                           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv1d_weight"))
 
 
 def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto",
+                  input_dilation: Size = 1, algorithm: str = "auto",
                   data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 4-D weight, as ``torch.nn.grad.conv2d_weight``.
 
@@ -640,12 +676,12 @@ def conv2d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
                             algorithm, "conv2d_weight", 2,
-           fmt=layout.formats(data_format, weight_format, "conv2d_weight"))
+                           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv2d_weight"))
 
 
 def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: ArrayLike, stride: Size = 1,
                   padding: Padding = 0, dilation: Size = 1, groups: int = 1, padding_mode: str = "zeros", *,
-                  algorithm: str = "auto",
+                  input_dilation: Size = 1, algorithm: str = "auto",
                   data_format: str = "channels_first", weight_format: str = "OI") -> np.ndarray:
     """:func:`conv_weight` for a 5-D weight, as ``torch.nn.grad.conv3d_weight``.
 
@@ -657,7 +693,7 @@ def conv3d_weight(input: ArrayLike, weight_shape: tuple[int, ...], grad_output: 
     """
     return _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation, groups, padding_mode,
                             algorithm, "conv3d_weight", 3,
-           fmt=layout.formats(data_format, weight_format, "conv3d_weight"))
+                           input_dilation=input_dilation, fmt=layout.formats(data_format, weight_format, "conv3d_weight"))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ import numpy as np
 __all__ = ["ARRAY_ARGUMENTS", "boundary", "to_numpy", "like", "from_numpy"]
 
 #: The names of the array parameters converted at the boundary.
-ARRAY_ARGUMENTS = ("grad_output", "input", "weight", "bias")
+ARRAY_ARGUMENTS = ("grad_output", "input", "weight", "bias", "lhs", "rhs")  # lhs, rhs: conv_general_dilated
 
 _DLPACK_CPU = 1  # kDLCPU in DLPack's DLDeviceType
 _MOVE = "move it to the CPU first (PyTorch: x.cpu(); JAX: jax.device_get(x); CuPy: x.get()) or pass np.asarray(...)"
@@ -175,7 +175,7 @@ def boundary(fn):
     on the way out. NumPy arguments pass through untouched (and cost one loop over the arguments)."""
     params = list(inspect.signature(fn).parameters)
     slots = [(i, p) for i, p in enumerate(params) if p in ARRAY_ARGUMENTS]
-    func_slot = params.index("func")
+    func_slot = params.index("func") if "func" in params else None  # a public function: its own name
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -186,7 +186,7 @@ def boundary(fn):
                 break
         else:  # all NumPy (the common case): nothing to do
             return fn(*args, **kwargs)
-        func = args[func_slot] if func_slot < len(args) else kwargs.get("func", fn.__name__)
+        func = args[func_slot] if func_slot is not None and func_slot < len(args) else kwargs.get("func", fn.__name__)
         template = like(values)
         args = list(args)
         for (i, p), v in zip(slots, values):

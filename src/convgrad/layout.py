@@ -412,7 +412,7 @@ def _array(value, func: str, name: str):
     """The array to permute: a dask array as it is (it transposes lazily), anything else through NumPy."""
     if dask_array.is_dask_array(value):
         return value
-    return as_real_array(value, func, name)
+    return as_real_array(value, func, name, complex_ok=True)  # complex: the spec path decides
 
 
 # ------------------------------------------------------------------------------------------------

@@ -230,7 +230,7 @@ def positive_ints(value, ndim: int, func: str, name: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _nonneg_pair(v, func: str, name: str) -> tuple[int, int]:
+def _nonneg_pair(v, func: str, name: str, allow_negative: bool = False) -> tuple[int, int]:
     if _is_int(v):
         v = operator.index(v)
         lo = hi = v
@@ -244,13 +244,17 @@ def _nonneg_pair(v, func: str, name: str) -> tuple[int, int]:
             f"{func}: each entry of {name} must be an integer or a (low, high) pair of integers, "
             f"got {v!r} of type {type(v).__name__}"
         )
-    if lo < 0 or hi < 0:
+    if (lo < 0 or hi < 0) and not allow_negative:
         raise ValueError(f"{func}: {name} must be non-negative, got {v!r}")
     return lo, hi
 
 
-def resolve_padding(padding, input_size, kernel_size, stride, dilation, func: str) -> tuple[tuple[int, int], ...]:
+def resolve_padding(padding, input_size, kernel_size, stride, dilation, func: str,
+                    allow_negative: bool = False) -> tuple[tuple[int, int], ...]:
     """Padding as ``(P_lo, P_hi)`` per dim.
+
+    ``allow_negative``: entries may be negative (a crop, :mod:`convgrad.general`); a
+    :class:`ConvSpec` itself always has non-negative padding.
 
     Accepts an int, a tuple with one int or ``(low, high)`` pair per dim, ``"valid"`` (no padding),
     ``"same"`` or ``"causal"``. ``"same"`` follows TensorFlow/JAX: ``H_out = ceil(H/S)``,
@@ -277,7 +281,7 @@ def resolve_padding(padding, input_size, kernel_size, stride, dilation, func: st
             f"{func}: padding must be an integer, a tuple, 'valid', 'same' or 'causal', got the string {padding!r}"
         )
     if _is_int(padding):
-        p = _nonneg_pair(padding, func, "padding")
+        p = _nonneg_pair(padding, func, "padding", allow_negative)
         return (p,) * ndim
     if isinstance(padding, Iterable) and not isinstance(padding, bytes):
         items = tuple(padding)
@@ -286,7 +290,7 @@ def resolve_padding(padding, input_size, kernel_size, stride, dilation, func: st
                 f"{func}: padding must have one entry (an integer or a (low, high) pair) per spatial dim, "
                 f"{ndim} in all, got {len(items)}: {padding!r}"
             )
-        return tuple(_nonneg_pair(v, func, "padding") for v in items)
+        return tuple(_nonneg_pair(v, func, "padding", allow_negative) for v in items)
     raise TypeError(
         f"{func}: padding must be an integer, a tuple, 'valid', 'same' or 'causal', got {padding!r} of type {type(padding).__name__}"
     )

@@ -9,7 +9,7 @@ import os
 import sys
 
 from ..explain import QUANTITIES, explain
-from .config import add_conv_arguments, conv_kwargs
+from .config import _int_or_ints, add_conv_arguments, conv_kwargs
 
 FORMATS = ("text", "json", "png", "svg", "gif", "html")
 ALIASES = {"y": "output", "dx": "grad_input", "dw": "grad_weight", "db": "grad_bias"}
@@ -27,6 +27,9 @@ def register(sub) -> None:
         ),
     )
     add_conv_arguments(p, input_default="5,100,100", weight_default="10,5,5,5")
+    p.add_argument("--input-dilation", type=_int_or_ints, default=1, metavar="L",
+                   help="L-1 zeros between neighbouring inputs (JAX's lhs_dilation), one value or one per dim; "
+                        "with it, and always, --padding entries may be negative (a crop), e.g. --padding=-1:2")
     p.add_argument(
         "--at", metavar="QUANTITY:INDEX",
         help="an element, e.g. grad_input:0,1,4,4 (quantities: output, grad_input, grad_weight, grad_bias, or y, dx, "
@@ -172,7 +175,7 @@ def _run(args) -> int:
     if not args.fps > 0:
         raise UsageError(f"--fps must be positive, got {args.fps}")
     kwargs = conv_kwargs(args)
-    ex = explain(args.input, args.weight, **kwargs, transposed=args.transposed)
+    ex = explain(args.input, args.weight, **kwargs, transposed=args.transposed, input_dilation=args.input_dilation)
     at = parse_at(args.at, ex, prefix_ok=fmt == "gif")
     if args.higher_order and fmt not in ("text", "json"):
         raise UsageError(f"--higher-order needs --format text or json, got --format {fmt}")

@@ -16,6 +16,10 @@ from .equivalents import equivalents
 from .explanation import OPERANDS
 from .geometry import copies
 from .notation import plural
+from .general import calls as general_calls
+from .general import describe as describe_general
+from .general import text_lines as general_text
+from .general import traps as general_traps
 from .traps import notes_for, warnings_for
 
 __all__ = ["render_dict", "render_text", "example_index", "element", "format_terms"]
@@ -186,12 +190,15 @@ def render_dict(ex, at=None) -> dict:
         "formulas": _formulas(ex),
         "goodfellow": formulas.goodfellow(ex.spec, ex.transposed),
         "equivalents": equivalents(ex),
-        "warnings": warnings_for(ex),
+        "warnings": warnings_for(ex) + ([] if ex.general is None else general_traps(ex.general)),
         "notes": notes_for(ex),
         "examples": [
             element(ex, q, example_index(ex, q), limit=64) for q in OPERANDS if 0 not in ex.quantity_shape(q)
         ],
     }
+    if ex.general is not None:
+        d["general"] = describe_general(ex.general)
+        d["general_calls"] = general_calls(ex.general)
     if at is not None:
         d["element"] = element(ex, at[0], at[1])
     return d
@@ -310,7 +317,10 @@ def render_text(ex, at=None) -> str:
                  + (", w[o, c, k] your w[k, c, o])" if fmt.weight_io else ")"))
     lead = "N, " if ex.batched else ""
     sp = ", ".join(f"H{d_}" for d_ in range(ex.ndim)) if ex.ndim > 1 else "H"
-    L.append(f"  x  input   {tuple(cfg['input_shape'])}   ({lead}C_in, {sp})")
+    if ex.general is None:
+        L.append(f"  x  input   {tuple(cfg['input_shape'])}   ({lead}C_in, {sp})")
+    else:  # the formulas are x~'s, the dilated and cropped input
+        L.append(f"  x  input   {ex._user(ex.general.input_shape)}   ({lead}C_in, {sp}), read as x~ {tuple(cfg['input_shape'])}")
     wl = "C_in, C_out/groups" if ex.transposed else "C_out, C_in/groups"
     L.append(f"  w  weight  {tuple(cfg['weight_shape'])}   ({wl}, {'K' if ex.ndim == 1 else ', '.join(f'K{i}' for i in range(ex.ndim))})")
     L.append(f"  b  bias    {tuple(cfg['bias_shape'])}")
@@ -319,8 +329,14 @@ def render_text(ex, at=None) -> str:
     L.append(
         f"  stride {_t(cfg['stride'])}, padding {_pad(cfg)}, dilation {_t(cfg['dilation'])}, groups {cfg['groups']}{extra}"
     )
+    if ex.general is not None:
+        L.append(f"  (the padding of x~; requested: padding {_pairs(ex.general.padding)}, "
+                 f"input_dilation {_t(ex.general.input_dilation)})")
     if not ex.batched:
         L.append("  (unbatched: the formulas carry a batch index n = 0 that your arrays do not have)")
+    if ex.general is not None:
+        L.append("")
+        L += general_text(ex.general, ex.batched)
     L.append("")
     L.append("SIZES (each spatial dim on its own)")
     L += _sizes(ex, d["dims"])

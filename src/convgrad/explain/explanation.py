@@ -6,7 +6,8 @@ import operator
 from typing import Sequence
 
 from .. import layout
-from ..spec import ConvSpec, conv_spec, conv_transpose_spec
+from ..general import GeneralConv, general_conv_spec
+from ..spec import ConvSpec, conv_transpose_spec
 from . import relation
 from .geometry import DimGeometry, dim_geometry
 
@@ -37,6 +38,7 @@ def explain(
     output_padding=0,
     data_format="channels_first",
     weight_format="OI",
+    input_dilation=1,
 ) -> "Explanation":
     """Explain one convolution (or transposed convolution): sizes, gradients, equivalent calls, pictures.
 
@@ -57,6 +59,12 @@ def explain(
         The layout ``input_shape`` and ``weight_shape`` are given in, as for :func:`convgrad.conv`
         (``"channels_last"``/``"NHWC"``…, ``"IO"``/``"HWIO"``…). The explanation itself -- shapes,
         indices, formulas -- is written channels first (PyTorch's layout); the text says so.
+    input_dilation : int or tuple of int
+        Convolution only, as in :func:`convgrad.conv` (JAX's ``lhs_dilation``); padding entries may
+        then (and always) be negative, a crop. Such a convolution is explained as the ordinary
+        convolution of the reduced input ``x~`` (dilated, cropped): ``Explanation.general`` holds
+        the reduction, the text a section on it (:mod:`convgrad.explain.general`), and the
+        formulas, contributors and pictures are in ``x~``'s coordinates.
 
     Returns
     -------
@@ -89,7 +97,11 @@ def explain(
     full_input = input_shape if batched else (1, *input_shape)
     if not isinstance(transposed, bool):
         raise TypeError(f"{func}: transposed must be True or False, got {transposed!r}")
+    general = None
     if transposed:
+        if input_dilation != 1:
+            raise ValueError(f"{func}: input_dilation applies to a convolution, not a transposed one (transposed=True), "
+                             f"got input_dilation={input_dilation!r}")
         if padding_mode != "zeros":
             raise ValueError(
                 f"{func}: a transposed convolution has zero padding only (as in PyTorch), got padding_mode={padding_mode!r}"
@@ -101,8 +113,12 @@ def explain(
                 f"{func}: output_padding only applies to a transposed convolution (transposed=True), "
                 f"got output_padding={output_padding!r}"
             )
-        spec = conv_spec(full_input, weight_shape, stride, padding, dilation, groups, padding_mode, func=func)
-    ex = Explanation(spec, transposed=transposed, batched=batched, same=isinstance(padding, str) and padding == "same")
+        general = general_conv_spec(full_input, weight_shape, stride, padding, dilation, groups, padding_mode,
+                                    input_dilation, func=func)
+        spec = general.spec
+        general = None if general.plain else general
+    ex = Explanation(spec, transposed=transposed, batched=batched, same=isinstance(padding, str) and padding == "same",
+                     general=general)
     ex.formats = fmt
     return ex
 
@@ -139,13 +155,18 @@ class Explanation:
     dims : tuple of DimGeometry
         Per spatial dim: effective kernel, output size with its formula, padding used, unread
         tail, positions with zero gradient, holes.
+    general : GeneralConv or None
+        With input dilation or a negative padding: the reduction to ``spec`` (whose input is the
+        dilated, cropped ``x~``); the shapes and indices above are then ``x~``'s.
     """
 
     #: the layout the caller gave the shapes in (:func:`explain`'s data_format/weight_format)
     formats = layout.DEFAULT
 
-    def __init__(self, spec: ConvSpec, *, transposed: bool = False, batched: bool = True, same: bool = False):
+    def __init__(self, spec: ConvSpec, *, transposed: bool = False, batched: bool = True, same: bool = False,
+                 general: GeneralConv | None = None):
         self.spec = spec
+        self.general = general
         self.transposed = transposed
         self.batched = batched
         self.same = same
@@ -228,6 +249,9 @@ class Explanation:
             out.update(transposed=True, output_padding=_compact(s.unread_tail))
         else:
             out["padding_mode"] = s.padding_mode
+        if self.general is not None:
+            out["padding"] = _compact_padding(self.general.padding)
+            out["input_dilation"] = _compact(self.general.input_dilation)
         return out
 
     # -- contributors ----------------------------------------------------------------------------
@@ -433,7 +457,8 @@ class Explanation:
     def __repr__(self) -> str:
         kind = "conv_transpose" if self.transposed else "conv"
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs().items())
-        return f"<Explanation {kind}{self.ndim}d input {self.input_shape} weight {self.weight_shape} -> {self.output_shape}; {args}>"
+        shape = self.input_shape if self.general is None else self._user(self.general.input_shape)
+        return f"<Explanation {kind}{self.ndim}d input {shape} weight {self.weight_shape} -> {self.output_shape}; {args}>"
 
 
 def _check_quantity(quantity) -> None:

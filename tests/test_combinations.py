@@ -1,0 +1,76 @@
+"""Features built separately meet in one call: layouts with crops and input dilation, complex operands
+in another layout, foreign arrays and complex numbers through conv_general_dilated.
+
+Each is checked against the same call written without the extra feature (which the other test files
+check against PyTorch, JAX and plain loops)."""
+
+import numpy as np
+import pytest
+
+import convgrad
+
+RNG = np.random.default_rng(7)
+
+
+def _nchw(a):
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+
+
+def _oihw(w):  # HWIO -> OIHW
+    return np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+@pytest.mark.parametrize("padding, input_dilation", [(((-1, 2), (0, 1)), (2, 1)), (1, 3), (((-2, 0), (1, -1)), 1)])
+def test_channels_last_with_crops_and_input_dilation(dtype, padding, input_dilation):
+    x = RNG.standard_normal((2, 7, 6, 3)).astype(dtype)
+    w = RNG.standard_normal((3, 2, 3, 4)).astype(dtype)
+    if np.iscomplexobj(x):
+        x = x + 1j * RNG.standard_normal(x.shape)
+        w = w + 1j * RNG.standard_normal(w.shape)
+    kw = dict(padding=padding, input_dilation=input_dilation)
+    y = convgrad.conv2d(x, w, data_format="channels_last", weight_format="HWIO", **kw)
+    y_ref = convgrad.conv2d(_nchw(x), _oihw(w), **kw)
+    np.testing.assert_allclose(y, y_ref.transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)
+    dy = RNG.standard_normal(y.shape).astype(y.dtype)
+    g = convgrad.conv_backward(dy, x, w, data_format="channels_last", weight_format="HWIO", bias_shape=(4, 1, 1), **kw)
+    g_ref = convgrad.conv_backward(_nchw(dy), _nchw(x), _oihw(w), **kw)
+    np.testing.assert_allclose(g.input, g_ref.input.transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g.weight, g_ref.weight.transpose(2, 3, 1, 0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g.bias, g_ref.bias.reshape(4, 1, 1), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_general_dilated_returns_the_callers_tensor_type():
+    torch = pytest.importorskip("torch")
+    x, w = RNG.standard_normal((2, 6, 6, 3)), RNG.standard_normal((3, 3, 3, 4))
+    dn = ("NHWC", "HWIO", "NHWC")
+    tx = torch.tensor(x, requires_grad=True)  # requires_grad: read without torch's own error
+    ty = convgrad.conv_general_dilated(tx, torch.tensor(w), (1, 1), "SAME", dimension_numbers=dn)
+    assert isinstance(ty, torch.Tensor) and ty.dtype == torch.float64
+    np.testing.assert_allclose(ty.numpy(), convgrad.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn))
+    g = convgrad.conv_general_dilated_backward(torch.ones(tuple(ty.shape), dtype=torch.float64), tx, torch.tensor(w),
+                                               (1, 1), "SAME", dimension_numbers=dn)
+    assert isinstance(g.input, torch.Tensor) and isinstance(g.weight, torch.Tensor)
+    ref = convgrad.conv_general_dilated_backward(np.ones(tuple(ty.shape)), x, w, (1, 1), "SAME", dimension_numbers=dn)
+    np.testing.assert_allclose(g.input.numpy(), ref.input)
+    np.testing.assert_allclose(g.weight.numpy(), ref.weight)
+
+
+def test_conv_general_dilated_complex_against_jax():
+    """JAX's vjp of a complex convolution is the transpose without conjugation; convgrad's gradients
+    follow PyTorch's convention (conjugated), so ``convgrad(dy) == conj(jax_vjp(conj(dy)))``."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x = RNG.standard_normal((2, 3, 7, 5)) + 1j * RNG.standard_normal((2, 3, 7, 5))
+    w = RNG.standard_normal((4, 3, 2, 3)) + 1j * RNG.standard_normal((4, 3, 2, 3))
+    args = dict(window_strides=(2, 1), padding=((1, -1), (2, 0)), lhs_dilation=(1, 2), rhs_dilation=(2, 1))
+    y = convgrad.conv_general_dilated(x, w, **args)
+    dy = RNG.standard_normal(y.shape) + 1j * RNG.standard_normal(y.shape)
+    g = convgrad.conv_general_dilated_backward(dy, x, w, **args)
+    with jax.enable_x64(True):
+        f = lambda a, b: jax.lax.conv_general_dilated(a, b, **args)  # noqa: E731
+        yj, vjp = jax.vjp(f, jnp.asarray(x), jnp.asarray(w))
+        gx, gw = vjp(jnp.asarray(np.conj(dy)))
+        np.testing.assert_allclose(y, np.asarray(yj), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(g.input, np.conj(np.asarray(gx)), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(g.weight, np.conj(np.asarray(gw)), rtol=1e-10, atol=1e-10)
