@@ -174,3 +174,17 @@ def test_ctrl_c_in_check_is_one_line_and_exit_130():
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.strip()] == ["convgrad check: interrupted"]
+
+
+def test_ctrl_c_before_the_parser_is_built_still_names_the_command(monkeypatch, capsys):
+    """A Ctrl-C that lands while the parser is still being built (a loaded machine) names the command."""
+    import convgrad.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["-q", "check", "--input", "1,1,5"]) == 130
+    assert capsys.readouterr().err.strip() == "convgrad check: interrupted"
+    assert cli.main(["--input", "1,1,5"]) == 130
+    assert capsys.readouterr().err.strip() == "convgrad ?: interrupted"

@@ -96,8 +96,13 @@ def _missing_dependency(exc: ModuleNotFoundError, command: str) -> str | None:
     return f"this needs {top}, which is not installed: pip install 'convgrad[{extra}]'"
 
 
+def _named_command(argv: list[str] | None) -> str:
+    """The sub-command ``argv`` names, read before parsing (a Ctrl-C during start-up still names it), or ``?``."""
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if a in COMMANDS), "?")
+
+
 def main(argv: list[str] | None = None) -> int:
-    command = "?"
+    command = _named_command(argv)
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
