@@ -7,9 +7,10 @@ import pytest
 import convgrad.algorithms.work
 import convgrad.api
 import convgrad.parallel
+import convgrad.planning
 import convgrad.reparam
 
-MODULES = [convgrad.api, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work]
+MODULES = [convgrad.api, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work, convgrad.planning]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

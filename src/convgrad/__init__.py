@@ -28,6 +28,7 @@ from .api import (
     conv_weight,
 )
 from .explain import Explanation, explain
+from .planning import ConvPlan, plan
 from .verify import VerifyReport, verify
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
@@ -40,6 +41,7 @@ from . import nn
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvPlan",
     "ConvSpec",
     "Explanation",
     "Gradients",
@@ -69,6 +71,7 @@ __all__ = [
     "explain",
     "get_num_threads",
     "nn",
+    "plan",
     "get_workspace_limit",
     "set_num_threads",
     "set_workspace_limit",
