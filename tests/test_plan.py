@@ -200,3 +200,14 @@ def test_layer_without_a_plan_promotes_and_reports_as_before():
         layer(np.ones((1, 1, 2, 5, 5), np.float32))
     with pytest.raises(ValueError, match=r"^Conv2d: .*channels"):
         layer(np.ones((1, 3, 5, 5), np.float32))
+
+
+def test_a_layer_converted_to_another_dtype_gets_a_new_plan():
+    layer = nn.Conv2d(2, 3, 3, rng=0)
+    x = np.ones((1, 2, 5, 5), np.float32)
+    assert layer(x).dtype == np.float32
+    layer.to(np.float64)
+    y = layer(x.astype(np.float64))
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, convgrad.conv2d(x.astype(np.float64), layer.weight.value, layer.bias.value))
+    assert layer.backward(np.ones_like(y)).dtype == np.float64

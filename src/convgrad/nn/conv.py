@@ -122,7 +122,7 @@ class _ConvBase(Module):
         if type(x) is not np.ndarray or x.dtype != dtype or (self.bias is not None and self.bias.value.dtype != dtype):
             return None
         try:
-            key = (x.shape, self.weight.value.shape, *kwargs.values())
+            key = (x.shape, dtype, self.weight.value.shape, *kwargs.values())
             plans = self.__dict__.setdefault("_plans", {})
             found = plans.get(key)
         except TypeError:  # an unhashable argument set by hand after construction
