@@ -50,6 +50,41 @@ def test_the_cache_keeps_at_most_twice_the_workspace_limit():
     workspace.clear()
 
 
+def _address(a) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_a_smaller_request_is_served_by_the_smallest_cached_block_that_holds_it():
+    workspace.clear()
+    with workspace.scope():
+        big = workspace.empty((512, 256), np.float32)     # 512 KiB
+        mid = workspace.empty((300, 256), np.float32)     # 300 KiB
+        huge = workspace.empty((2048, 512), np.float32)   # 4 MiB: more than FIT_FACTOR times the next request
+    cached = workspace.cached_bytes()
+    with workspace.scope():
+        a = workspace.empty((280, 256), np.float32)       # fits in mid (and big): mid, the smallest
+        b = workspace.empty((280, 256), np.float32)       # then big
+        c = workspace.empty((280, 256), np.float32)       # not huge (over 4x): a fresh block
+        assert (_address(a), _address(b)) == (_address(mid), _address(big))
+        assert _address(c) != _address(huge) and a.shape == (280, 256)
+        assert workspace.cached_bytes() == cached - big.nbytes - mid.nbytes
+    workspace.clear()
+
+
+def test_over_the_cap_smaller_blocks_make_room_for_a_larger_one():
+    workspace.clear()
+    with convgrad.settings(workspace_limit=600 * 2**10):  # a cache of 1200 KiB
+        with workspace.scope():
+            small = [workspace.empty(BIG, np.float32) for _ in range(4)]  # 4 x 256 KiB cached
+        with workspace.scope():
+            large = workspace.empty((768, 256), np.float32)  # 768 KiB: no cached block holds it
+        assert workspace.cached_bytes() == large.nbytes + small[0].nbytes  # three small ones evicted
+        with workspace.scope():
+            again = workspace.empty((700, 256), np.float32)
+            assert _address(again) == _address(large)
+    workspace.clear()
+
+
 def test_worker_threads_of_an_operation_take_from_its_scope():
     from convgrad import parallel
 
