@@ -211,3 +211,15 @@ def test_a_layer_converted_to_another_dtype_gets_a_new_plan():
     assert y.dtype == np.float64
     np.testing.assert_allclose(y, convgrad.conv2d(x.astype(np.float64), layer.weight.value, layer.bias.value))
     assert layer.backward(np.ones_like(y)).dtype == np.float64
+
+
+def test_a_plan_follows_the_settings_in_force_at_each_call():
+    # auto's pick depends on the thread count and workspace limit: a plan chooses again when they change
+    p = convgrad.plan((8, 16, 12, 12), (16, 16, 3, 3), padding=1)
+    x = np.random.default_rng(8).standard_normal((8, 16, 12, 12)).astype(np.float32)
+    w = np.random.default_rng(9).standard_normal((16, 16, 3, 3)).astype(np.float32)
+    for settings_ in (dict(num_threads=1), dict(workspace_limit=2**16), dict(num_threads=2, workspace_limit=2**30)):
+        with convgrad.settings(**settings_):
+            y = p.forward(x, w)
+            assert p.algorithms == convgrad.choose_algorithm(x.shape, w.shape, padding=1)
+            np.testing.assert_allclose(y, convgrad.conv2d(x, w, padding=1), rtol=1e-5, atol=1e-5)

@@ -50,7 +50,8 @@ def plan(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups: int
         A transposed convolution (:func:`convgrad.conv_transpose`), with ``output_padding``.
     algorithm : str
         ``"auto"``, ``"measure"`` (timed on the first call of each operation, then fixed) or a name
-        from :func:`convgrad.available_algorithms`: resolved once, here.
+        from :func:`convgrad.available_algorithms`: resolved here, under the thread count and
+        workspace limit in force (:mod:`convgrad.runtime`), and again only if a call finds them changed.
 
     Returns
     -------
@@ -150,11 +151,18 @@ class ConvPlan:
         self._bias_view = (1, -1) + (1,) * spec.ndim
         self._bias_axes = (0, *range(2, 2 + spec.ndim))
         self._resolved: dict[str, tuple] = {}
-        if algorithm != "measure":
-            for op in ("forward", "grad_input", "grad_weight"):
-                self._resolve(op)
+        self._settings = None
+        self._resolve_all()
 
     # -- resolution, once per operation -----------------------------------------------------------
+
+    def _resolve_all(self) -> None:
+        """Resolve every operation under the settings now in force (``auto``'s pick depends on them)."""
+        self._settings = (runtime.get_num_threads(), runtime.get_workspace_limit())
+        self._resolved.clear()
+        if self._algorithm != "measure":
+            for op in ("forward", "grad_input", "grad_weight"):
+                self._resolve(op)
 
     def _resolve(self, op: str) -> tuple:
         alg = algorithms.resolve(self._algorithm, self.spec, op, self._compute.itemsize, "plan")
@@ -163,6 +171,8 @@ class ConvPlan:
         return entry
 
     def _run(self, op: str, a: np.ndarray, b: np.ndarray, bias=None) -> np.ndarray:
+        if (runtime.get_num_threads(), runtime.get_workspace_limit()) != self._settings:
+            self._resolve_all()  # a settings block or set_num_threads since: choose as the functions would now
         entry = self._resolved.get(op)
         if entry is None:  # "measure": time the candidates on these operands, then keep the fastest
             result = algorithms.run(op, self.spec, a, b, "measure", bias=bias, func="plan")
