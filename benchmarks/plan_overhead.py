@@ -106,8 +106,8 @@ def worker(variant: str, configs: list[dict], dtype: str, calls: int, repeats: i
     for cfg in configs:
         fwd, bwd = _callables(cfg, variant, dtype)
         n = max(1, calls // (1 + cfg.get("scale", 0)))
-        times = {}
-        for what, fn in (("forward", fwd), ("backward", bwd)):
+        times = {"forward": None, "backward": None}
+        for what, fn in (("forward", fwd), ("backward", bwd)) if cfg.get("timed", True) else ():
             fn()
             blocks = []
             for _ in range(repeats):
@@ -129,6 +129,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--calls", type=int, default=200, help="calls per timed block on the tiny configuration")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--time-up-to", type=float, default=1e8, metavar="MACS",
+                        help="time only configurations of at most this many multiply-adds per forward (default 1e8; "
+                             "larger ones: Python call counts only)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -142,6 +145,7 @@ def main(argv=None) -> int:
         import math
         work = math.prod(cfg["input"]) * math.prod(cfg["weight"][:1]) * math.prod(cfg["weight"][2:])
         cfg["scale"] = int(work // 2e5)
+        cfg["timed"] = work <= args.time_up_to  # above: Python calls only (a fraction of a ms is noise there)
     variants = {"functions": SRC, "plan": SRC}
     if args.before:
         variants = {"before": args.before, **variants}
@@ -163,12 +167,13 @@ def main(argv=None) -> int:
     print(head)
     for cfg in configs:
         name = cfg["name"]
-        row = {v: {what: statistics.median(run[name][what] for run in rounds[v]) for what in ("forward", "backward")}
-               for v in variants}
+        row = {v: {what: (statistics.median(run[name][what] for run in rounds[v]) if cfg["timed"] else None)
+                   for what in ("forward", "backward")} for v in variants}
         for v in variants:
             row[v]["calls"] = rounds[v][0][name]["calls"]
         result["configs"][name] = row
-        print(f"{name:44s} " + " ".join(f"{row[v]['forward']:10.0f} /{row[v]['backward']:10.0f}" for v in variants)
+        cell = (lambda t: f"{t:10.0f}" if t is not None else f"{'-':>10s}")
+        print(f"{name:44s} " + " ".join(f"{cell(row[v]['forward'])} /{cell(row[v]['backward'])}" for v in variants)
               + "  " + "/".join(str(row[v]["calls"]) for v in variants))
     if args.json:
         with open(args.json, "w") as f:
