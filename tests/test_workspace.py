@@ -41,9 +41,9 @@ def test_small_requests_and_requests_outside_a_scope_are_plain_numpy():
     assert workspace.cached_bytes() == 0
 
 
-def test_the_cache_keeps_at_most_twice_the_workspace_limit():
+def test_the_cache_keeps_at_most_cache_factor_times_the_workspace_limit():
     workspace.clear()
-    with convgrad.settings(workspace_limit=600 * 2**10):  # room for 4 blocks of 256 KiB
+    with convgrad.settings(workspace_limit=1200 * 2**10 // workspace.CACHE_FACTOR):  # room for 4 blocks of 256 KiB
         with workspace.scope():
             blocks = [workspace.empty(BIG, np.float32) for _ in range(6)]
         assert workspace.cached_bytes() == 4 * blocks[0].nbytes
@@ -73,7 +73,7 @@ def test_a_smaller_request_is_served_by_the_smallest_cached_block_that_holds_it(
 
 def test_over_the_cap_smaller_blocks_make_room_for_a_larger_one():
     workspace.clear()
-    with convgrad.settings(workspace_limit=600 * 2**10):  # a cache of 1200 KiB
+    with convgrad.settings(workspace_limit=1200 * 2**10 // workspace.CACHE_FACTOR):  # a cache of 1200 KiB
         with workspace.scope():
             small = [workspace.empty(BIG, np.float32) for _ in range(4)]  # 4 x 256 KiB cached
         with workspace.scope():
@@ -82,6 +82,20 @@ def test_over_the_cap_smaller_blocks_make_room_for_a_larger_one():
         with workspace.scope():
             again = workspace.empty((700, 256), np.float32)
             assert _address(again) == _address(large)
+    workspace.clear()
+
+
+def test_a_fresh_block_first_drops_cached_ones_so_that_in_use_and_cached_stay_under_the_cap():
+    workspace.clear()
+    with convgrad.settings(workspace_limit=1200 * 2**10 // workspace.CACHE_FACTOR):  # cap 1200 KiB, in use and cached
+        with workspace.scope():
+            [workspace.empty(BIG, np.float32) for _ in range(3)]  # 3 x 256 KiB, cached when the scope ends
+        assert workspace.cached_bytes() == 3 * 256 * 2**10
+        with workspace.scope():
+            held = [workspace.empty(BIG, np.float32) for _ in range(2)]  # two of them back in use
+            assert workspace.cached_bytes() == 256 * 2**10
+            large = workspace.empty((768, 256), np.float32)  # 512 in use + 256 cached + 768 > 1200: drop the cached one
+            assert workspace.cached_bytes() == 0 and not any(np.shares_memory(large, h) for h in held)
     workspace.clear()
 
 
