@@ -152,24 +152,26 @@ class ConvPlan:
         self._bias_view = (1, -1) + (1,) * spec.ndim
         self._bias_axes = (0, *range(2, 2 + spec.ndim))
         self._resolved: dict[str, tuple] = {}
-        self._settings = None
+        self._settings: tuple | None = None
         self._resolve_all()
 
     # -- resolution, once per operation -----------------------------------------------------------
 
     def _resolve_all(self) -> None:
-        """Resolve every operation under the settings now in force (``auto``'s pick depends on them)."""
-        self._settings = (runtime.get_num_threads(), runtime.get_workspace_limit())
-        self._resolved.clear()
+        """Resolve every operation under the settings now in force (``auto``'s pick depends on them).
+
+        A new dict, assigned at once: a thread using the plan meanwhile sees the old choices or the new.
+        """
+        settings = (runtime.get_num_threads(), runtime.get_workspace_limit())
+        resolved = {}
         if self._algorithm != "measure":
             for op in ("forward", "grad_input", "grad_weight"):
-                self._resolve(op)
+                resolved[op] = self._entry(op)
+        self._resolved, self._settings = resolved, settings
 
-    def _resolve(self, op: str) -> tuple:
+    def _entry(self, op: str) -> tuple:
         alg = algorithms.resolve(self._algorithm, self.spec, op, self._compute.itemsize, "plan")
-        entry = (alg, algorithms.is_small(alg, self.spec, op))
-        self._resolved[op] = entry
-        return entry
+        return alg, algorithms.is_small(alg, self.spec, op)
 
     def _run(self, op: str, a: np.ndarray, b: np.ndarray, bias=None) -> np.ndarray:
         if (runtime.get_num_threads(), runtime.get_workspace_limit()) != self._settings:
@@ -177,7 +179,7 @@ class ConvPlan:
         entry = self._resolved.get(op)
         if entry is None:  # "measure": time the candidates on these operands, then keep the fastest
             result = algorithms.run(op, self.spec, a, b, "measure", bias=bias, func="plan")
-            self._resolve(op)
+            self._resolved = {**self._resolved, op: self._entry(op)}
             return result
         alg, small = entry
         return algorithms.execute(alg, op, self.spec, a, b, bias, small)
