@@ -89,3 +89,22 @@ def test_bench_prints_one_table_and_accepts_an_unbatched_input(capsys):
     assert "nan" not in captured.out and "None" not in captured.out
     assert "convgrad alone (no PyTorch)" in captured.out
     assert captured.err == ""  # no progress bar off a terminal
+
+
+@pytest.mark.slow  # imports PyTorch and times two dtypes: ~10 s on the loaded 2-core machine
+def test_bench_layers_in_both_dtypes(capsys, monkeypatch):
+    import convgrad.bench.run as run
+
+    monkeypatch.setattr(run, "gemm_peak", lambda threads: 1.0)  # the 2048² product is not what this checks
+    status = main(["bench", "--input", "2,3,6,6", "--weight", "4,3,3,3", "--repeats", "1", "--warmup", "0",
+                   "--threads", "1", "--no-memory", "--dtypes", "float32,float64", "--json", "-"])
+    assert status == 0
+    captured = capsys.readouterr()
+    records = json.loads(captured.out)
+    assert [r["settings"]["dtype"] for r in records] == ["float32", "float64"]
+    assert all(set(r["layers"][0]["ratio"]) == {"forward", "backward", "both"} for r in records)
+    assert " · float64 · " in captured.err
+    assert captured.err.strip().splitlines()[-1].startswith(
+        "forward+backward geometric mean of the ratio convgrad/PyTorch: float32 ")
+    assert main(["bench", "--layers", "g2", "--dtype", "float16"]) == 2
+    assert "--dtypes: expected float32 and/or float64, got 'float16'" in capsys.readouterr().err

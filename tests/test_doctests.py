@@ -12,11 +12,12 @@ import convgrad.higher
 import convgrad.lax
 import convgrad.layout
 import convgrad.parallel
+import convgrad.planning
 import convgrad.pooling
 import convgrad.reparam
 
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
-           convgrad.pooling, convgrad.general, convgrad.lax,
+           convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning,
            importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 

@@ -41,12 +41,61 @@ def test_small_requests_and_requests_outside_a_scope_are_plain_numpy():
     assert workspace.cached_bytes() == 0
 
 
-def test_the_cache_keeps_at_most_twice_the_workspace_limit():
+def test_the_cache_keeps_at_most_cache_factor_times_the_workspace_limit():
     workspace.clear()
-    with convgrad.settings(workspace_limit=600 * 2**10):  # room for 4 blocks of 256 KiB
+    with convgrad.settings(workspace_limit=1200 * 2**10 // workspace.CACHE_FACTOR):  # room for 4 blocks of 256 KiB
         with workspace.scope():
             blocks = [workspace.empty(BIG, np.float32) for _ in range(6)]
         assert workspace.cached_bytes() == 4 * blocks[0].nbytes
+    workspace.clear()
+
+
+def _address(a) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_a_smaller_request_is_served_by_the_smallest_cached_block_that_holds_it():
+    workspace.clear()
+    with workspace.scope():
+        big = workspace.empty((512, 256), np.float32)     # 512 KiB
+        mid = workspace.empty((300, 256), np.float32)     # 300 KiB
+        huge = workspace.empty((2048, 512), np.float32)   # 4 MiB: more than FIT_FACTOR times the next request
+    cached = workspace.cached_bytes()
+    with workspace.scope():
+        a = workspace.empty((280, 256), np.float32)       # fits in mid (and big): mid, the smallest
+        b = workspace.empty((280, 256), np.float32)       # then big
+        c = workspace.empty((280, 256), np.float32)       # not huge (over 4x): a fresh block
+        assert (_address(a), _address(b)) == (_address(mid), _address(big))
+        assert _address(c) != _address(huge) and a.shape == (280, 256)
+        assert workspace.cached_bytes() == cached - big.nbytes - mid.nbytes
+    workspace.clear()
+
+
+def test_over_the_cap_smaller_blocks_make_room_for_a_larger_one():
+    workspace.clear()
+    with convgrad.settings(workspace_limit=1200 * 2**10 // workspace.CACHE_FACTOR):  # a cache of 1200 KiB
+        with workspace.scope():
+            small = [workspace.empty(BIG, np.float32) for _ in range(4)]  # 4 x 256 KiB cached
+        with workspace.scope():
+            large = workspace.empty((768, 256), np.float32)  # 768 KiB: no cached block holds it
+        assert workspace.cached_bytes() == large.nbytes + small[0].nbytes  # three small ones evicted
+        with workspace.scope():
+            again = workspace.empty((700, 256), np.float32)
+            assert _address(again) == _address(large)
+    workspace.clear()
+
+
+def test_a_fresh_block_first_drops_cached_ones_so_that_in_use_and_cached_stay_under_the_cap():
+    workspace.clear()
+    with convgrad.settings(workspace_limit=1200 * 2**10 // workspace.CACHE_FACTOR):  # cap 1200 KiB, in use and cached
+        with workspace.scope():
+            [workspace.empty(BIG, np.float32) for _ in range(3)]  # 3 x 256 KiB, cached when the scope ends
+        assert workspace.cached_bytes() == 3 * 256 * 2**10
+        with workspace.scope():
+            held = [workspace.empty(BIG, np.float32) for _ in range(2)]  # two of them back in use
+            assert workspace.cached_bytes() == 256 * 2**10
+            large = workspace.empty((768, 256), np.float32)  # 512 in use + 256 cached + 768 > 1200: drop the cached one
+            assert workspace.cached_bytes() == 0 and not any(np.shares_memory(large, h) for h in held)
     workspace.clear()
 
 

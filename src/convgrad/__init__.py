@@ -38,6 +38,7 @@ from .higher import (
 )
 from .pooling import avg_pool, avg_pool_backward, max_pool, max_pool_backward
 from .lax import conv_general_dilated, conv_general_dilated_backward
+from .planning import ConvPlan, plan
 from .verify import VerifyReport, verify
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
@@ -50,6 +51,7 @@ from . import nn
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvPlan",
     "ConvSpec",
     "DoubleGradients",
     "Explanation",
@@ -91,6 +93,7 @@ __all__ = [
     "max_pool",
     "max_pool_backward",
     "nn",
+    "plan",
     "get_workspace_limit",
     "set_num_threads",
     "set_workspace_limit",

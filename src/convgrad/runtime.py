@@ -24,7 +24,7 @@ in the calling thread and BLAS keeps its own thread count.
 the process:
 
 - *scratch blocks* (:mod:`convgrad.workspace`): memory given back by finished operations is kept
-  for the next ones, up to ``workspace.CACHE_FACTOR`` (2) times the workspace limit;
+  for the next ones, up to ``workspace.CACHE_FACTOR`` (1) times the workspace limit with the blocks in use;
   :func:`convgrad.workspace.clear` frees it;
 - *BLAS threads* (:func:`convgrad.blas.single_threaded`): while convgrad's workers run, NumPy's
   BLAS (OpenBLAS) is set to one thread for the **whole process** -- BLAS has one process-wide

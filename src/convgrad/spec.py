@@ -23,6 +23,7 @@ from __future__ import annotations
 import numbers
 import operator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Sequence
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -77,47 +78,47 @@ class ConvSpec:
     output_size: tuple[int, ...]
     padding_mode: str = "zeros"
 
-    # -- sizes ---------------------------------------------------------------------------------
-    @property
+    # -- sizes (computed on first use and kept: the algorithms read them on every call) -----------
+    @cached_property
     def ndim(self) -> int:
         """Number of spatial dimensions."""
         return len(self.kernel_size)
 
-    @property
+    @cached_property
     def in_per_group(self) -> int:
         return self.in_channels // self.groups
 
-    @property
+    @cached_property
     def out_per_group(self) -> int:
         return self.out_channels // self.groups
 
-    @property
+    @cached_property
     def effective_kernel(self) -> tuple[int, ...]:
         """``K_eff = D*(K-1) + 1`` per dim."""
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
 
-    @property
+    @cached_property
     def input_shape(self) -> tuple[int, ...]:
         return (self.batch, self.in_channels, *self.input_size)
 
-    @property
+    @cached_property
     def weight_shape(self) -> tuple[int, ...]:
         return (self.out_channels, self.in_per_group, *self.kernel_size)
 
-    @property
+    @cached_property
     def output_shape(self) -> tuple[int, ...]:
         return (self.batch, self.out_channels, *self.output_size)
 
-    @property
+    @cached_property
     def pad_lo(self) -> tuple[int, ...]:
         return tuple(lo for lo, _ in self.padding)
 
-    @property
+    @cached_property
     def read_span(self) -> tuple[int, ...]:
         """Padded positions ``[0, (H_out-1)*S + K_eff)`` that some output reads, per dim."""
         return tuple((o - 1) * s + ke for o, s, ke in zip(self.output_size, self.stride, self.effective_kernel))
 
-    @property
+    @cached_property
     def used_pad_hi(self) -> tuple[int, ...]:
         """The high padding actually read: ``(H_out-1)*S + K_eff - P_lo - H``.
 
@@ -127,7 +128,7 @@ class ConvSpec:
         """
         return tuple(span - lo - h for span, lo, h in zip(self.read_span, self.pad_lo, self.input_size))
 
-    @property
+    @cached_property
     def unread_tail(self) -> tuple[int, ...]:
         """Trailing padded positions never read: ``a = (H + P_lo + P_hi - K_eff) mod S``.
 
@@ -135,7 +136,7 @@ class ConvSpec:
         """
         return tuple(lo + h + hi - span for (lo, hi), h, span in zip(self.padding, self.input_size, self.read_span))
 
-    @property
+    @cached_property
     def unread_inputs(self) -> tuple[int, ...]:
         """How many real input positions at the end of each dim are never read: ``max(0, a - P_hi)``."""
         return tuple(max(0, -u) for u in self.used_pad_hi)

@@ -87,7 +87,7 @@ def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) ->
     # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
     names = candidates(spec, op, itemsize)
     one = {name: costmodel.estimate(name, spec, op, 1) for name in names}
-    if min(one.values()) < SMALL_WORK:  # it will run on one thread (see _small): compare on one
+    if min(one.values()) < SMALL_WORK:  # it will run on one thread (see is_small): compare on one
         return min(names, key=one.get)
     return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
 
@@ -179,15 +179,32 @@ def run(
         else:
             alg = resolve(algorithm, spec, op, a.itemsize, func)
         if result is None:
-            if runtime.get_num_threads() > 1 and _small(alg, spec, op):
-                with runtime.settings(num_threads=1), blas.single_threaded():
-                    result = _compute(alg, op, spec, a, b, bias)
-            else:
-                result = _compute(alg, op, spec, a, b, bias)
-        if alg.spreads_nonfinite(op) and not all_finite(result):
-            # A NaN or inf (in an operand, or from an overflow) went through an algorithm that can move
-            # it to results that do not read it: recompute with one that keeps it where it belongs.
+            result = _execute(alg, op, spec, a, b, bias, is_small(alg, spec, op))
+        elif alg.spreads_nonfinite(op) and not all_finite(result):
             result = _compute(_REGISTRY[SAFE], op, spec, a, b, bias)
+    return result
+
+
+def execute(alg: Algorithm, op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, bias=None, small=False) -> np.ndarray:
+    """Compute ``op`` with the already resolved ``alg``: what :func:`run` does once it knows the algorithm.
+
+    For callers that resolved the algorithm once (:mod:`convgrad.plan`): ``small`` says the operation
+    runs on one thread (:func:`is_small`). The operands are checked and cast by the caller.
+    """
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"), workspace.scope():
+        return _execute(alg, op, spec, a, b, bias, small)
+
+
+def _execute(alg: Algorithm, op: str, spec: ConvSpec, a, b, bias, small: bool) -> np.ndarray:
+    if small and runtime.get_num_threads() > 1:
+        with runtime.settings(num_threads=1), blas.single_threaded():
+            result = _compute(alg, op, spec, a, b, bias)
+    else:
+        result = _compute(alg, op, spec, a, b, bias)
+    if alg.spreads_nonfinite(op) and not all_finite(result):
+        # A NaN or inf (in an operand, or from an overflow) went through an algorithm that can move
+        # it to results that do not read it: recompute with one that keeps it where it belongs.
+        result = _compute(_REGISTRY[SAFE], op, spec, a, b, bias)
     return result
 
 
@@ -205,7 +222,8 @@ def _small_work(name: str, spec: ConvSpec, op: str) -> bool:
     return _REGISTRY[name].auto_candidate and costmodel.estimate(name, spec, op, 1) < SMALL_WORK
 
 
-def _small(alg: Algorithm, spec: ConvSpec, op: str) -> bool:
+def is_small(alg: Algorithm, spec: ConvSpec, op: str) -> bool:
+    """Whether ``op`` on ``spec`` with ``alg`` runs on one thread (estimated below :data:`SMALL_WORK`)."""
     return _small_work(alg.name, spec, op)
 
 

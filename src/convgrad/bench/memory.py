@@ -33,13 +33,14 @@ def _status() -> dict[str, int]:
 
 
 def measure_in_this_process(layer_name: str, library: str, threads: int, algorithm: str, workspace_limit: int | None,
-                            custom: dict | None = None, data_format: str = "channels_first") -> dict:
+                            custom: dict | None = None, data_format: str = "channels_first",
+                            dtype: str = "float32") -> dict:
     from .. import runtime, workspace
     from .layers import Layer, layer
     from .timing import blas_threads, convgrad_functions, operands, torch_functions
 
     lay = Layer(**custom) if custom else layer(layer_name)
-    x, w, b, dy = operands(lay)
+    x, w, b, dy = operands(lay, dtype=dtype)
     if library == "torch":
         import torch
 
@@ -64,7 +65,7 @@ def measure_in_this_process(layer_name: str, library: str, threads: int, algorit
 
 
 def peak_memory(layer, library: str, threads: int, algorithm: str = "auto", workspace_limit: int | None = None,
-                timeout: float = 600.0, data_format: str = "channels_first") -> int | None:
+                timeout: float = 600.0, data_format: str = "channels_first", dtype: str = "float32") -> int | None:
     """Peak bytes of one forward + backward of ``layer`` by ``library`` ('convgrad' or 'torch')."""
     if not os.path.exists("/proc/self/clear_refs"):
         return None
@@ -74,7 +75,8 @@ def peak_memory(layer, library: str, threads: int, algorithm: str = "auto", work
 
     custom = None if LAYERS.get(layer.name) == layer else dataclasses.asdict(layer)
     args = json.dumps({"layer_name": layer.name, "library": library, "threads": threads, "algorithm": algorithm,
-                       "workspace_limit": workspace_limit, "custom": custom, "data_format": data_format})
+                       "workspace_limit": workspace_limit, "custom": custom, "data_format": data_format,
+                       "dtype": dtype})
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     proc = subprocess.run([sys.executable, "-m", "convgrad.bench.memory", args], capture_output=True, text=True,
                           env=env, timeout=timeout)

@@ -67,7 +67,7 @@ def format_table(record: dict) -> str:
     torch = f"PyTorch {m['torch']}" if compared else "convgrad alone (no PyTorch)"
     lines = [
         f"{record['date']} · {m['cpu']} · {m['cpus']} CPUs · {s['threads']} threads · NumPy {m['numpy']} "
-        f"({m['blas']}) · {torch} · median of {s['repeats']} · "
+        f"({m['blas']}) · {torch} · {s.get('dtype', 'float32')} · median of {s['repeats']} · "
         f"float32 GEMM peak {record['gemm_peak']:.0f} GFLOP/s · workspace limit {s['workspace_limit'] / 2**20:.0f} MiB"
         + (" · convgrad channels last (NHWC, HWIO)" if s.get("data_format") == "channels_last" else ""),
         "",

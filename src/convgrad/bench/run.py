@@ -60,12 +60,12 @@ def geometric_mean(values: Iterable[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def _choices(layer: Layer, algorithm: str) -> dict[str, str]:
+def _choices(layer: Layer, algorithm: str, itemsize: int = 4) -> dict[str, str]:
     """What computed each operation: auto's pick, measure's (after the timed runs) or the name given."""
     spec = layer.spec()
     ops = ("forward", "grad_input", "grad_weight")
     if algorithm in algorithms.CHOOSERS:
-        return {op: algorithms.resolve(algorithm, spec, op).name for op in ops}
+        return {op: algorithms.resolve(algorithm, spec, op, itemsize).name for op in ops}
     return {op: algorithm for op in ops}
 
 
@@ -81,8 +81,9 @@ def run_benchmark(
     workspace_limit: int | None = None,
     progress=None,
     data_format: str = "channels_first",
+    dtype: str = "float32",
 ) -> dict:
-    """Time, and optionally measure the memory of, every layer; return the record."""
+    """Time, and optionally measure the memory of, every layer in ``dtype``; return the record."""
     from .. import runtime
 
     record = {
@@ -90,6 +91,7 @@ def run_benchmark(
         "machine": machine(),
         "settings": {
             "threads": threads,
+            "dtype": dtype,
             "repeats": repeats,
             "warmup": warmup,
             "algorithm": algorithm,
@@ -105,9 +107,9 @@ def run_benchmark(
         record["gemm_peak_samples"].append(gemm_peak(threads))
         with runtime.settings(**limit):
             times = time_layer(lay, repeats=repeats, warmup=warmup, threads=threads, algorithm=algorithm,
-                               with_torch=with_torch, data_format=data_format)
+                               with_torch=with_torch, data_format=data_format, dtype=dtype)
         with runtime.settings(num_threads=threads, **limit):
-            choices = _choices(lay, algorithm)
+            choices = _choices(lay, algorithm, np.dtype(dtype).itemsize)
         entry = {
             "name": lay.name,
             "description": lay.description,
@@ -118,7 +120,7 @@ def run_benchmark(
         }
         if memory:
             entry["peak_memory"] = {
-                lib: peak_memory(lay, lib, threads, algorithm, workspace_limit, data_format=data_format)
+                lib: peak_memory(lay, lib, threads, algorithm, workspace_limit, data_format=data_format, dtype=dtype)
                 for lib in times
             }
         record["layers"].append(entry)

@@ -1,6 +1,6 @@
 """Timing convgrad against PyTorch on one layer, in the same process, alternating.
 
-Protocol, per layer: build the float32 operands once (``x``, ``w``, ``b`` and an output
+Protocol, per layer: build the operands once (float32, or ``dtype``) (``x``, ``w``, ``b`` and an output
 gradient ``dy``, from a fixed seed; PyTorch gets the same arrays without a copy); run every
 timed function ``warmup`` times; then ``repeats`` rounds, each timing convgrad and PyTorch
 back to back for the forward pass, the backward pass and both -- convgrad first in even rounds,
@@ -43,13 +43,13 @@ __all__ = ["OPERATIONS", "operands", "convgrad_functions", "torch_functions", "t
 OPERATIONS = ("forward", "backward", "both")
 
 
-def operands(layer: Layer, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, w, b, dy)`` in float32, standard normal, for ``layer``."""
+def operands(layer: Layer, seed: int = 0, dtype: str = "float32") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, w, b, dy)`` in ``dtype`` (float32 or float64), standard normal, for ``layer``."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(layer.input_shape, dtype=np.float32)
-    w = rng.standard_normal(layer.weight_shape, dtype=np.float32)
-    b = rng.standard_normal(layer.out_channels, dtype=np.float32)
-    dy = rng.standard_normal(layer.output_shape, dtype=np.float32)
+    x = rng.standard_normal(layer.input_shape, dtype=dtype)
+    w = rng.standard_normal(layer.weight_shape, dtype=dtype)
+    b = rng.standard_normal(layer.out_channels, dtype=dtype)
+    dy = rng.standard_normal(layer.output_shape, dtype=dtype)
     return x, w, b, dy
 
 
@@ -122,9 +122,10 @@ def time_layer(
     with_torch: bool = True,
     seed: int = 0,
     data_format: str = "channels_first",
+    dtype: str = "float32",
 ) -> dict[str, dict[str, list[float]]]:
     """Seconds per call: ``{library: {operation: [one per round]}}``, libraries alternating."""
-    x, w, b, dy = operands(layer, seed)
+    x, w, b, dy = operands(layer, seed, dtype)
     libs = {"convgrad": convgrad_functions(layer, x, w, b, dy, algorithm, data_format)}
     if with_torch:
         import torch

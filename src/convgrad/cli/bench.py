@@ -48,8 +48,9 @@ def register(sub) -> None:
                         "convgrad.nn against torch.nn, each library in its own process, alternating")
     p.add_argument("--nets", default=None, metavar="NAMES",
                    help="with --train: comma-separated subset of lenet5,vgg,resnet8,cnn1d (default: all)")
-    p.add_argument("--dtypes", default="float32,float64", metavar="DTYPES",
-                   help="with --train: comma-separated dtypes (default float32,float64)")
+    p.add_argument("--dtypes", "--dtype", default=None, metavar="DTYPES",
+                   help="comma-separated dtypes from float32,float64 (default: float32 for the layers, one table "
+                        "each; float32,float64 with --train)")
     add_conv_arguments(p, input_default="", weight_default="")
     for action in p._actions:  # no default configuration here: the ten layers are the default
         if action.dest in ("input", "weight"):
@@ -108,9 +109,7 @@ def run_train(args) -> int:
     unknown = [n for n in nets if n not in train_step.NETS]
     if unknown or not nets:
         raise ValueError(f"--nets: expected names from {','.join(train_step.NETS)}, got {args.nets!r}")
-    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
-    if not dtypes or any(d not in ("float32", "float64") for d in dtypes):
-        raise ValueError(f"--dtypes: expected float32 and/or float64, got {args.dtypes!r}")
+    dtypes = _dtypes(args.dtypes, "float32,float64")
     repeats = 9 if args.repeats is None else args.repeats
     if repeats < 7:
         raise ValueError(f"--repeats: --train reports the median of at least 7 steps, got {repeats}")
@@ -135,6 +134,13 @@ def run_train(args) -> int:
     return 0
 
 
+def _dtypes(value: str | None, default: str) -> list[str]:
+    dtypes = [d.strip() for d in (default if value is None else value).split(",") if d.strip()]
+    if not dtypes or any(d not in ("float32", "float64") for d in dtypes) or len(set(dtypes)) != len(dtypes):
+        raise ValueError(f"--dtypes: expected float32 and/or float64, got {value!r}")
+    return dtypes
+
+
 def run(args) -> int:
     from ..bench import format_table, run_benchmark
 
@@ -152,27 +158,36 @@ def run(args) -> int:
             raise ValueError("PyTorch is not installed: pip install 'convgrad[bench]' (torch==2.13.0), "
                              "or run with --no-torch") from None
     layers = _layers(args)
+    dtypes = _dtypes(args.dtypes, "float32")
     _check_json_path(args.json)
     limit = None if args.workspace_limit is None else int(args.workspace_limit * 2**20)
     quiet = getattr(args, "quiet", False)
     done = itertools.count(1)
+    records = []
     with progress_bar("bench", unit="layer", enabled=not quiet, delay=0.0) as update:
-        update(0, len(layers))
-        record = run_benchmark(
-            layers,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            threads=args.threads,
-            algorithm=args.algorithm,
-            with_torch=with_torch,
-            memory=not args.no_memory,
-            workspace_limit=limit,
-            data_format=args.data_format,
-            progress=lambda entry: update(next(done), len(layers)),  # one table at the end, not rows as they come
-        )
+        update(0, len(layers) * len(dtypes))
+        for dtype in dtypes:
+            records.append(run_benchmark(
+                layers,
+                repeats=args.repeats,
+                warmup=args.warmup,
+                threads=args.threads,
+                algorithm=args.algorithm,
+                with_torch=with_torch,
+                memory=not args.no_memory,
+                workspace_limit=limit,
+                data_format=args.data_format,
+                progress=lambda entry: update(next(done), len(layers) * len(dtypes)),  # tables at the end
+                dtype=dtype,
+            ))
     to_stdout = args.json == "-"
     if not (to_stdout and quiet):
-        print(format_table(record), file=sys.stderr if to_stdout else sys.stdout)
+        out = sys.stderr if to_stdout else sys.stdout
+        print("\n\n".join(format_table(r) for r in records), file=out)
+        if len(records) > 1 and all("geomean_ratio" in r for r in records):
+            print("\nforward+backward geometric mean of the ratio convgrad/PyTorch: " + ", ".join(
+                f"{r['settings']['dtype']} {r['geomean_ratio']['both']:.2f}" for r in records), file=out)
+    record = records[0] if len(records) == 1 else records  # several dtypes: a list of records, one per dtype
     if args.json:
         text = json.dumps(record, indent=1)
         if to_stdout:

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import api, layout
+from .. import api, layout, planning
 from ..spec import PADDING_MODES, PADDING_STRINGS, expand, positive_ints, resolve_padding
 from .init import default_bound, resolve_dtype, resolve_rng, uniform
 from .module import Module, format_args
@@ -112,6 +112,48 @@ class _ConvBase(Module):
             needs.append("bias")
         return tuple(needs)
 
+    #: Plans kept per layer (input shapes); the oldest is dropped beyond this.
+    _MAX_PLANS: ClassVar[int] = 8
+
+    def _plan(self, x, kwargs: dict):
+        """The layer's plan for input ``x`` (one per input shape and arguments, made on first use), or
+        ``None`` when the plain functions must run: ``x`` not a NumPy array of the parameters' dtype
+        (promotion, dask arrays, lists) -- they also give the error messages for bad input.
+
+        A plan keeps nothing derived from the weight's values, which change at every step.
+        """
+        if self.channels_last:  # plans are channels first: the caller's layout goes through the plain functions
+            return None
+        kwargs = {k: v for k, v in kwargs.items() if k != "data_format"}
+        dtype = self.weight.value.dtype
+        if type(x) is not np.ndarray or x.dtype != dtype or (self.bias is not None and self.bias.value.dtype != dtype):
+            return None
+        try:
+            key = (x.shape, dtype, self.weight.value.shape, *kwargs.values())
+            plans = self.__dict__.setdefault("_plans", {})
+            found = plans.get(key)
+        except TypeError:  # an unhashable argument set by hand after construction
+            return None
+        if found is None:
+            try:
+                found = planning.plan(x.shape, self.weight.value.shape, dtype=dtype, transposed=self._transposed,
+                                      **kwargs)
+            except (ValueError, TypeError):  # let the plain function report it, under the layer's name
+                return None
+            if len(plans) >= self._MAX_PLANS:
+                del plans[next(iter(plans))]
+            plans[key] = found
+        return found
+
+    def _plan_backward(self, plan, grad_output, x, input_grad: bool):
+        """The gradients through the forward's plan, or ``None`` when the plain function must run
+        (no plan, or ``grad_output`` not exactly of the plan's output shape and dtype)."""
+        if plan is None or type(grad_output) is not np.ndarray or grad_output.shape != plan.output_shape \
+                or grad_output.dtype != plan.dtype or self.weight.value.shape != plan.weight_shape \
+                or self.weight.value.dtype != plan.dtype:
+            return None
+        return plan.backward(grad_output, x, self.weight.value, needs=self._needs(input_grad))
+
     def _accumulate(self, grads: api.Gradients) -> None:
         if grads.weight is not None:
             self.weight.accumulate(grads.weight)
@@ -153,17 +195,22 @@ class _ConvNd(_ConvBase):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``y[n, o, i] = b[o] + sum_{c, k} W[o, c, k] * x[n, g*C_g + c, i*S + k*D - P_lo]`` (see :func:`convgrad.conv`)."""
         bias = None if self.bias is None else self.bias.value
-        name = type(self).__name__
-        conv = (api.conv1d, api.conv2d, api.conv3d)[self._rank - 1]
-        y = _as_layer(name, conv, x, self.weight.value, bias, **self._args())
-        self._remember(x)
+        plan = self._plan(x, self._args())
+        if plan is not None:
+            y = plan.forward(x, self.weight.value, bias)
+        else:
+            conv = (api.conv1d, api.conv2d, api.conv3d)[self._rank - 1]
+            y = _as_layer(type(self).__name__, conv, x, self.weight.value, bias, **self._args())
+        self._remember(x, plan)
         return y
 
     def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """``dL/dx``, adding ``dL/dW`` and ``dL/db`` into the parameters' ``grad`` (see :func:`convgrad.conv_backward`)."""
-        (x,) = self._recall()
-        grads = _as_layer(f"{type(self).__name__}.backward", api.conv_backward, grad_output, x, self.weight.value,
-                          **self._args(), needs=self._needs(input_grad))
+        x, plan = self._recall()
+        grads = self._plan_backward(plan, grad_output, x, input_grad)
+        if grads is None:
+            grads = _as_layer(f"{type(self).__name__}.backward", api.conv_backward, grad_output, x,
+                              self.weight.value, **self._args(), needs=self._needs(input_grad))
         self._accumulate(grads)
         return grads.input
 
@@ -283,9 +330,13 @@ class _ConvTransposeNd(_ConvBase):
         name = type(self).__name__
         x_arr = np.asarray(x)
         op = self._output_padding(x_arr, output_size)
-        conv_transpose = (api.conv_transpose1d, api.conv_transpose2d, api.conv_transpose3d)[self._rank - 1]
-        y = _as_layer(name, conv_transpose, x, self.weight.value, bias, **self._args(op))
-        self._remember(x, op)
+        plan = self._plan(x, self._args(op))
+        if plan is not None:
+            y = plan.forward(x, self.weight.value, bias)
+        else:
+            conv_transpose = (api.conv_transpose1d, api.conv_transpose2d, api.conv_transpose3d)[self._rank - 1]
+            y = _as_layer(name, conv_transpose, x, self.weight.value, bias, **self._args(op))
+        self._remember(x, op, plan)
         return y
 
     def __call__(self, x: np.ndarray, output_size=None) -> np.ndarray:
@@ -293,9 +344,11 @@ class _ConvTransposeNd(_ConvBase):
 
     def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """``dL/dx`` (an ordinary convolution of ``dy`` with ``W``), adding ``dL/dW`` and ``dL/db`` into ``grad``."""
-        x, op = self._recall()
-        grads = _as_layer(f"{type(self).__name__}.backward", api.conv_transpose_backward, grad_output, x,
-                          self.weight.value, **self._args(op), needs=self._needs(input_grad))
+        x, op, plan = self._recall()
+        grads = self._plan_backward(plan, grad_output, x, input_grad)
+        if grads is None:
+            grads = _as_layer(f"{type(self).__name__}.backward", api.conv_transpose_backward, grad_output, x,
+                              self.weight.value, **self._args(op), needs=self._needs(input_grad))
         self._accumulate(grads)
         return grads.input
 
