@@ -214,15 +214,29 @@ def _worker(conn, library: str, threads: int) -> None:
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+#: glibc settings of the processes that measure memory: large freed blocks go back to the system at
+#: once, so the resident-set high-water mark sees each step's live peak. They also make every large
+#: allocation fresh pages (page faults at every step, for both libraries), so the processes that
+#: time the steps run with the caller's environment instead.
+MEMORY_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
 class _Library:
-    def __init__(self, library: str, threads: int):
+    def __init__(self, library: str, threads: int, *, for_memory: bool = False):
         ctx = mp.get_context("spawn")
-        # glibc gives large freed blocks back at once, so the high-water mark sees every step's peak
-        os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
-        os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", "0")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker, args=(child, library, threads), daemon=True)
-        self.proc.start()
+        saved = {k: os.environ.get(k) for k in MEMORY_MALLOC_ENV}
+        if for_memory:  # the child inherits the environment at its start; the parent's is put back after
+            os.environ.update({k: os.environ.get(k, v) for k, v in MEMORY_MALLOC_ENV.items()})
+        try:
+            self.proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         self.library = library
 
     def ask(self, *request):
@@ -239,13 +253,25 @@ class _Library:
             self.proc.join(5)
 
 
+def _peak(library: str, net: str, dtype: str, threads: int) -> int:
+    """Peak resident bytes of a step above the state before the network and the batch were built, in a
+    fresh process with :data:`MEMORY_MALLOC_ENV` (the set-up's step and two more)."""
+    lib = _Library(library, threads, for_memory=True)
+    try:
+        lib.ask("setup", net, dtype)
+        lib.ask("step", 2)
+        return lib.ask("memory")
+    finally:
+        lib.close()
+
+
 def run(nets=NETS, dtypes=("float32", "float64"), repeats: int = 9, warmup: int = 3, threads: int | None = None,
         progress=print) -> dict:
     threads = threads or os.cpu_count() or 1
     rows = []
     for net in nets:
         for dtype in dtypes:
-            # fresh processes for every network: its peak memory is its own
+            # fresh processes for every network; the times in the caller's environment ...
             libs = {name: _Library(name, threads) for name in ("convgrad", "torch")}
             try:
                 loss = {name: lib.ask("setup", net, dtype) for name, lib in libs.items()}
@@ -255,10 +281,10 @@ def run(nets=NETS, dtypes=("float32", "float64"), repeats: int = 9, warmup: int 
                 for _ in range(repeats):
                     for name, lib in libs.items():      # alternate: one step each, round by round
                         times[name] += lib.ask("step", 1)
-                memory = {name: lib.ask("memory") for name, lib in libs.items()}
             finally:
                 for lib in libs.values():
                     lib.close()
+            memory = {name: _peak(name, net, dtype, threads) for name in libs}  # ... the memory in its own
             med = {name: statistics.median(t) for name, t in times.items()}
             row = {"net": net, "dtype": dtype, "ms": {k: 1e3 * v for k, v in med.items()},
                    "ratio": med["convgrad"] / med["torch"], "peak_mib": {k: v / 2**20 for k, v in memory.items()},
