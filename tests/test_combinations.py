@@ -33,11 +33,11 @@ def test_channels_last_with_crops_and_input_dilation(dtype, padding, input_dilat
     y_ref = convgrad.conv2d(_nchw(x), _oihw(w), **kw)
     np.testing.assert_allclose(y, y_ref.transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)
     dy = RNG.standard_normal(y.shape).astype(y.dtype)
-    g = convgrad.conv_backward(dy, x, w, data_format="channels_last", weight_format="HWIO", bias_shape=(4, 1, 1), **kw)
+    g = convgrad.conv_backward(dy, x, w, data_format="channels_last", weight_format="HWIO", bias_shape=(1, 1, 4), **kw)
     g_ref = convgrad.conv_backward(_nchw(dy), _nchw(x), _oihw(w), **kw)
     np.testing.assert_allclose(g.input, g_ref.input.transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(g.weight, g_ref.weight.transpose(2, 3, 1, 0), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(g.bias, g_ref.bias.reshape(4, 1, 1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g.bias, g_ref.bias.reshape(1, 1, 4), rtol=1e-12, atol=1e-12)
 
 
 def test_conv_general_dilated_returns_the_callers_tensor_type():
@@ -74,3 +74,72 @@ def test_conv_general_dilated_complex_against_jax():
         np.testing.assert_allclose(y, np.asarray(yj), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(g.input, np.conj(np.asarray(gx)), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(g.weight, np.conj(np.asarray(gw)), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("complex_operand", ["input", "bias", "grad_output"])
+def test_channels_last_1x1_with_complex_operands(complex_operand):
+    """The native channels-last 1x1 path is real-only: complex operands take the shared path."""
+    x = RNG.standard_normal((2, 5, 5, 4))
+    w = RNG.standard_normal((1, 1, 4, 3))
+    b = RNG.standard_normal(3)
+    dy = RNG.standard_normal((2, 5, 5, 3))
+    if complex_operand == "input":
+        x = x + 1j * RNG.standard_normal(x.shape)
+    elif complex_operand == "bias":
+        b = b + 1j * RNG.standard_normal(b.shape)
+    else:
+        dy = dy + 1j * RNG.standard_normal(dy.shape)
+    kw = dict(data_format="channels_last", weight_format="HWIO")
+    y = convgrad.conv2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, convgrad.conv2d(_nchw(x), _oihw(w), b).transpose(0, 2, 3, 1), atol=1e-12)
+    g = convgrad.conv_backward(dy, x, w, **kw)
+    ref = convgrad.conv_backward(_nchw(dy), _nchw(x), _oihw(w))
+    np.testing.assert_allclose(g.input, ref.input.transpose(0, 2, 3, 1), atol=1e-12)
+    np.testing.assert_allclose(g.weight, ref.weight.transpose(2, 3, 1, 0), atol=1e-12)
+
+
+def test_conv_general_dilated_preferred_element_type_with_complex_operands():
+    xc = RNG.standard_normal((1, 2, 4, 4)) + 1j
+    wc = RNG.standard_normal((3, 2, 2, 2)) + 0.5j
+    y = convgrad.conv_general_dilated(xc.astype(np.complex64), wc.astype(np.complex64), (1, 1), "VALID",
+                                      preferred_element_type=np.complex128)
+    assert y.dtype == np.complex128
+    np.testing.assert_allclose(y, convgrad.conv_general_dilated(xc, wc, (1, 1), "VALID"), rtol=1e-6)
+    with pytest.raises(TypeError, match="preferred_element_type must be a complex dtype"):
+        convgrad.conv_general_dilated(xc, wc, (1, 1), "VALID", preferred_element_type=np.float64)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_bias_forms_follow_the_data_format(transposed):
+    """Channels last: the broadcasting bias forms end in the channel ((1, 1, C), (1, 1, 1, C)); the
+    channels-first forms are refused there, naming the accepted ones."""
+    x, w, b = RNG.standard_normal((2, 6, 5, 3)), RNG.standard_normal((3, 3, 3, 4)), RNG.standard_normal(4)
+    f = convgrad.conv_transpose2d if transposed else convgrad.conv2d
+    if transposed:
+        w = RNG.standard_normal((3, 3, 4, 3))  # IO for a transposed conv: (*k, C_out, C_in)
+    kw = dict(data_format="channels_last", weight_format="HWIO")
+    y = f(x, w, b, **kw)
+    for form in [(1, 1, 4), (1, 1, 1, 4)]:
+        np.testing.assert_array_equal(f(x, w, b.reshape(form), **kw), y)
+    with pytest.raises(ValueError, match=r"\(1, 1, 4\)"):
+        f(x, w, b.reshape(4, 1, 1), **kw)
+    back = convgrad.conv_transpose_backward if transposed else convgrad.conv_backward
+    g = back(np.ones(y.shape), x, w, bias_shape=(1, 1, 1, 4), **kw)
+    assert g.bias.shape == (1, 1, 1, 4)
+    with pytest.raises(ValueError, match="bias_shape"):
+        back(np.ones(y.shape), x, w, bias_shape=(4, 1, 1), **kw)
+
+
+def test_explain_higher_order_says_which_arrays_its_calls_are_written_for():
+    general = convgrad.explain((2, 3, 8), (4, 3, 3), padding=((-1, 2),), input_dilation=2).higher_order()
+    assert all(code.startswith("# x, dX, ggX and tX here are x~'s") for e in general.values() for code in e["calls"].values())
+    last = convgrad.explain((2, 8, 3), (3, 3, 4), data_format="channels_last", weight_format="IO").higher_order()
+    assert all(code.startswith("# channels first") for e in last.values() for code in e["calls"].values())
+    plain = convgrad.explain((2, 3, 8), (4, 3, 3)).higher_order()
+    assert not any(code.startswith("#") for e in plain.values() for code in e["calls"].values())
+
+
+def test_a_grad_output_of_the_wrong_rank_is_reported_as_given():
+    with pytest.raises(ValueError, match=r"got \(2, 6, 6\)"):
+        convgrad.conv_backward(np.ones((2, 6, 6)), np.ones((2, 6, 6, 4)), np.ones((3, 3, 4, 6)), padding="same",
+                               data_format="channels_last", weight_format="HWIO")

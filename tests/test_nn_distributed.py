@@ -85,6 +85,7 @@ def test_batchnorm_running_statistics_and_dropout_draws_match():
 @pytest.mark.parametrize("make, error, match", [
     (lambda: (Sequential(Sequential(BatchNorm2d(1))), CrossEntropyLoss()), ValueError, "top-level"),
     (lambda: (lenet(LeNetConfig()), MSELoss()), TypeError, "CrossEntropyLoss"),
+    (lambda: (Sequential(BatchNorm2d(1, data_format="channels_last")), CrossEntropyLoss()), ValueError, "channels_last"),
     (lambda: (lenet(LeNetConfig()), CrossEntropyLoss(weight=np.ones(10))), TypeError, "without class weights"),
 ])
 def test_unsupported_models_are_named(make, error, match):

@@ -219,6 +219,7 @@ def _forward(input, weight, bias, stride, padding, dilation, groups, padding_mod
              rank: int | None, input_dilation=1, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     if not fmt.default:  # the caller's layout: views in, a view of the result out (layout.py)
         x, w, r = fmt.operands(input, weight, groups, False, func, rank)
+        bias = fmt.bias_in(bias, np.shape(w)[0], r, func)
         native = None if not _undilated(input_dilation) else fmt.native_forward(
             x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func)
         if native is not None:
@@ -325,6 +326,7 @@ def _transpose_forward(input, weight, bias, stride, padding, output_padding, gro
                        rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     if not fmt.default:  # the caller's layout (layout.py)
         x, w, r = fmt.operands(input, weight, groups, True, func, rank)
+        bias = fmt.bias_in(bias, np.shape(w)[1] * groups if isinstance(groups, int) else None, r, func)
         return fmt.data_out(_transpose_forward(x, w, bias, stride, padding, output_padding, groups, dilation,
                                                algorithm, func, rank), r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
@@ -543,7 +545,7 @@ def conv_backward(grad_output: ArrayLike, input: ArrayLike, weight: ArrayLike, s
     grads = _backward(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algorithm,
                       "conv_backward", None, input_dilation=input_dilation, fmt=fmt)
     w_shape = fmt.weight_shape_in(tuple(getattr(weight, "shape", None) or np.shape(weight)))
-    return shaped_bias_gradient(grads, bias_shape, w_shape[0], len(w_shape) - 2, "conv_backward")
+    return shaped_bias_gradient(grads, bias_shape, w_shape[0], len(w_shape) - 2, "conv_backward", fmt.channels_last)
 
 
 def conv_input(input_shape: tuple[int, ...], weight: ArrayLike, grad_output: ArrayLike, stride: Size = 1,
@@ -821,4 +823,5 @@ def conv_transpose_backward(grad_output: ArrayLike, input: ArrayLike, weight: Ar
     grads = _transpose_backward(grad_output, input, weight, stride, padding, output_padding, groups, dilation, needs,
                                 algorithm, "conv_transpose_backward", None, fmt=fmt)
     w_shape = fmt.weight_shape_in(tuple(getattr(weight, "shape", None) or np.shape(weight)))
-    return shaped_bias_gradient(grads, bias_shape, w_shape[1] * groups, len(w_shape) - 2, "conv_transpose_backward")
+    return shaped_bias_gradient(grads, bias_shape, w_shape[1] * groups, len(w_shape) - 2, "conv_transpose_backward",
+                                fmt.channels_last)

@@ -16,22 +16,30 @@ import numpy as np
 __all__ = ["bias_forms", "as_bias_vector", "check_bias_shape", "shaped_bias_gradient"]
 
 
-def bias_forms(channels: int, rank: int) -> tuple[tuple[int, ...], ...]:
+def bias_forms(channels: int, rank: int, channels_last: bool = False) -> tuple[tuple[int, ...], ...]:
     """The accepted bias shapes for ``channels`` output channels and ``rank`` spatial dims.
+
+    With ``channels_last`` (``data_format="channels_last"``: the output is ``(N, *spatial, C)``) the
+    broadcasting forms end in the channel instead.
 
     Examples
     --------
     >>> bias_forms(4, 2)
     ((4,), (4, 1, 1), (1, 4, 1, 1))
+    >>> bias_forms(4, 2, channels_last=True)
+    ((4,), (1, 1, 4), (1, 1, 1, 4))
     """
     ones = (1,) * rank
+    if channels_last:
+        return (channels,), (*ones, channels), (1, *ones, channels)
     return (channels,), (channels, *ones), (1, channels, *ones)
 
 
-def check_bias_shape(shape, channels: int, rank: int, func: str, name: str = "bias") -> tuple[int, ...]:
+def check_bias_shape(shape, channels: int, rank: int, func: str, name: str = "bias",
+                     channels_last: bool = False) -> tuple[int, ...]:
     """``shape`` as a tuple if it is one of :func:`bias_forms`, else a ``ValueError`` listing them."""
     shape = tuple(shape)
-    forms = bias_forms(channels, rank)
+    forms = bias_forms(channels, rank, channels_last)
     if shape not in forms:
         listed = ", ".join(str(f) for f in forms)
         raise ValueError(f"{func}: {name} must have shape {listed} (one value per output channel), got {shape}")
@@ -44,7 +52,7 @@ def as_bias_vector(b: np.ndarray, channels: int, rank: int, func: str) -> np.nda
     return b.reshape(channels)
 
 
-def shaped_bias_gradient(grads, bias_shape, channels: int, rank: int, func: str):
+def shaped_bias_gradient(grads, bias_shape, channels: int, rank: int, func: str, channels_last: bool = False):
     """``grads`` (a :class:`~convgrad.api.Gradients`) with its bias gradient reshaped to ``bias_shape``.
 
     ``bias_shape=None`` keeps ``(C,)``; otherwise it must be one of :func:`bias_forms` for
@@ -67,7 +75,7 @@ def shaped_bias_gradient(grads, bias_shape, channels: int, rank: int, func: str)
         shape = tuple(operator.index(v) for v in bias_shape)
     except TypeError:
         raise TypeError(f"{func}: bias_shape must be a tuple of integers or None, got {bias_shape!r}") from None
-    check_bias_shape(shape, channels, rank, func, "bias_shape")
+    check_bias_shape(shape, channels, rank, func, "bias_shape", channels_last)
     if grads.bias is None:
         return grads
     return grads._replace(bias=grads.bias.reshape(shape))

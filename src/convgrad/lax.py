@@ -225,7 +225,11 @@ def _out_dtype(x, w, preferred_element_type, func: str):
     except TypeError:
         raise TypeError(f"{func}: preferred_element_type must be None or a floating dtype, got "
                         f"{preferred_element_type!r}") from None
-    if dt.kind != "f":
+    complex_operands = np.iscomplexobj(x) or np.iscomplexobj(w)
+    if complex_operands and dt.kind != "c":  # as JAX: a real result type cannot hold a complex convolution
+        raise TypeError(f"{func}: preferred_element_type must be a complex dtype (complex64/128) for complex "
+                        f"operands, got {dt}")
+    if not complex_operands and dt.kind != "f":
         raise ValueError(f"{func}: preferred_element_type must be a floating dtype (float16/32/64), got {dt}")
     return dt
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import blas, dask_array, parallel, runtime
+from .bias import check_bias_shape
 from .dtypes import as_real_array, result_dtype
 from .spec import conv_spec
 
@@ -155,7 +156,8 @@ class Formats:
         applies (channels last, ``algorithm="auto"``, 1x1 kernel, stride 1, no padding, one group, valid
         arguments); ``None`` sends the call through the shared path, which also reports every error."""
         if not self.channels_last or algorithm != "auto" or not isinstance(x, np.ndarray) or \
-                not isinstance(w, np.ndarray) or w.ndim < 3 or x.ndim not in (w.ndim - 1, w.ndim):
+                not isinstance(w, np.ndarray) or w.ndim < 3 or x.ndim not in (w.ndim - 1, w.ndim) or \
+                np.iscomplexobj(x) or np.iscomplexobj(w):  # complex: the shared path (conjugations, cplx)
             return None
         r = w.ndim - 2
         try:
@@ -179,6 +181,8 @@ class Formats:
         if got is None:
             return None
         rows, mat, last = got
+        if bias is not None and np.iscomplexobj(bias):
+            return None
         b = None if bias is None else as_real_array(bias, func, "bias")
         if b is not None and b.shape != (mat.shape[1],):
             return None
@@ -203,6 +207,8 @@ class Formats:
         if got is None or not wanted <= {"input", "weight", "bias"}:
             return None
         rows, mat, last = got
+        if np.iscomplexobj(grad_output):
+            return None
         dy = as_real_array(grad_output, func, "grad_output")
         if dy.shape != (*last.shape[:-1], mat.shape[1]):
             return None
@@ -221,6 +227,18 @@ class Formats:
         if "bias" in wanted:
             db = d.sum(axis=0).astype(out, copy=False)
         return dx, dw, db
+
+    def bias_in(self, bias, channels: int | None, rank: int, func: str):
+        """A bias in one of the caller's layout's broadcasting forms (:func:`convgrad.bias.bias_forms`) as ``(C,)``.
+
+        Channels last: ``(C,)``, ``(1, ..., 1, C)`` or ``(1, 1, ..., 1, C)``; the ``(C,)`` result is then
+        checked against the output channels by the channels-first call.
+        """
+        if bias is None or not self.channels_last or np.ndim(bias) <= 1:
+            return bias
+        shape = tuple(np.shape(bias))
+        check_bias_shape(shape, shape[-1] if channels is None else channels, rank, func, "bias", channels_last=True)
+        return np.reshape(bias, shape[-1:])
 
     def data_in(self, value, rank: int, func: str, name: str):
         """``value`` (input, grad_output) in channels-first order: a transposed view, never a copy."""
@@ -314,8 +332,8 @@ class _CallersShapes:
         if m is None:
             return False
         want, got = (tuple(int(v) for v in g.split(",") if v.strip()) for g in (m.group(2), m.group(4)))
-        if len(want) not in (self.rank + 1, self.rank + 2) or len(got) != len(want):
-            return False
+        if len(want) not in (self.rank + 1, self.rank + 2) or len(got) not in (self.rank + 1, self.rank + 2):
+            return False  # (a got of another rank was never transposed: the message already holds the caller's)
 
         def last(shape):
             c = len(shape) - self.rank - 1

@@ -189,7 +189,7 @@ def higher_order(ex) -> dict:
                  + (", i.e. the transposed convolution of dY with ggW" if c.mode == "zeros" else ""))
     adj_weight = ("the transposed convolution's weight-gradient with ggX in place of X (input dY, grad_output ggX)"
                   if h.transposed else "the weight-gradient conv_weight(ggX, dY) with ggX in place of X")
-    return {
+    result = {
         "double_backward_grad_output": {
             "statement": (
                 f"With L2 = <ggX, dX> + <ggW, dW> + <ggb, db> (the double backward: each first-order gradient is "
@@ -227,6 +227,23 @@ def higher_order(ex) -> dict:
             },
         },
     }
+    notes = _notes(ex)
+    if notes:  # the calls are written for the reduced input / channels first: say so in each
+        for entry in result.values():
+            entry["calls"] = {k: notes + code for k, code in entry["calls"].items()}
+    return result
+
+
+def _notes(ex) -> str:
+    """Comment lines that head every printed call when they are not written for the caller's own ``x``."""
+    lines = []
+    if getattr(ex, "general", None) is not None:
+        lines.append("# x, dX, ggX and tX here are x~'s: the input after input dilation and the crop (the explanation's "
+                     "input-dilation section builds x~; the caller's dX is read back from dX~ there)")
+    formats = getattr(ex, "formats", None)
+    if formats is not None and not formats.default:
+        lines.append("# channels first (PyTorch's layout): the caller's channels-last arrays / IO weights transposed first")
+    return "".join(line + "\n" for line in lines)
 
 
 def render_higher_order(ex) -> str:

@@ -209,6 +209,10 @@ def _check_model(model, loss_fn) -> None:
         if isinstance(m, (BatchNorm2d, Dropout)) and id(m) not in top:
             raise ValueError(f"DataParallelStep: {type(m).__name__} layers must be top-level layers of the Sequential "
                              "(their statistics and masks are combined across shards there)")
+        if isinstance(m, BatchNorm2d) and m.channels_last:
+            raise ValueError("DataParallelStep: BatchNorm2d(data_format='channels_last') is not supported in "
+                             "data-parallel training (its statistics are combined across shards channels first); "
+                             "use the channels-first layout, or train in one process")
     if type(loss_fn) is not CrossEntropyLoss or loss_fn.weight is not None:
         raise TypeError(f"DataParallelStep: loss_fn must be a CrossEntropyLoss without class weights, got {loss_fn!r}")
 
