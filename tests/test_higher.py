@@ -341,7 +341,8 @@ def test_float16_and_integer_operands_follow_the_dtype_rules():
 @pytest.mark.parametrize("name, index, message", [
     ("grad_grad_input", 0, r"conv_double_backward: grad_grad_input must have shape \(2, 4, 7, 6\) \(the shape of input\), got shape \(2, 4, 7, 5\)"),
     ("grad_grad_weight", 1, r"grad_grad_weight must have shape \(6, 2, 3, 2\) \(the shape of weight\), got shape \(6, 2, 3, 1\)"),
-    ("grad_grad_bias", 2, r"grad_grad_bias must have shape \(6,\) \(one per output channel\), got shape \(5,\)"),
+    ("grad_grad_bias", 2, r"grad_grad_bias must have shape \(6,\), \(6, 1, 1\), \(1, 6, 1, 1\) \(one value per output "
+                          r"channel\), got \(5,\)"),
     ("grad_output", 3, r"grad_output must have shape \(2, 6, 4, 6\) \(the shape of the output\), got shape \(2, 6, 4, 5\)"),
 ])
 def test_a_wrong_shape_names_the_parameter(name, index, message):
@@ -362,8 +363,8 @@ def test_jvp_errors_name_the_parameter():
     ]:
         with pytest.raises(ValueError, match=pattern):
             convgrad.conv_jvp(x, w, **kwargs, **CASE.kwargs())
-    with pytest.raises(TypeError, match="conv_jvp: tangent_input must be real"):
-        convgrad.conv_jvp(x, w, tangent_input=tx + 1j, **CASE.kwargs())
+    with pytest.raises(TypeError, match="conv_jvp: tangent_input must be a numeric array"):
+        convgrad.conv_jvp(x, w, tangent_input=tx.astype(str), **CASE.kwargs())
 
 
 def test_other_errors():
@@ -445,3 +446,96 @@ def test_cli_explain_higher_order(capsys):
                                          "double_backward_weight", "double_backward", "jvp"}
     assert main([*args, "--format", "svg"]) == 2
     assert capsys.readouterr().err.strip() == "convgrad explain: error: --higher-order needs --format text or json, got --format svg"
+
+
+# ------------------------------------------------------------------------------------------------
+# the array boundary (torch/JAX in, the same type out), complex operands, bias shapes
+# ------------------------------------------------------------------------------------------------
+
+def _crel(a, b) -> float:
+    """``max|a - b| / max(1, max|b|)`` for complex arrays too (``max_rel`` reads float64: the real parts)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+
+
+SMALL = Case(2, 4, 6, 2, (6, 5), (3, 2), stride=(2, 1), padding=1)
+SMALL_T = Case(2, 4, 6, 2, (3, 4), (3, 2), stride=2, padding=1, output_padding=1, transposed=True)
+
+
+def test_torch_tensors_in_torch_tensors_out_even_with_requires_grad():
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    tx, dy = torch.randn(2, 3, 6, 6, dtype=torch.float64), torch.randn(2, 4, 4, 4, dtype=torch.float64)
+    y, ty = convgrad.conv_jvp(x, w, None, tx)
+    want_y, want_ty = torch.func.jvp(lambda a: torch.nn.functional.conv2d(a, w.detach()), (x.detach(),), (tx,))
+    assert isinstance(ty, torch.Tensor) and ty.dtype == torch.float64 and not ty.requires_grad
+    assert max_rel(y.numpy(), want_y.numpy()) < TOL and max_rel(ty.numpy(), want_ty.numpy()) < TOL
+    g = convgrad.conv_double_backward(tx, None, None, dy, x, w)
+    assert type(g).__name__ == "DoubleGradients" and all(isinstance(a, torch.Tensor) for a in g)
+    assert x.grad is None and w.grad is None  # detached, nothing accumulated
+    gt = convgrad.conv_transpose_double_backward(None, w, None, tx, dy, w)  # convT: (2,4,4,4) -> (2,3,6,6)
+    yt = convgrad.conv_transpose_jvp(dy, w, torch.zeros(3, 1, 1, dtype=torch.float64), dy)
+    assert all(isinstance(a, torch.Tensor) for a in (*gt, *yt)) and tuple(yt.output.shape) == (2, 3, 6, 6)
+
+
+@pytest.mark.parametrize("case", [SMALL, SMALL_T], ids=str)
+@pytest.mark.parametrize("real_xw", [False, True], ids=["complex_x_w", "real_x_w"])
+def test_complex_grad_output_grad_grads_and_tangents_match_torch(case, real_xw):
+    """torch.autograd.grad of (dX, dW, db) along complex (ggx, ggw, ggb), create_graph=True; torch.func.jvp."""
+    rng = np.random.default_rng(31)
+
+    def c(shape, real=False):
+        a = rng.standard_normal(shape)
+        return a if real else a + 1j * rng.standard_normal(shape)
+
+    x, w = c(case.input_shape, real_xw), c(case.weight_shape, real_xw)
+    y_shape = case.run(x.real, w.real, None)[0].shape
+    dy, ggx, ggw, ggb = c(y_shape), c(x.shape), c(w.shape), c(case.out_channels)
+    t = torch.tensor
+    leaves = [t(a.astype(complex), requires_grad=True) for a in (x, w, np.zeros(case.out_channels, complex), dy)]
+    y = torch_conv(case, *leaves[:3])
+    first = torch.autograd.grad(y, leaves[:3], leaves[3], create_graph=True)
+    want = torch.autograd.grad(first, (leaves[3], leaves[0], leaves[1]), (t(ggx), t(ggw), t(ggb)))
+    got = _double_backward(case, ggx, ggw, ggb, dy, x, w)
+    for name, g, tw in zip(("grad_output", "input", "weight"), got, want):
+        assert g.dtype == np.complex128 and _crel(g, tw.numpy()) < TOL, (name, _crel(g, tw.numpy()))
+    b = c(case.out_channels)
+    want_y, want_ty = torch.func.jvp(lambda *a: torch_conv(case, *a), (t(x.astype(complex)), t(w.astype(complex)), t(b)),
+                                     (t(ggx), t(ggw), t(ggb)))
+    y, ty = _jvp(case, x, w, b, ggx, ggw, ggb)
+    assert _crel(y, want_y.numpy()) < TOL and _crel(ty, want_ty.numpy()) < TOL
+
+
+def test_complex_torch_tensors_come_back_as_complex_tensors():
+    x = torch.randn(1, 2, 5, dtype=torch.complex128)
+    w = torch.randn(3, 2, 2, dtype=torch.complex128)
+    y, ty = convgrad.conv_jvp(x, w, None, x.conj())  # a lazily conjugated tangent is resolved at the boundary
+    _, want = torch.func.jvp(lambda a: torch.nn.functional.conv1d(a, w), (x,), (x.conj().resolve_conj(),))
+    assert ty.dtype == torch.complex128 and _crel(ty.numpy(), want.numpy()) < TOL
+
+
+@pytest.mark.parametrize("form", [(1,), (1, 1), (1, 1, 1)], ids=["C", "C11", "1C11"])
+def test_bias_tangent_bias_and_grad_grad_bias_take_every_bias_shape(form):
+    x, w, dy, ggx, ggw, ggb = _operands(SMALL, 32)
+    shape = {1: (6,), 2: (6, 1, 1), 3: (1, 6, 1, 1)}[len(form)]
+    b = np.arange(6.0)
+    want = _jvp(SMALL, x, w, b, ggx, ggw, ggb)
+    got = _jvp(SMALL, x, w, b.reshape(shape), ggx, ggw, ggb.reshape(shape))
+    for g, t_ in zip(got, want):
+        np.testing.assert_array_equal(g, t_)
+    want_db = _double_backward(SMALL, ggx, ggw, ggb, dy, x, w)
+    got_db = _double_backward(SMALL, ggx, ggw, ggb.reshape(shape), dy, x, w)
+    for g, t_ in zip(got_db, want_db):
+        np.testing.assert_array_equal(g, t_)
+    with pytest.raises(ValueError, match=r"conv_jvp: tangent_bias must have shape \(6,\), \(6, 1, 1\), \(1, 6, 1, 1\)"):
+        convgrad.conv_jvp(x, w, b, tangent_bias=ggb.reshape(6, 1), **SMALL.kwargs())
+
+
+def test_torch_errors_never_escape():
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    with pytest.raises(ValueError, match=r"conv_jvp: tangent_input must have shape \(2, 3, 6, 6\)"):
+        convgrad.conv_jvp(x, torch.randn(4, 3, 3, 3), None, torch.randn(2, 3, 6, 5))
+    with pytest.raises(TypeError, match="conv_double_backward: grad_output is a torch.Tensor on device 'meta'"):
+        convgrad.conv_double_backward(None, None, None, torch.empty(2, 4, 4, 4, device="meta"), x,
+                                      torch.randn(4, 3, 3, 3))

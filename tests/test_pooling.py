@@ -4,6 +4,7 @@ Checked against torch.nn.functional (values, gradients, indices), against plain 
 from the index formula (sharing no code with convgrad.pooling), and by the adjoint identity.
 """
 
+import importlib.util
 import itertools
 import math
 
@@ -293,3 +294,57 @@ def test_bad_arguments_are_named(call, error, match):
     x = np.zeros((1, 1, 4, 4))
     with pytest.raises(error, match=match):
         call(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# the array boundary: torch/JAX arrays in, the same type out
+# ------------------------------------------------------------------------------------------------
+
+
+def test_torch_tensors_in_torch_tensors_out_even_with_requires_grad():
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    y, idx = convgrad.max_pool(x, 2, return_indices=True)
+    want_y, want_idx = F.max_pool2d(x, 2, return_indices=True)
+    assert isinstance(y, torch.Tensor) and not y.requires_grad and y.dtype == torch.float64
+    assert idx.dtype == torch.int64 and torch.equal(idx, want_idx) and torch.equal(y, want_y.detach())
+    assert isinstance(convgrad.max_pool(x, 2), torch.Tensor)
+    dy = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    (want_dx,) = torch.autograd.grad(want_y, x, dy)
+    for dx in (convgrad.max_pool_backward(dy, x, 2), convgrad.max_pool_backward(dy, x, 2, indices=idx)):
+        assert isinstance(dx, torch.Tensor) and torch.equal(dx, want_dx)
+    a = convgrad.avg_pool(x, 3, stride=2, padding=1, count_include_pad=False)
+    want_a = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+    (want_da,) = torch.autograd.grad(want_a, x, torch.ones_like(want_a))
+    da = convgrad.avg_pool_backward(torch.ones_like(a), x, 3, stride=2, padding=1, count_include_pad=False)
+    assert isinstance(a, torch.Tensor) and isinstance(da, torch.Tensor)
+    torch.testing.assert_close(a, want_a.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(da, want_da, rtol=0, atol=1e-12)
+    assert x.grad is None
+
+
+def test_torch_errors_never_escape_the_boundary():
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    with pytest.raises(ValueError, match=r"max_pool_backward: grad_output must have shape \(2, 3, 3, 3\)"):
+        convgrad.max_pool_backward(torch.ones(2, 3, 3, 2), x, 2)
+    with pytest.raises(TypeError, match="avg_pool: input is a torch.Tensor on device 'meta'"):
+        convgrad.avg_pool(torch.empty(1, 1, 4, 4, device="meta"), 2)
+
+
+def test_a_plain_tuple_result_keeps_its_type_through_the_boundary():
+    from convgrad import arrays
+
+    out = arrays.from_numpy((np.zeros(2), np.arange(2)), torch.ones(1))
+    assert type(out) is tuple and all(isinstance(a, torch.Tensor) for a in out) and out[1].dtype == torch.int64
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_jax_arrays_in_jax_arrays_out():
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.asarray(np.arange(32.0, dtype=np.float32).reshape(1, 2, 4, 4))
+    y, idx = convgrad.max_pool(x, 2, return_indices=True)
+    assert isinstance(y, jax.Array) and isinstance(idx, jax.Array) and y.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(y), convgrad.max_pool(np.asarray(x), 2))
+    dx = convgrad.max_pool_backward(jnp.ones_like(y), x, 2, indices=idx)
+    assert isinstance(dx, jax.Array) and float(dx.sum()) == 8.0

@@ -1,7 +1,8 @@
 """Other array types at the boundary: PyTorch tensors, JAX arrays, anything with ``__dlpack__``.
 
 The functional API computes with NumPy. Its array arguments (``input``, ``weight``, ``bias``,
-``grad_output``) may also be
+``grad_output``, and those of the second-order, forward-mode and pooling functions: ``grad_grad_*``,
+``tangent_*``, ``indices``) may also be
 
 - a PyTorch tensor on the CPU, with or without ``requires_grad`` (it is detached: convgrad computes
   the gradients itself; a lazily conjugated or negated tensor is resolved first);
@@ -44,7 +45,11 @@ import numpy as np
 __all__ = ["ARRAY_ARGUMENTS", "boundary", "to_numpy", "like", "from_numpy"]
 
 #: The names of the array parameters converted at the boundary.
-ARRAY_ARGUMENTS = ("grad_output", "input", "weight", "bias", "lhs", "rhs")  # lhs, rhs: conv_general_dilated
+ARRAY_ARGUMENTS = ("grad_output", "input", "weight", "bias",
+                   "lhs", "rhs",  # conv_general_dilated
+                   "grad_grad_input", "grad_grad_weight", "grad_grad_bias",  # the double backward (higher.py)
+                   "tangent_input", "tangent_weight", "tangent_bias",  # the JVP (higher.py)
+                   "indices")  # max_pool_backward (pooling.py)
 
 _DLPACK_CPU = 1  # kDLCPU in DLPack's DLDeviceType
 _MOVE = "move it to the CPU first (PyTorch: x.cpu(); JAX: jax.device_get(x); CuPy: x.get()) or pass np.asarray(...)"
@@ -137,7 +142,8 @@ def like(values):
 
 
 def from_numpy(result, template):
-    """``result`` (a NumPy array, a tuple of them such as ``Gradients``, or ``None``) as ``template``'s array type.
+    """``result`` (a NumPy array, a tuple of them -- a NamedTuple such as ``Gradients`` or a plain tuple such as
+    ``max_pool``'s ``(y, indices)`` -- or ``None``) as ``template``'s array type.
 
     Examples
     --------
@@ -149,7 +155,8 @@ def from_numpy(result, template):
     if result is None or template is None or isinstance(template, np.ndarray):
         return result
     if isinstance(result, tuple):
-        return type(result)(*(from_numpy(r, template) for r in result))
+        items = [from_numpy(r, template) for r in result]
+        return type(result)._make(items) if hasattr(type(result), "_make") else tuple(items)  # NamedTuple or plain
     if not isinstance(result, np.ndarray):  # e.g. a lazy dask result: left as it is
         return result
     if _is_torch(template):

@@ -19,7 +19,21 @@ mode, dilation and groups), with other operands:
 
 For a transposed convolution ``conv`` above is :func:`~convgrad.conv_transpose`, ``conv_input``
 its input-gradient (an ordinary convolution) and ``conv_weight`` its weight-gradient, and the
-same three lines hold. Nothing here loops over elements: each term is one call of
+same three lines hold.
+
+Complex operands follow PyTorch's convention (:mod:`convgrad.complex`): the gradients of the
+backward map ``(dy, x, w) -> (dX, dW, db)`` = ``(conv_input(dy, conj w), conv_weight(conj x, dy),
+sum dy)`` along ``(ggx, ggw, ggb)``, as ``torch.autograd.grad`` returns them, are::
+
+      dL2/d(dy) = conv(ggx, w) + conv(x, ggw) + ggb      (holomorphic in dy: no conjugate)
+      dL2/dx    = conv_input(dy, conj ggw)
+      dL2/dw    = conv_weight(conj ggx, dy)
+
+and the tangent of the (holomorphic) convolution has no conjugate either. Array arguments may be
+PyTorch tensors, JAX arrays or other DLPack arrays (:func:`convgrad.arrays.boundary`); biases and
+their tangents or ``grad_grad_bias`` may have any of the shapes of :mod:`convgrad.bias`.
+
+Nothing here loops over elements: each term is one call of
 :func:`convgrad.algorithms.run` on the configuration's :class:`~convgrad.spec.ConvSpec`, so every
 algorithm, padding mode and rank the first-order passes support is supported here.
 """
@@ -31,8 +45,10 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import algorithms
+from . import arrays
+from . import complex as cplx
 from .api import Padding, Size, _algorithm, _batched_input, _finish, _needs, _weight
+from .bias import check_bias_shape
 from .dtypes import as_real_array, result_dtype
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
@@ -84,7 +100,7 @@ class _Pass:
         self.out_channels = self.out_shape[1]
 
     def _run(self, op: str, a: np.ndarray, b: np.ndarray, bias=None) -> np.ndarray:
-        return algorithms.run(op, self.spec, a, b, self.algorithm, bias=bias, func=self.func)
+        return cplx.run(op, self.spec, a, b, self.algorithm, bias=bias, func=self.func)  # real or complex
 
     def apply(self, a: np.ndarray, w: np.ndarray, bias=None) -> np.ndarray:
         return self._run("grad_input" if self.transposed else "forward", a, w, bias)
@@ -121,21 +137,31 @@ def _setup(input, weight, spec_args: tuple, transposed: bool, algorithm, func: s
 
 
 def _operand(value, shape: tuple[int, ...], func: str, name: str, what: str) -> np.ndarray | None:
-    """``value`` as a real array of exactly ``shape``, or ``None`` (a zero operand)."""
+    """``value`` as a real or complex array of exactly ``shape``, or ``None`` (a zero operand)."""
     if value is None:
         return None
-    a = as_real_array(value, func, name)
+    a = as_real_array(value, func, name, complex_ok=True)
     if a.shape != tuple(shape):
         raise ValueError(f"{func}: {name} must have shape {tuple(shape)} ({what}), got shape {a.shape}")
     return a
+
+
+def _bias_operand(value, channels: int, rank: int, func: str, name: str) -> np.ndarray | None:
+    """A bias-shaped operand (``(C,)``, ``(C, 1, ..., 1)`` or ``(1, C, 1, ..., 1)``) as a ``(C,)`` view, or ``None``."""
+    if value is None:
+        return None
+    a = as_real_array(value, func, name, complex_ok=True)
+    check_bias_shape(a.shape, channels, rank, func, name)
+    return a.reshape(channels)
 
 
 def _batched(a: np.ndarray | None, unbatched: bool) -> np.ndarray | None:
     return a[None] if (a is not None and unbatched) else a
 
 
-def _cast(compute, *arrays):
-    return tuple(None if a is None else a.astype(compute, copy=False) for a in arrays)
+def _cast(compute, *operands):
+    """The operands in the compute dtype (a real operand of a complex computation stays real: :func:`cplx.astype`)."""
+    return tuple(None if a is None else cplx.astype(a, compute) for a in operands)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -143,6 +169,7 @@ def _cast(compute, *arrays):
 # ------------------------------------------------------------------------------------------------
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _double_backward(grad_grad_input, grad_grad_weight, grad_grad_bias, grad_output, input, weight,
                      spec_args: tuple, transposed: bool, needs, algorithm, func: str) -> DoubleGradients:
     wanted = _needs(needs, func, DOUBLE_NEEDS)
@@ -153,29 +180,30 @@ def _double_backward(grad_grad_input, grad_grad_weight, grad_grad_bias, grad_out
     dy = _operand(grad_output, user(p.out_shape), func, "grad_output", "the shape of the output")
     ggx = _operand(grad_grad_input, user(p.in_shape), func, "grad_grad_input", "the shape of input")
     ggw = _operand(grad_grad_weight, w.shape, func, "grad_grad_weight", "the shape of weight")
-    ggb = _operand(grad_grad_bias, (p.out_channels,), func, "grad_grad_bias", "one per output channel")
+    ggb = _bias_operand(grad_grad_bias, p.out_channels, p.spec.ndim, func, "grad_grad_bias")
     compute, out = result_dtype(dy, x, w, ggx, ggw, ggb)
     dy, x, w, ggx, ggw, ggb = _cast(compute, _batched(dy, unbatched), x, w, _batched(ggx, unbatched), ggw, ggb)
     grad_dy = grad_x = grad_w = None
     if "grad_output" in wanted:  # conv(ggx, w) + conv(x, ggw) + ggb
         grad_dy = _finish(p.bilinear(x, w, ggx, ggw, ggb, compute), out, unbatched)
-    if "input" in wanted:  # conv_input(dy, ggw)
-        grad_x = np.zeros(p.in_shape, compute) if ggw is None else p.adjoint_input(dy, ggw)
+    if "input" in wanted:  # conv_input(dy, conj ggw)
+        grad_x = np.zeros(p.in_shape, compute) if ggw is None else p.adjoint_input(dy, cplx.conj(ggw))
         grad_x = _finish(grad_x, out, unbatched)
-    if "weight" in wanted:  # conv_weight(ggx, dy)
-        grad_w = np.zeros(w.shape, compute) if ggx is None else p.weight_grad(ggx, dy)
+    if "weight" in wanted:  # conv_weight(conj ggx, dy)
+        grad_w = np.zeros(w.shape, compute) if ggx is None else p.weight_grad(cplx.conj(ggx), dy)
         grad_w = _finish(grad_w, out, False)
     return DoubleGradients(grad_dy, grad_x, grad_w)
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _jvp(input, weight, bias, tangent_input, tangent_weight, tangent_bias, spec_args: tuple, transposed: bool,
          algorithm, func: str) -> Jvp:
     w, x, unbatched, p = _setup(input, weight, spec_args, transposed, algorithm, func)
     user_in = p.in_shape[1:] if unbatched else p.in_shape
-    b = _operand(bias, (p.out_channels,), func, "bias", "one per output channel")
+    b = _bias_operand(bias, p.out_channels, p.spec.ndim, func, "bias")
     tx = _operand(tangent_input, user_in, func, "tangent_input", "the shape of input")
     tw = _operand(tangent_weight, w.shape, func, "tangent_weight", "the shape of weight")
-    tb = _operand(tangent_bias, (p.out_channels,), func, "tangent_bias", "one per output channel")
+    tb = _bias_operand(tangent_bias, p.out_channels, p.spec.ndim, func, "tangent_bias")
     compute, out = result_dtype(x, w, b, tx, tw, tb)
     x, w, b, tx, tw, tb = _cast(compute, x, w, b, _batched(tx, unbatched), tw, tb)
     y = p.apply(x, w, bias=b)
@@ -206,8 +234,10 @@ def conv_double_backward(grad_grad_input: ArrayLike | None, grad_grad_weight: Ar
     ----------
     grad_grad_input : array_like or None, the shape of ``input``
     grad_grad_weight : array_like or None, the shape of ``weight``
-    grad_grad_bias : array_like or None, shape ``(C_out,)``
-        ``None`` stands for zeros.
+    grad_grad_bias : array_like or None, shape ``(C_out,)``, ``(C_out, 1, ..., 1)`` or ``(1, C_out, 1, ..., 1)``
+        ``None`` stands for zeros. Every operand may be complex (PyTorch's convention, see the
+        module's notes) and a PyTorch tensor, JAX array or other DLPack array on the CPU: the
+        results come back as the first array argument's type (:mod:`convgrad.arrays`).
     grad_output : array_like, the shape of the convolution's output
     input, weight, stride, padding, dilation, groups, padding_mode, algorithm
         As for :func:`~convgrad.conv` (every padding mode, ``"same"``, ``(lo, hi)`` pairs, any rank).
@@ -307,7 +337,9 @@ def conv_jvp(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None,
     input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm
         As for :func:`~convgrad.conv`.
     tangent_input, tangent_weight, tangent_bias : array_like or None
-        The directions, the shapes of ``input``, ``weight`` and ``(C_out,)``; ``None`` stands for zeros.
+        The directions, the shapes of ``input``, ``weight`` and ``bias`` (``(C_out,)``, ``(C_out, 1, ..., 1)``
+        or ``(1, C_out, 1, ..., 1)``); ``None`` stands for zeros. Real or complex (as ``torch.func.jvp``);
+        PyTorch tensors and JAX arrays are accepted and returned in kind (:mod:`convgrad.arrays`).
 
     Returns
     -------

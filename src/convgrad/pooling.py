@@ -19,6 +19,10 @@ several, as PyTorch). The backward pass sends each output gradient to that one t
 
     max:  dx[i*S + k*D - P] += dy[i]              for the tap k that held the maximum
     avg:  dx[i*S + k   - P] += dy[i] / divisor[i]   for every tap k
+
+The public functions take PyTorch tensors (with or without ``requires_grad``), JAX arrays and other
+DLPack arrays on the CPU too, and return the first array argument's type (:mod:`convgrad.arrays`);
+``max_pool``'s indices come back the same way (from a tensor: an ``int64`` tensor, as PyTorch's).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import math
 
 import numpy as np
 
-from . import batch_split
+from . import arrays, batch_split
 from .dtypes import as_real_array
 from .spec import positive_ints
 
@@ -353,6 +357,7 @@ def avg_options(count_include_pad, divisor_override, func: str):
 # ------------------------------------------------------------------------------------------------
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
              return_indices: bool = False):
     """Max pooling over 1-3 spatial dims, as ``torch.nn.functional.max_pool1d/2d/3d``.
@@ -369,7 +374,8 @@ def max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: 
         Round the output size up (a last, partial window), as PyTorch.
     return_indices : bool
         Also return, per output, the flat index of the maximum within its input plane
-        (``int64``, PyTorch's convention; :func:`max_pool_backward` accepts them).
+        (``int64``, PyTorch's convention; :func:`max_pool_backward` accepts them). From a PyTorch
+        tensor both come back as tensors (the indices ``torch.int64``), from a JAX array as JAX arrays.
 
     Returns
     -------
@@ -398,6 +404,7 @@ def max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: 
     return (y, _torch_indices(tap, geom)) if return_indices else y
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def max_pool_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
                       *, indices=None) -> np.ndarray:
     """``dL/dinput`` of :func:`max_pool`, given ``grad_output = dL/dy`` (PyTorch's gradient).
@@ -439,6 +446,7 @@ def max_pool_backward(grad_output, input, kernel_size, stride=None, padding=0, d
     return max_backward(dy, tap, geom)
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
              divisor_override: int | None = None) -> np.ndarray:
     """Average pooling over 1-3 spatial dims, as ``torch.nn.functional.avg_pool1d/2d/3d``.
@@ -475,6 +483,7 @@ def avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False
     return avg_forward(x, geom, avg_divisor(geom, count_include_pad, divisor_override, x.dtype))
 
 
+@arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def avg_pool_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                       count_include_pad: bool = True, divisor_override: int | None = None) -> np.ndarray:
     """``dL/dinput`` of :func:`avg_pool`, given ``grad_output = dL/dy``.
