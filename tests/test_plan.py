@@ -223,3 +223,14 @@ def test_a_plan_follows_the_settings_in_force_at_each_call():
             y = p.forward(x, w)
             assert p.algorithms == convgrad.choose_algorithm(x.shape, w.shape, padding=1)
             np.testing.assert_allclose(y, convgrad.conv2d(x, w, padding=1), rtol=1e-5, atol=1e-5)
+
+
+def test_plan_forward_takes_the_broadcasting_bias_forms():
+    p = convgrad.plan((2, 3, 6, 6), (4, 3, 3, 3), padding=1, dtype=np.float64)
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    y = p.forward(x, w, b)
+    for form in [(4, 1, 1), (1, 4, 1, 1)]:
+        np.testing.assert_array_equal(p.forward(x, w, b.reshape(form)), y)
+    with pytest.raises(ValueError, match="ConvPlan.forward: bias must have shape"):
+        p.forward(x, w, b.reshape(2, 2))

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import algorithms, runtime
 from .api import NEEDS, Gradients, _needs, _shape
+from .bias import as_bias_vector
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
 
 __all__ = ["ConvPlan", "plan"]
@@ -221,6 +222,8 @@ class ConvPlan:
         """
         x = self._operand(input, self.input_shape, "forward", "input", batch=True)
         w = self._operand(weight, self.weight_shape, "forward", "weight")
+        if isinstance(bias, np.ndarray) and bias.ndim > 1:  # (C, 1, ..., 1) or (1, C, 1, ..., 1), as the functions take
+            bias = as_bias_vector(bias, self._bias_shape[0], self.spec.ndim, "ConvPlan.forward")
         b = None if bias is None else self._operand(bias, self._bias_shape, "forward", "bias",
                                                      "one per output channel")
         return self._finish(self._run(self._ops[0], x, w, b), True)
