@@ -143,3 +143,17 @@ def test_a_grad_output_of_the_wrong_rank_is_reported_as_given():
     with pytest.raises(ValueError, match=r"got \(2, 6, 6\)"):
         convgrad.conv_backward(np.ones((2, 6, 6)), np.ones((2, 6, 6, 4)), np.ones((3, 3, 4, 6)), padding="same",
                                data_format="channels_last", weight_format="HWIO")
+
+
+def test_explain_cli_takes_the_caller_layout(capsys):
+    from convgrad import cli
+
+    assert cli.main(["explain", "--input", "2,8,8,3", "--weight", "3,3,3,4", "--padding", "1",
+                     "--data-format", "channels_last", "--weight-format", "HWIO", "--format", "json"]) == 0
+    import json
+
+    config = json.loads(capsys.readouterr().out)["configuration"]  # the explanation is written channels first
+    assert (config["input_shape"], config["weight_shape"]) == ([2, 3, 8, 8], [4, 3, 3, 3])
+    text_code = cli.main(["explain", "--input", "2,8,8,3", "--weight", "3,3,3,4", "--data-format", "NCHWX"])
+    assert text_code == 2
+    assert "data_format must be one of" in capsys.readouterr().err

@@ -30,6 +30,12 @@ def register(sub) -> None:
     p.add_argument("--input-dilation", type=_int_or_ints, default=1, metavar="L",
                    help="L-1 zeros between neighbouring inputs (JAX's lhs_dilation), one value or one per dim; "
                         "with it, and always, --padding entries may be negative (a crop), e.g. --padding=-1:2")
+    p.add_argument("--data-format", default="channels_first", metavar="FORMAT",
+                   help="the layout --input is given in: channels_first (NCHW...) or channels_last (NHWC...); "
+                        "the explanation itself is written channels first")
+    p.add_argument("--weight-format", default="OI", metavar="FORMAT",
+                   help="the layout --weight is given in: OI ((C_out, C_in/groups, *k)) or IO ((*k, C_in/groups, "
+                        "C_out), TensorFlow's HWIO)")
     p.add_argument(
         "--at", metavar="QUANTITY:INDEX",
         help="an element, e.g. grad_input:0,1,4,4 (quantities: output, grad_input, grad_weight, grad_bias, or y, dx, "
@@ -175,7 +181,8 @@ def _run(args) -> int:
     if not args.fps > 0:
         raise UsageError(f"--fps must be positive, got {args.fps}")
     kwargs = conv_kwargs(args)
-    ex = explain(args.input, args.weight, **kwargs, transposed=args.transposed, input_dilation=args.input_dilation)
+    ex = explain(args.input, args.weight, **kwargs, transposed=args.transposed, input_dilation=args.input_dilation,
+                 data_format=args.data_format, weight_format=args.weight_format)
     at = parse_at(args.at, ex, prefix_ok=fmt == "gif")
     if args.higher_order and fmt not in ("text", "json"):
         raise UsageError(f"--higher-order needs --format text or json, got --format {fmt}")
