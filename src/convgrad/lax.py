@@ -22,6 +22,7 @@ from numpy.typing import ArrayLike
 from . import arrays, general
 from .api import NEEDS, Gradients, _algorithm, _apply, _gradients, _needs
 from .dtypes import as_real_array, result_dtype
+from .spec import positive_int
 
 __all__ = ["conv_general_dilated", "conv_general_dilated_backward", "dimension_permutations"]
 
@@ -124,14 +125,6 @@ def _same_pads(kind: str, size, kernel, strides, rhs_dilation):
     return tuple(pads)
 
 
-def _group_count(value, func: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{func}: {name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{func}: {name} must be a positive integer, got {value}")
-    return int(value)
-
-
 def _check_precision(precision, func: str) -> None:
     """``precision`` is accepted and has no effect: NumPy computes at the operands' full precision."""
     items = precision if isinstance(precision, (tuple, list)) else (precision,)
@@ -157,8 +150,8 @@ def _prepare(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dime
     strides = _per_dim(window_strides, nd, func, "window_strides")
     lhs_dil = _per_dim(lhs_dilation, nd, func, "lhs_dilation")
     rhs_dil = _per_dim(rhs_dilation, nd, func, "rhs_dilation")
-    G = _group_count(feature_group_count, func, "feature_group_count")
-    B = _group_count(batch_group_count, func, "batch_group_count")
+    G = positive_int(feature_group_count, func, "feature_group_count")
+    B = positive_int(batch_group_count, func, "batch_group_count")
     pads = _padding(padding, nd, func)
     if isinstance(pads, str):
         if any(v != 1 for v in lhs_dil):

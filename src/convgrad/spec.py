@@ -220,6 +220,15 @@ def expand(value, ndim: int, func: str, name: str) -> tuple:
     )
 
 
+def positive_int(value, func: str, name: str) -> int:
+    """One positive integer (a bool is refused), e.g. a channel or group count."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{func}: {name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{func}: {name} must be a positive integer, got {value}")
+    return int(value)
+
+
 def positive_ints(value, ndim: int, func: str, name: str) -> tuple[int, ...]:
     items = expand(value, ndim, func, name)
     out = []

@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from .. import api, layout, planning
-from ..spec import PADDING_MODES, PADDING_STRINGS, expand, positive_ints, resolve_padding
+from ..spec import PADDING_MODES, PADDING_STRINGS, expand, positive_int, positive_ints, resolve_padding
 from .init import default_bound, resolve_dtype, resolve_rng, uniform
 from .module import Module, format_args
 from .parameter import Parameter
@@ -37,12 +37,7 @@ def _as_layer(name: str, function, *args, **kwargs):
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 
-def _channels(value, func: str, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{func}: {name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{func}: {name} must be a positive integer, got {value}")
-    return int(value)
+_channels = positive_int  # channel and group counts of the layers (batchnorm, linear, residual use it too)
 
 
 def _padding(padding, rank: int, func: str):
