@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import convgrad
-from convgrad import batch_split, nn
+from convgrad import batch_split, blas, nn
 
 from _nn_torch import compare_passes
 
@@ -97,3 +97,20 @@ def test_max_pool_keeps_one_byte_per_output():
     pool(np.zeros((2, 3, 8, 8), dtype=np.float32))
     kept = [a for a in pool._cache if isinstance(a, np.ndarray)]
     assert len(kept) == 1 and kept[0].dtype == np.int8 and kept[0].shape == (2, 3, 4, 4)
+
+
+@pytest.mark.skipif(not blas.can_set_threads(), reason="the BLAS thread count cannot be read here")
+def test_linear_keeps_numpys_blas_on_one_thread(monkeypatch):
+    """Linear's three products run on convgrad's workers: NumPy's multithreaded BLAS would leave its
+    threads spinning into the next layer's workers (the VGG step's convolutions ran at half speed)."""
+    seen = []
+    real = blas.gemm
+    monkeypatch.setattr(blas, "gemm", lambda *a, **k: (seen.append(blas.get_num_threads()), real(*a, **k))[1])
+    layer = nn.Linear(2048, 512, rng=0)
+    x = np.random.default_rng(1).standard_normal((64, 2048)).astype(np.float32)
+    with convgrad.runtime.settings(num_threads=2):
+        y = layer(x)
+        dx = layer.backward(np.ones_like(y))
+    assert len(seen) >= 3 and set(seen) == {1}
+    np.testing.assert_allclose(y, x @ layer.weight.value.T + layer.bias.value, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dx, np.ones_like(y) @ layer.weight.value, rtol=1e-4, atol=1e-4)

@@ -2,10 +2,11 @@
 
 import threading
 
+import numpy as np
 import pytest
 
 import convgrad
-from convgrad import parallel, runtime
+from convgrad import blas, parallel, runtime
 
 
 def test_settings_set_get_and_context_manager():
@@ -93,3 +94,45 @@ def test_run_reraises_a_workers_exception():
 
     with pytest.raises(KeyError, match="boom"):
         parallel.run(p, lambda: None, process)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (300, 200, 40), (10, 300, 900), (2000, 64, 1), (1, 2048, 10)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_matmul_equals_numpy_on_both_split_directions(shape, dtype):
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype).T  # a transposed view, as Linear passes W.T
+    a0, b0 = a.copy(), b.copy()
+    with runtime.settings(num_threads=2):
+        got = parallel.matmul(a, b)
+    assert got.shape == (m, n) and got.dtype == dtype
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-10)
+    assert np.array_equal(a, a0) and np.array_equal(b, b0)
+
+
+def test_parallel_matmul_mixed_dtypes_and_errors():
+    a = np.ones((3, 4), np.float32)
+    assert parallel.matmul(a, np.ones((4, 2))).dtype == np.float64
+    with pytest.raises(ValueError, match=r"matmul: needs \(M, K\) @ \(K, N\).*\(3, 4\) and \(5, 2\)"):
+        parallel.matmul(a, np.ones((5, 2), np.float32))
+
+
+@pytest.mark.skipif(not blas.can_set_threads(), reason="the BLAS thread count cannot be read here")
+def test_parallel_matmul_never_runs_blas_on_more_than_one_thread(monkeypatch):
+    """A product NumPy would give its multithreaded BLAS runs on convgrad's workers, BLAS on one thread
+    each: BLAS's own threads would spin on after it into the next layer's workers (parallel.matmul)."""
+    seen = []
+    real = blas.gemm
+
+    def spy(*args, **kwargs):
+        seen.append(blas.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(blas, "gemm", spy)
+    before = blas.get_num_threads()
+    with runtime.settings(num_threads=2):
+        parallel.matmul(np.ones((512, 512), np.float32), np.ones((512, 256), np.float32))
+    assert seen and set(seen) == {1}
+    assert blas.get_num_threads() == before

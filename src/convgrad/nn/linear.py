@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from ..dtypes import as_real_array
 from .conv import _channels
 from .init import default_bound, resolve_dtype, resolve_rng, uniform
@@ -50,7 +51,8 @@ class Linear(Module):
         x = as_real_array(x, "Linear", "input")
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input must have shape (*, {self.in_features}), got shape {x.shape}")
-        y = x @ self.weight.value.T
+        # convgrad's workers, not NumPy's BLAS threads (they would spin on into the next layer: parallel.matmul)
+        y = parallel.matmul(x.reshape(-1, self.in_features), self.weight.value.T).reshape(*x.shape[:-1], -1)
         if self.bias is not None:
             if y.dtype == np.result_type(y, self.bias.value):
                 y += self.bias.value  # y is a fresh array
@@ -67,10 +69,12 @@ class Linear(Module):
             raise ValueError(f"Linear.backward: grad_output must have shape {expected} (the output's), got {dy.shape}")
         dy2 = dy.reshape(-1, self.out_features)  # (M, out)
         if self.weight.requires_grad:
-            self.weight.accumulate(dy2.T @ x.reshape(-1, self.in_features))  # (out, M) @ (M, in)
+            self.weight.accumulate(parallel.matmul(dy2.T, x.reshape(-1, self.in_features)))  # (out, M) @ (M, in)
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(dy2.sum(axis=0))
-        return dy @ self.weight.value if input_grad else None
+        if not input_grad:
+            return None
+        return parallel.matmul(dy2, self.weight.value).reshape(*dy.shape[:-1], self.in_features)  # (M, in)
 
     def extra_repr(self) -> str:
         return format_args(
