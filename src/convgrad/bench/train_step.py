@@ -3,8 +3,10 @@
 A step is forward, loss (cross-entropy), backward and one SGD update (momentum 0.9) on one batch.
 Each library runs in its own process (PyTorch's OpenMP threads keep spinning after a call and
 would steal a core from convgrad in the same process); the parent alternates them round by
-round -- convgrad's step, PyTorch's step, ... -- so load from other jobs hits both alike, and
-reports the median of each after warm-up steps, the ratio convgrad/PyTorch, and the peak
+round -- two convgrad steps, two PyTorch steps, ... -- so load from other jobs hits both alike, and
+reports the median of each round's second step after warm-up steps (the first step after a switch
+finds the library's worker threads asleep, and this virtual machine's idle cores are slow to wake:
+the layer benchmark's :mod:`convgrad.bench.timing` measured up to 12 ms after a 100 ms pause), the ratio convgrad/PyTorch, and the peak
 resident memory of each process above its state before building the network and the batch
 (parameters, optimizer state, the batch, activations, gradients and scratch: all of a step).
 Every network runs in fresh processes, after a tiny run of the same network that pays the
@@ -279,8 +281,8 @@ def run(nets=NETS, dtypes=("float32", "float64"), repeats: int = 9, warmup: int 
                     lib.ask("step", warmup)
                 times = {name: [] for name in libs}
                 for _ in range(repeats):
-                    for name, lib in libs.items():      # alternate: one step each, round by round
-                        times[name] += lib.ask("step", 1)
+                    for name, lib in libs.items():      # alternate, round by round: an untimed step, a timed one
+                        times[name] += lib.ask("step", 2)[1:]
             finally:
                 for lib in libs.values():
                     lib.close()
