@@ -136,3 +136,22 @@ def test_parallel_matmul_never_runs_blas_on_more_than_one_thread(monkeypatch):
         parallel.matmul(np.ones((512, 512), np.float32), np.ones((512, 256), np.float32))
     assert seen and set(seen) == {1}
     assert blas.get_num_threads() == before
+
+
+@pytest.mark.skipif(not blas.can_set_threads(), reason="the BLAS thread count cannot be read here")
+@pytest.mark.parametrize("algorithm", ["gemm", "im2row"])
+def test_whole_batch_algorithms_keep_blas_on_one_thread(algorithm, monkeypatch):
+    """gemm's and im2row's products go through parallel.matmul: every BLAS call sees one BLAS thread."""
+    seen = []
+    real = blas.gemm
+    monkeypatch.setattr(blas, "gemm", lambda *a, **k: (seen.append(blas.get_num_threads()), real(*a, **k))[1])
+    monkeypatch.setattr(convgrad.algorithms, "is_small", lambda *args: False)  # on two threads, however small
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 16, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    with runtime.settings(num_threads=2):
+        y = convgrad.conv2d(x, w, padding=1, algorithm=algorithm)
+        g = convgrad.conv_backward(np.ones_like(y), x, w, padding=1, algorithm=algorithm)
+    assert len(seen) >= 6 and set(seen) == {1}
+    ref = convgrad.conv_backward(np.ones_like(y), x, w, padding=1, algorithm="direct")
+    np.testing.assert_allclose(g.weight, ref.weight, rtol=1e-4, atol=1e-2)

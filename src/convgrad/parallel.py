@@ -217,13 +217,15 @@ def run_chunks(the_plan: Plan, make_scratch: Callable[[], dict], process: Callab
 MATMUL_SPLIT = 2**21
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D float arrays, on convgrad's workers with BLAS on one thread each.
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D float arrays, or stacks ``(G, M, K) @ (G, K, N)``, on convgrad's workers with BLAS on one thread each.
 
     The result is cut into column blocks (or row blocks, whichever dimension is longer), one per
     worker, each a single-threaded BLAS product into its part of the result; a product under
     :data:`MATMUL_SPLIT` multiply-adds runs on the calling thread. The same sums as ``np.matmul``
     (each entry is one BLAS dot product of a row and a column), without waking BLAS's own threads.
+    A stack is multiplied matrix by matrix, each split so. ``out``, if given, is a C-contiguous array
+    of the result's shape and dtype that receives it (scratch of the caller's).
 
     Examples
     --------
@@ -231,18 +233,35 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     >>> a, b = np.arange(6.0).reshape(2, 3), np.arange(12.0).reshape(3, 4)
     >>> bool(np.array_equal(matmul(a, b), a @ b))
     True
+    >>> matmul(np.ones((5, 2, 3)), np.ones((5, 3, 4))).shape
+    (5, 2, 4)
     """
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"matmul: needs (M, K) @ (K, N) matrices, got shapes {a.shape} and {b.shape}")
-    dtype = np.result_type(a, b)
-    m, n = a.shape[0], b.shape[1]
+    stacked = a.ndim == 3 and b.ndim == 3 and a.shape[0] == b.shape[0]
+    if not (stacked or a.ndim == b.ndim == 2) or a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: needs (M, K) @ (K, N) matrices or (G, M, K) @ (G, K, N) stacks, "
+                         f"got shapes {a.shape} and {b.shape}")
+    shape = (*a.shape[:-1], b.shape[-1])
+    if out is None:
+        out = np.empty(shape, np.result_type(a, b))
+    elif out.shape != shape or not out.flags.c_contiguous:
+        raise ValueError(f"matmul: out must be a C-contiguous array of shape {shape}, got {out.shape}")
+    if not stacked:
+        return _matmul2(a, b, out)
+    for g in range(a.shape[0]):
+        _matmul2(a[g], b[g], out[g])
+    return out
+
+
+def _matmul2(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[...] = a @ b`` for 2-D operands (:func:`matmul`)."""
+    dtype = out.dtype
+    m, n = out.shape
     threads = runtime.get_num_threads()
     if dtype not in (np.float32, np.float64) or not blas.can_set_threads() or threads == 1 \
             or m * n * a.shape[1] < MATMUL_SPLIT:
         with blas.single_threaded():
-            return np.matmul(a, b)
+            return np.matmul(a, b, out=out)
     a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
-    out = np.empty((m, n), dtype)
     by_rows = m >= n
     length = m if by_rows else n
     parts = min(threads, length)

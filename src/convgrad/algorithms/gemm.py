@@ -36,7 +36,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import workspace
+from .. import parallel, workspace
 from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
 from .work import Work, efficiency
@@ -131,12 +131,8 @@ def _batch_first(a: np.ndarray, shape, bias: np.ndarray | None = None) -> np.nda
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for stacks of one or more groups (one plain 2-D BLAS call for a single group), into scratch."""
-    out = workspace.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
-    if a.shape[0] == 1:
-        np.matmul(a[0], b[0], out=out[0])
-    else:
-        np.matmul(a, b, out=out)
-    return out
+    # on convgrad's workers: BLAS's own threads would spin on into the next operation (parallel.matmul)
+    return parallel.matmul(a, b, out=workspace.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype))
 
 
 class Gemm(Algorithm):

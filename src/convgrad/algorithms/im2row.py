@@ -29,6 +29,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import parallel
 from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
 from .gemm import im2col_scratch_bytes, im2col_work
@@ -108,20 +109,20 @@ class Im2Row(Algorithm):
 
     def forward(self, x, w, spec):
         nd = spec.ndim
-        y = rows(x, spec) @ weight_rows(w, spec).transpose(0, 2, 1)  # (G, N*P, O_g)
+        y = parallel.matmul(rows(x, spec), weight_rows(w, spec).transpose(0, 2, 1))  # (G, N*P, O_g)
         y = y.reshape((spec.groups, spec.batch, *spec.output_size, spec.out_per_group))  # (G, N, *Hout, O_g)
         y = y.transpose(1, 0, 2 + nd, *range(2, 2 + nd))  # (N, G, O_g, *Hout)
         return np.ascontiguousarray(y).reshape(spec.output_shape)
 
     def grad_weight(self, x, dy, spec):
         nd = spec.ndim
-        dw = output_rows(dy, spec).transpose(0, 2, 1) @ rows(x, spec)  # (G, O_g, K*C_g)
+        dw = parallel.matmul(output_rows(dy, spec).transpose(0, 2, 1), rows(x, spec))  # (G, O_g, K*C_g)
         dw = dw.reshape((spec.out_channels, *spec.kernel_size, spec.in_per_group))  # (O, *K, C_g)
         return np.ascontiguousarray(dw.transpose(0, 1 + nd, *range(1, 1 + nd)))  # (O, C_g, *K)
 
     def grad_input(self, dy, w, spec):
         nd = spec.ndim
-        drows = output_rows(dy, spec) @ weight_rows(w, spec)  # (G, N*P, K*C_g)
+        drows = parallel.matmul(output_rows(dy, spec), weight_rows(w, spec))  # (G, N*P, K*C_g)
         drows = drows.reshape((spec.groups, spec.batch, *spec.output_size, *spec.kernel_size, spec.in_per_group))
         # -> (N, *Hout, *K, G, C_g): channels last, like the padded gradient it is added into
         drows = drows.transpose(1, *range(2, 2 + 2 * nd), 0, 2 + 2 * nd)
