@@ -143,7 +143,8 @@ def _pieces(input_size, output_size, pad_lo, dilation):
 def _weight_transform(w: np.ndarray, ntaps: int, groups: int) -> np.ndarray:
     """``U = G w`` along the last dim: ``(O, C_g, *K_lead, 3)`` -> ``(taps*4*G*O_g, C_g)`` (rows ``((k*4 + p)*G + g)*O_g + o``)."""
     o, cg = w.shape[:2]
-    u = np.tensordot(w, _G.astype(w.dtype), axes=([-1], [1]))  # (O, C_g, *K_lead, 4)
+    with blas.single_threaded():  # a tiny product BLAS might thread: its threads would spin into the chunks
+        u = np.tensordot(w, _G.astype(w.dtype), axes=([-1], [1]))  # (O, C_g, *K_lead, 4)
     u = u.reshape(groups, o // groups, cg, ntaps, 4)  # (G, O_g, C_g, taps, 4)
     return np.ascontiguousarray(u.transpose(3, 4, 0, 1, 2)).reshape(-1, cg)
 
@@ -294,7 +295,8 @@ class Winograd(Algorithm):
                 du += _grad_weight_piece(x[in_ix], dy[out_ix], prob, G)
         # dw = G^T dU along the last dim
         u = du.reshape((ntaps, 4, G, og, cg)).transpose(2, 3, 4, 0, 1)  # (G, O_g, C_g, taps, 4)
-        dw = np.tensordot(u, _G.astype(du.dtype), axes=([-1], [0]))  # (G, O_g, C_g, taps, 3)
+        with blas.single_threaded():
+            dw = np.tensordot(u, _G.astype(du.dtype), axes=([-1], [0]))  # (G, O_g, C_g, taps, 3)
         return np.ascontiguousarray(dw).reshape(spec.weight_shape)
 
 
