@@ -38,7 +38,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import parallel, workspace
+from .. import parallel, runtime, workspace
 from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
 from .gemm import Gemm, _covers, _inner, _kept
@@ -72,6 +72,8 @@ class Geometry:
             self.offsets = tuple(sum(k * d * g for k, d, g in zip(tap, spec.dilation, strides))
                                  for tap in np.ndindex(*spec.kernel_size))
             self.row = math.prod(span) + max(0, max(self.offsets) + self.length - math.prod(span))
+            # the flat offset of one tap step along each dim (the stride of the windows' tap axes)
+            self.tap_steps = tuple(d * g for d, g in zip(spec.dilation, strides))
             self.widened = self.grid_shape != tuple(out)
         else:
             self.grid_shape, self.length, self.offsets, self.widened = tuple(out), math.prod(out), (), False
@@ -125,22 +127,39 @@ class _Chunks:
         return s
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_chunks(spec: ConvSpec, itemsize: int, extra_per_item: int, fixed: int, threads: int, limit: int) -> _Chunks:
+    return _Chunks(spec, itemsize, extra_per_item, fixed)
+
+
+def chunks_for(spec: ConvSpec, itemsize: int, extra_per_item: int = 0, fixed: int = 0) -> _Chunks:
+    """:class:`_Chunks` for the current thread count and workspace limit (cached: ~15 us of Python each)."""
+    return _cached_chunks(spec, itemsize, extra_per_item, fixed, runtime.get_num_threads(),
+                          runtime.get_workspace_limit())
+
+
+def _view(base: np.ndarray, shape, strides) -> np.ndarray:
+    """A read-only strided view of ``base`` (``as_strided``, which costs ~10 us of Python, for a non-contiguous one)."""
+    if not base.flags.c_contiguous:
+        return as_strided(base, shape, strides, writeable=False)
+    v = np.ndarray(shape, dtype=base.dtype, buffer=base, strides=strides)
+    v.flags.writeable = False
+    return v
+
+
 def windows(xp: np.ndarray, geo: Geometry) -> np.ndarray:
     """The read-only view ``(nb, C, *K, L)`` (flat) or ``(nb, C, *K, *H_out)`` of every tap's window of ``xp``."""
     spec, nb = geo.spec, xp.shape[0]
     if geo.flat:
         # tap k of channel c is the contiguous range [off(k), off(k) + L) of the channel's row
         sn, sc, s1 = xp.strides
-        unit = [geo.offsets[int(np.ravel_multi_index(tuple(1 if j == d else 0 for j in range(spec.ndim)),
-                                                       spec.kernel_size))] if spec.kernel_size[d] > 1 else 0
-                for d in range(spec.ndim)]  # the offset of one step of tap along each dim
         shape = (nb, spec.in_channels, *spec.kernel_size, geo.length)  # (nb, C, *K, L)
-        strides = (sn, sc, *(u * s1 for u in unit), s1)
+        strides = (sn, sc, *(u * s1 for u in geo.tap_steps), s1)
     else:
         sn, sc, *ss = xp.strides
         shape = (nb, spec.in_channels, *spec.kernel_size, *spec.output_size)  # (nb, C, *K, *Hout)
         strides = (sn, sc, *(d * s for d, s in zip(spec.dilation, ss)), *(st * s for st, s in zip(spec.stride, ss)))
-    return as_strided(xp, shape, strides, writeable=False)
+    return _view(xp, shape, strides)
 
 
 def columns(x: np.ndarray, whole: np.ndarray | None, n0: int, n1: int, geo: Geometry, s: dict) -> np.ndarray:
@@ -205,7 +224,7 @@ class SampleGemm(Algorithm):
         # the copies move runs of L values (flat), else of W_out (one value at a time at stride > 1)
         run = geo.length if geo.flat else (spec.output_size[-1] if spec.stride[-1] == 1 else 1)
         runs = cols / max(1, run) * (2 if op == "grad_input" else 1) + outputs / spec.output_size[-1]
-        chunks = len(_Chunks(spec, 4).plan.chunks())
+        chunks = len(chunks_for(spec, 4).plan.chunks())
         calls = n * G / 4 + chunks * (6 + (T if op == "grad_input" else 0))
         return Work(flops / efficiency(k, m), elem, calls, runs=runs)
 
@@ -229,7 +248,7 @@ class SampleGemm(Algorithm):
         G, og = spec.groups, spec.out_per_group
         wg = np.ascontiguousarray(w.reshape(G, og, -1))  # (G, O_g, C_g*K)
         y = np.empty(spec.output_shape, dtype=x.dtype)
-        chunks = _Chunks(spec, x.itemsize)
+        chunks = chunks_for(spec, x.itemsize)
         geo = chunks.geo
         whole = None if geo.padded else windows(x, geo)
         bias_b = None if bias is None else bias.reshape((1, -1) + (1,) * spec.ndim)
@@ -257,7 +276,7 @@ class SampleGemm(Algorithm):
             return Gemm().grad_weight(x, dy, spec)
         G, og = spec.groups, spec.out_per_group
         rows = spec.in_per_group * math.prod(spec.kernel_size)
-        chunks = _Chunks(spec, x.itemsize, extra_per_item=G * og * rows, fixed=G * og * rows * x.itemsize)
+        chunks = chunks_for(spec, x.itemsize, G * og * rows, G * og * rows * x.itemsize)
         geo = chunks.geo
         whole = None if geo.padded else windows(x, geo)
 
@@ -283,7 +302,7 @@ class SampleGemm(Algorithm):
             return Gemm().grad_input(dy, w, spec)
         G, og, c = spec.groups, spec.out_per_group, spec.in_channels
         wt = np.ascontiguousarray(w.reshape(G, og, -1).transpose(0, 2, 1))  # (G, C_g*K, O_g)
-        chunks = _Chunks(spec, dy.itemsize)
+        chunks = chunks_for(spec, dy.itemsize)
         geo = chunks.geo
         dx = (np.empty if _covers(spec) else np.zeros)(spec.input_shape, dtype=dy.dtype)
         taps = list(_taps(spec))
