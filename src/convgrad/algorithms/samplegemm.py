@@ -50,6 +50,11 @@ from .work import Work, efficiency
 CHUNK_BYTES = 2**20
 
 
+#: What one sample's BLAS call inside NumPy's stacked ``matmul`` costs, in Python-level calls
+#: (:data:`.costmodel.COEFFICIENTS` ``["call"]``): it is made from C, so a fraction of one (fitted).
+SAMPLE_CALLS = 0.083
+
+
 class Geometry:
     """Sizes of one spec's per-sample matrices (no arrays); cached per spec by :func:`geometry`.
 
@@ -211,21 +216,23 @@ class SampleGemm(Algorithm):
         T, p = geo.taps, geo.length
         flops = 2.0 * n * G * og * cg * T * p
         # one BLAS call per sample and group: its columns are one sample's grid positions
-        k, m = {"forward": (cg * T, og), "grad_input": (og, cg * T), "grad_weight": (p, min(og, cg * T))}[op]
+        k, m = {"forward": (cg * T, min(og, p)), "grad_input": (og, min(cg * T, p)), "grad_weight": (p, min(og, cg * T))}[op]
         cols = n * geo.cols
         outputs = n * spec.out_channels * math.prod(spec.output_size)
         elem = cols + 2 * n * geo.padded + 2 * n * geo.grid
+        if spec.stride[-1] > 1:
+            elem += 2 * cols * (2 if op == "grad_input" else 1)  # gathers/scatters of single values, not runs
         if op == "grad_input":
             # col2im: dcol written by BLAS, then read and added into dx, one strided pass per tap;
             # fitted (costmodel.py): about eight passes over dcol's size in all
             elem += 8 * cols
         if op == "grad_weight":
             elem += n * G * og * cg * T  # the per-sample products, summed
-        # the copies move runs of L values (flat), else of W_out (one value at a time at stride > 1)
-        run = geo.length if geo.flat else (spec.output_size[-1] if spec.stride[-1] == 1 else 1)
+        # the copies move runs of L values (flat), else of W_out (NumPy's inner loop, strided at stride > 1)
+        run = geo.length if geo.flat else spec.output_size[-1]
         runs = cols / max(1, run) * (2 if op == "grad_input" else 1) + outputs / spec.output_size[-1]
         chunks = len(chunks_for(spec, 4).plan.chunks())
-        calls = n * G / 4 + chunks * (6 + (T if op == "grad_input" else 0))
+        calls = n * G * SAMPLE_CALLS + chunks * (6 + (T if op == "grad_input" else 0))
         return Work(flops / efficiency(k, m), elem, calls, runs=runs)
 
     def examples(self):
