@@ -54,6 +54,11 @@ CHUNK_BYTES = 2**20
 #: (:data:`.costmodel.COEFFICIENTS` ``["call"]``): it is made from C, so a fraction of one (fitted).
 SAMPLE_CALLS = 0.083
 
+#: Extra elementwise passes counted per value of a sample's im2col matrix beyond ``SPILL_BYTES``
+#: (out of the last-level cache: written to memory and read back by BLAS).
+SPILL = 4
+SPILL_BYTES = 2**23
+
 
 class Geometry:
     """Sizes of one spec's per-sample matrices (no arrays); cached per spec by :func:`geometry`.
@@ -220,6 +225,10 @@ class SampleGemm(Algorithm):
         cols = n * geo.cols
         outputs = n * spec.out_channels * math.prod(spec.output_size)
         elem = cols + 2 * n * geo.padded + 2 * n * geo.grid
+        if geo.cols * 4 > SPILL_BYTES:
+            # one sample's matrix is beyond the cache: written to memory and read back by BLAS (layer h,
+            # 64 channels x 9 taps x 16000: 37 MB a sample, forward 1.15x tapgemm's time, which copies nothing)
+            elem += SPILL * cols
         if spec.stride[-1] > 1:
             elem += 2 * cols * (2 if op == "grad_input" else 1)  # gathers/scatters of single values, not runs
         if op == "grad_input":
