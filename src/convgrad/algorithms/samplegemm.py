@@ -51,6 +51,7 @@ from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
 from .gemm import Gemm, _covers, _inner, _kept
 from .registry import register
+from .rowgemm import _empty
 from .work import Work, efficiency
 
 #: Bytes of one chunk's im2col matrices: the chunk's products then read them from the core's L2
@@ -215,11 +216,6 @@ def _taps(spec: ConvSpec):
         yield k, (slice(None), slice(None),
                   *(slice(kk * d, kk * d + (o - 1) * st + 1, st)
                     for kk, d, o, st in zip(k, spec.dilation, spec.output_size, spec.stride)))
-
-
-def _empty(spec: ConvSpec) -> bool:
-    """Nothing to multiply (no batch, channels or output positions): ``gemm`` handles those."""
-    return 0 in (spec.batch, spec.in_channels, spec.out_channels, math.prod(spec.output_size))
 
 
 class SampleGemm(Algorithm):
