@@ -111,6 +111,7 @@ class Geometry:
 
 @functools.lru_cache(maxsize=256)
 def geometry(spec: ConvSpec) -> Geometry:
+    """The :class:`Geometry` of ``spec`` (cached)."""
     return Geometry(spec)
 
 
