@@ -259,7 +259,11 @@ class SampleGemm(Algorithm):
             # 64 channels x 9 taps x 16000: 37 MB a sample, forward 1.15x tapgemm's time, which copies nothing)
             elem += SPILL * cols
         if spec.stride[-1] > 1:
-            elem += 2 * cols * (2 if op == "grad_input" else 1)  # gathers/scatters of single values, not runs
+            # gathers/scatters of single values, not runs. With one tap (a strided 1x1) the matrix is
+            # only the subsampled input, which tapgemm's phase split copies as well and then multiplies
+            # without a stacked product: measured 1.05-1.3x faster there (ResNet-8's projections), so
+            # the gathers count as much as in the other algorithms' copies (~12x this one's coefficient)
+            elem += (24 if T == 1 else 2) * cols * (2 if op == "grad_input" else 1)
         if op == "grad_input":
             # col2im: dcol written by BLAS, then read and added into dx, one strided pass per tap;
             # fitted (costmodel.py): about eight passes over dcol's size in all
