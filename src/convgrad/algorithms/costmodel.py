@@ -48,7 +48,8 @@ COEFFICIENTS = {
     # samplegemm: fitted (2026-12-02, one thread, 39 configurations x 3 operations: calibrate.py's corpus
     # and the training nets' layers) with the coefficients above held fixed, to its measured time scaled
     # by the model's own error on the other candidates of the same configuration -- so that auto's
-    # comparison is calibrated without refitting the others (benchmarks/auto_vs_fastest.py checks it)
+    # comparison is calibrated without refitting the others (benchmarks/fit_samplegemm.py; it also
+    # fits samplegemm.SAMPLE_CALLS, and benchmarks/auto_vs_fastest.py checks the picks on the networks)
     "samplegemm": 3.74e-11,
 }
 
