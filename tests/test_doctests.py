@@ -5,6 +5,7 @@ import importlib
 
 import pytest
 
+import convgrad.algorithms.samplegemm
 import convgrad.algorithms.work
 import convgrad.api
 import convgrad.general
@@ -17,7 +18,7 @@ import convgrad.pooling
 import convgrad.reparam
 
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
-           convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning,
+           convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning, convgrad.algorithms.samplegemm,
            importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 

@@ -45,6 +45,12 @@ COEFFICIENTS = {
     "gemm_im2col": 3.623e-10,
     "im2row": 3.241e-10,
     "rowgemm": 2.475e-10,
+    # samplegemm: fitted (2026-12-02, one thread, 39 configurations x 3 operations: calibrate.py's corpus
+    # and the training nets' layers) with the coefficients above held fixed, to its measured time scaled
+    # by the model's own error on the other candidates of the same configuration -- so that auto's
+    # comparison is calibrated without refitting the others (benchmarks/fit_samplegemm.py; it also
+    # fits samplegemm.SAMPLE_CALLS, and benchmarks/auto_vs_fastest.py checks the picks on the networks)
+    "samplegemm": 3.74e-11,
 }
 
 #: Seconds of fixed Python work per operation beyond what ``calls`` counts (planning, layouts,
@@ -62,6 +68,7 @@ SETUP = {
     "gemm": 1.95e-05,
     "im2row": 6.13e-06,
     "rowgemm": 1.63e-05,
+    "samplegemm": 3.51e-05,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.

@@ -1,0 +1,70 @@
+"""``samplegemm`` beyond the shared algorithm tests: chunks of every size reusing one worker's buffers,
+PyTorch on the LeNet layers it is chosen for, and where ``auto`` picks it."""
+
+import numpy as np
+import pytest
+
+import convgrad
+from convgrad import algorithms
+from convgrad.algorithms import samplegemm
+from convgrad.spec import conv_spec
+
+OPS = ("forward", "grad_input", "grad_weight")
+
+
+def _operands(spec, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(spec.input_shape), rng.standard_normal(spec.weight_shape),
+            rng.standard_normal(spec.output_shape))
+
+
+def _run(op, spec, x, w, dy, name):
+    a, b = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
+    return algorithms.run(op, spec, a, b, name)
+
+
+@pytest.mark.parametrize("spec", [
+    conv_spec((7, 1, 9, 9), (3, 1, 5, 5), padding=2),  # flat windows, padded: the zeros must stay put
+    conv_spec((7, 2, 10), (4, 2, 3), stride=2, padding=1),  # strided windows, padded
+    conv_spec((7, 3, 6, 5), (4, 3, 2, 2)),  # flat, unpadded
+    conv_spec((7, 2, 9), (2, 2, 3), stride=2),  # strided, unpadded: x read in place
+], ids=["flat-padded", "strided-padded", "flat-unpadded", "strided-unpadded"])
+def test_chunks_of_every_size_agree_with_direct(monkeypatch, spec):
+    """Small chunks (1 to 3 elements, the last one shorter) on two workers: each worker's buffers are
+    reused for chunks of different sizes, and the padding written once must stay zero."""
+    x, w, dy = _operands(spec)
+    per_item = samplegemm.geometry(spec).cols * 8
+    for items in (1, 2, 3):
+        monkeypatch.setattr(samplegemm, "CHUNK_BYTES", items * per_item)
+        samplegemm._cached_chunks.cache_clear()
+        with convgrad.settings(num_threads=2):
+            for op in OPS:
+                got = _run(op, spec, x, w, dy, "samplegemm")
+                want = _run(op, spec, x, w, dy, "direct")
+                np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=f"{op}, {items} per chunk")
+    samplegemm._cached_chunks.cache_clear()
+
+
+@pytest.mark.parametrize("shapes", [((8, 1, 28, 28), (6, 1, 5, 5), 2), ((8, 6, 14, 14), (16, 6, 5, 5), 0)],
+                         ids=["lenet-conv1", "lenet-conv2"])
+def test_lenet_layers_match_torch_in_float64(shapes):
+    torch = pytest.importorskip("torch")
+    xs, ws, pad = shapes
+    spec = conv_spec(xs, ws, padding=pad)
+    x, w, dy = _operands(spec, seed=3)
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, padding=pad)
+    ty.backward(torch.tensor(dy))
+    want = {"forward": ty.detach().numpy(), "grad_input": tx.grad.numpy(), "grad_weight": tw.grad.numpy()}
+    for op in OPS:
+        np.testing.assert_allclose(_run(op, spec, x, w, dy, "samplegemm"), want[op], rtol=1e-10, atol=1e-10)
+
+
+def test_auto_picks_it_for_few_channel_layers_only():
+    lenet1 = conv_spec((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
+    assert algorithms.choose(lenet1, "forward").name == "samplegemm"
+    assert algorithms.choose(lenet1, "grad_weight").name == "samplegemm"
+    # a long 1-D layer with many channels: one sample's im2col matrix (37 MB) is beyond the caches
+    long_1d = conv_spec((16, 64, 16000), (64, 64, 9), padding=4)
+    assert all(algorithms.choose(long_1d, op).name != "samplegemm" for op in OPS)
