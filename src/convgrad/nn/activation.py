@@ -38,6 +38,16 @@ class _Elementwise(Module):
         return dy
 
 
+class GateOf:
+    """What a ``ReLU`` keeps when its forward ran inside the layer before it (``BatchNorm2d._forward(relu=True)``):
+    that layer, which recomputes ``[y > 0]`` from its own input if this ReLU's backward runs alone."""
+
+    __slots__ = ("layer",)
+
+    def __init__(self, layer):
+        self.layer = layer
+
+
 class ReLU(_Elementwise):
     """``max(x, 0)``."""
 
@@ -58,6 +68,8 @@ class ReLU(_Elementwise):
 
     def backward(self, grad_output, *, input_grad: bool = True):
         (mask,) = self._recall()
+        if isinstance(mask, GateOf):  # fused into the BatchNorm2d before it: that layer recomputes the mask
+            mask = mask.layer._relu_gate()
         dy = self._grad(grad_output, mask.shape)
         if not input_grad:
             return None

@@ -1,0 +1,35 @@
+"""Layer pairs run as one: a ``BatchNorm2d`` and the ``ReLU`` after it, inside a container that owns both.
+
+:class:`~convgrad.nn.Sequential` and :class:`~convgrad.nn.BasicBlock` call these instead of the two
+layers' passes: the batch norm writes ``max(y, 0)`` in the pass that normalizes (one pass over the
+data instead of three, no mask array), and its backward applies the ReLU's gate ``[y > 0]`` --
+recomputed from the batch norm's input -- inside its own sums pass. The two layers keep their
+usual state: the ReLU a :class:`~convgrad.nn.activation.GateOf` pointing at the batch norm, so
+either layer's own ``backward`` still gives the unfused result.
+"""
+
+from __future__ import annotations
+
+from .activation import GateOf, ReLU
+from .batchnorm import BatchNorm2d
+
+__all__ = ["fusable", "forward_bn_relu", "fused_with"]
+
+
+def fusable(first, second) -> bool:
+    """Whether ``first`` then ``second`` is a ``BatchNorm2d`` then a ``ReLU`` (exactly those classes:
+    a subclass may have changed either pass)."""
+    return type(first) is BatchNorm2d and type(second) is ReLU
+
+
+def forward_bn_relu(bn: BatchNorm2d, relu: ReLU, x):
+    """``relu(bn(x))`` in one pass; both layers remember what their backward passes need."""
+    y = bn._forward(x, relu=True)
+    relu._remember(GateOf(bn))
+    return y
+
+
+def fused_with(relu, bn) -> bool:
+    """Whether ``relu``'s last forward ran inside ``bn``'s (so ``bn._backward(dy, relu=True)`` does both)."""
+    cache = relu._cache if type(relu) is ReLU else None
+    return cache is not None and isinstance(cache[0], GateOf) and cache[0].layer is bn
