@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import batch_split
 from ..dtypes import as_real_array
+from .bn_passes import kept
 from .module import Module, format_args
 
 __all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid"]
@@ -56,7 +57,8 @@ class ReLU(_Elementwise):
         if x.ndim == 0:
             self._remember(x > 0)
             return np.maximum(x, x.dtype.type(0))
-        mask, y = np.empty(x.shape, bool), np.empty(x.shape, x.dtype)  # the mask: a byte per value
+        # the mask: a byte per value, an array the layer keeps from step to step (fresh pages cost a fault each)
+        mask, y = kept(self, "mask", x.shape, bool), np.empty(x.shape, x.dtype)
 
         def work(a, b):
             np.greater(x[a:b], 0, out=mask[a:b])

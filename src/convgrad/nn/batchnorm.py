@@ -97,7 +97,9 @@ class BatchNorm2d(Module):
         n, c, h, w = x.shape
         m = n * h * w
         x3 = x.reshape(n, c, h * w)  # (N, C, HW): the per-channel broadcasts run over contiguous rows
-        centered = bn_passes.kept(self, "centered", x3.shape, x3.dtype)  # x - mu, kept for backward
+        # x - mu, kept for backward and freed with the layer's cache: kept from step to step instead it saved
+        # page faults (ResNet-8 7.9k -> 3.0k per step) but raised the step's peak memory (58 -> 67 MiB)
+        centered = np.empty(x3.shape, x3.dtype)
         batch_stats = self.training or not self.track_running_stats
         if batch_stats:
             if self.training and m <= 1:
