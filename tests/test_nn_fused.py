@@ -183,3 +183,29 @@ def test_resnet_and_vgg_stacks_match_torch(train):
                       nn.BasicBlock(4, 8, 2), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2)).to(np.float64)
     x = np.random.default_rng(8).standard_normal((4, 3, 8, 8))
     assert compare_passes(m, tm, x, train=train) > 10
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("train", [True, False])
+def test_gate_read_from_the_output_the_next_layer_keeps(dtype, train):
+    """Before a convolution (which keeps its input) the fused pair keeps no gate: it reads [y > 0] from y."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 4, 6, 6)).astype(dtype)
+    conv_a, conv_b = nn.Conv2d(4, 3, 3, rng=4, dtype=dtype), nn.Conv2d(4, 3, 3, rng=4, dtype=dtype)
+    seq = nn.Sequential(_bn_relu(dtype=dtype), nn.ReLU(), conv_a).train(train)
+    ref = [_bn_relu(dtype=dtype).train(train), nn.ReLU(), conv_b]
+    y = seq(x)
+    assert seq[0]._cache[4].dtype == dtype and "gate" not in seq[0].__dict__.get("_kept", {})
+    h = x
+    for layer in ref:
+        h = layer.forward(h)
+    np.testing.assert_array_equal(y, h)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    d = dy
+    for layer in reversed(ref):
+        d = layer.backward(d)
+    np.testing.assert_array_equal(seq.backward(dy), d)
+    np.testing.assert_array_equal(seq[0].weight.grad, ref[0].weight.grad)
+    # the ReLU's own backward reads the same gate
+    y = seq(x)
+    np.testing.assert_array_equal(seq[1].backward(np.ones_like(x)), ref[1].forward(ref[0].forward(x)) > 0)

@@ -79,12 +79,14 @@ class BatchNorm2d(Module):
     def forward(self, x):
         return self._forward(x)
 
-    def _forward(self, x, *, relu: bool = False, residual=None):
+    def _forward(self, x, *, relu: bool = False, residual=None, gate_from_output: bool = False):
         """``forward``, optionally with the ReLU after it (``relu``) and a residual added before that ReLU.
 
         The fused forms are what :class:`~convgrad.nn.Sequential` runs for a ``BatchNorm2d``
         followed by a ``ReLU``, and :class:`~convgrad.nn.BasicBlock` for ``relu(bn2(.) + shortcut)``:
         one pass writes the output instead of three. ``residual`` is channels first ``(N, C, H, W)``.
+        With ``gate_from_output`` the ReLU's gate is read from the output itself at backward
+        (``[y > 0]``) instead of being kept: for a caller whose next layer keeps ``y`` anyway.
         """
         x = as_real_array(x, "BatchNorm2d", "input")
         if self.channels_last:
@@ -111,7 +113,8 @@ class BatchNorm2d(Module):
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
             batch_split.run(n, x3.nbytes, lambda a, b: np.subtract(x3[a:b], mean[:, None], out=centered[a:b]))
         res3 = None if residual is None else residual.reshape(x3.shape)  # (N, C, HW)
-        y = self._normalize(centered, var, x.shape, batch_stats, relu=relu, residual=res3)
+        y = self._normalize(centered, var, x.shape, batch_stats, relu=relu, residual=res3,
+                            gate_from_output=gate_from_output)
         return self._out(y)
 
     def _out(self, y):
@@ -123,7 +126,8 @@ class BatchNorm2d(Module):
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(dtype, copy=False)
         return inv_std, (inv_std * self.weight.value.astype(dtype, copy=False) if self.affine else inv_std)
 
-    def _normalize(self, centered, var, shape, batch_stats: bool = True, *, relu: bool = False, residual=None):
+    def _normalize(self, centered, var, shape, batch_stats: bool = True, *, relu: bool = False, residual=None,
+                   gate_from_output: bool = False):
         """``y = (x - mu) * (weight * inv_std) + bias`` from ``centered = x - mu`` of shape ``(N, C, HW)``.
 
         Keeps ``centered`` for backward (``x_hat = centered * inv_std`` is never stored: one pass
@@ -132,9 +136,11 @@ class BatchNorm2d(Module):
         """
         inv_std, scale = self._scales(var, centered.dtype)
         bias = self.bias.value.astype(centered.dtype, copy=False) if self.affine else None
-        gate = bn_passes.kept(self, "gate", centered.shape, bool) if relu and residual is None else None
+        fused_relu = relu and residual is None
+        gate = bn_passes.kept(self, "gate", centered.shape, bool) if fused_relu and not gate_from_output else None
         y = bn_passes.normalize(centered, scale, bias, residual=residual, relu=relu, gate=gate)
-        self._remember(centered, (inv_std, scale), shape, batch_stats, gate)
+        # the gate for backward: the kept bytes, or y itself (y > 0 where the ReLU passed)
+        self._remember(centered, (inv_std, scale), shape, batch_stats, y if fused_relu and gate_from_output else gate)
         return y.reshape(shape)
 
     def _update_running(self, mean, var, m) -> None:
@@ -196,7 +202,7 @@ class BatchNorm2d(Module):
         gate, shape = self._recall()[4], self._recall()[2]
         if gate is None:
             raise RuntimeError("BatchNorm2d: the last forward had no ReLU fused into it")
-        return self._out(gate.reshape(shape))
+        return self._out((gate if gate.dtype == bool else gate > 0).reshape(shape))
 
     def extra_repr(self) -> str:
         return format_args(

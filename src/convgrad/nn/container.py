@@ -51,7 +51,8 @@ class Sequential(Module):
         layers, i = self._layers, 0
         while i < len(layers):
             if i + 1 < len(layers) and fusion.fusable(layers[i], layers[i + 1]):
-                x = fusion.forward_bn_relu(layers[i], layers[i + 1], x)
+                kept = i + 2 < len(layers) and fusion.keeps_input(layers[i + 2])
+                x = fusion.forward_bn_relu(layers[i], layers[i + 1], x, output_kept=kept)
                 i += 2
             else:
                 x = layers[i].forward(x)

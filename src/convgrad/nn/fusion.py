@@ -13,7 +13,7 @@ from __future__ import annotations
 from .activation import GateOf, ReLU
 from .batchnorm import BatchNorm2d
 
-__all__ = ["fusable", "forward_bn_relu", "fused_with"]
+__all__ = ["fusable", "forward_bn_relu", "keeps_input", "fused_with"]
 
 
 def fusable(first, second) -> bool:
@@ -22,11 +22,25 @@ def fusable(first, second) -> bool:
     return type(first) is BatchNorm2d and type(second) is ReLU
 
 
-def forward_bn_relu(bn: BatchNorm2d, relu: ReLU, x):
-    """``relu(bn(x))`` in one pass; both layers remember what their backward passes need."""
-    y = bn._forward(x, relu=True)
+def forward_bn_relu(bn: BatchNorm2d, relu: ReLU, x, *, output_kept: bool = False):
+    """``relu(bn(x))`` in one pass; both layers remember what their backward passes need.
+
+    ``output_kept``: the next layer keeps its input (``y``) until its backward anyway, so the
+    batch norm reads the ReLU's gate from ``y`` instead of keeping a byte per value.
+    """
+    y = bn._forward(x, relu=True, gate_from_output=output_kept)
     relu._remember(GateOf(bn))
     return y
+
+
+def keeps_input(layer) -> bool:
+    """Whether ``layer`` keeps its input array until its backward (convolutions and residual blocks do)."""
+    from .conv import _ConvBase
+    from .residual import BasicBlock
+
+    if isinstance(layer, _ConvBase):  # convgrad's own forward, not a subclass's
+        return getattr(type(layer).forward, "__module__", None) == _ConvBase.__module__
+    return type(layer) is BasicBlock
 
 
 def fused_with(relu, bn) -> bool:

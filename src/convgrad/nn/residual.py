@@ -85,7 +85,10 @@ class BasicBlock(Module):
     def forward(self, x):
         x = as_real_array(x, "BasicBlock", "input")
         h = self.conv1(x)
-        h = fusion.forward_bn_relu(self.bn1, self.relu1, h) if fusion.fusable(self.bn1, self.relu1) else self.relu1(self.bn1(h))
+        if fusion.fusable(self.bn1, self.relu1):  # conv2 keeps its input: the ReLU's gate is read from it
+            h = fusion.forward_bn_relu(self.bn1, self.relu1, h, output_kept=fusion.keeps_input(self.conv2))
+        else:
+            h = self.relu1(self.bn1(h))
         h = self.conv2(h)
         short = x if self.downsample is None else self.downsample(x)
         fused = type(self.bn2) is BatchNorm2d and not self.bn2.channels_last and short.shape == h.shape \
