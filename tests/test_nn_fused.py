@@ -209,3 +209,53 @@ def test_gate_read_from_the_output_the_next_layer_keeps(dtype, train):
     # the ReLU's own backward reads the same gate
     y = seq(x)
     np.testing.assert_array_equal(seq[1].backward(np.ones_like(x)), ref[1].forward(ref[0].forward(x)) > 0)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_overwrites_only_a_convolutions_fresh_output(train):
+    """x - mu goes over the previous convolution's output (nobody else holds it), never over the caller's
+    input or an array a layer of the caller's keeps; the results are those of the layers one by one."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 2, 6, 6))
+    x_copy = x.copy()
+    outputs = []
+
+    class KeepingConv(nn.Conv2d):  # a user's layer that keeps its output: never overwritten
+        def forward(self, inp):
+            outputs.append(super().forward(inp))
+            return outputs[-1]
+
+    for conv_type in (nn.Conv2d, KeepingConv):
+        seq = nn.Sequential(nn.BatchNorm2d(2), conv_type(2, 4, 3, rng=5), nn.BatchNorm2d(4), nn.ReLU(),
+                            nn.Conv2d(4, 4, 3, rng=6), nn.BatchNorm2d(4)).to(np.float64).train(train)
+        ref = [nn.BatchNorm2d(2), nn.Conv2d(2, 4, 3, rng=5), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, rng=6),
+               nn.BatchNorm2d(4)]
+        for layer in ref:
+            layer.to(np.float64).train(train)
+        y = seq(x)
+        h = x
+        for layer in ref:
+            h = layer.forward(h)
+        np.testing.assert_array_equal(y, h)
+        dy = rng.standard_normal(y.shape)
+        d = dy
+        for layer in reversed(ref):
+            d = layer.backward(d)
+        np.testing.assert_array_equal(seq.backward(dy), d)
+    np.testing.assert_array_equal(x, x_copy)
+    kept_output = outputs[0]
+    np.testing.assert_array_equal(kept_output, ref[1].forward(ref[0].forward(x)))
+
+
+def test_overwritten_input_is_the_batch_norms_centred_values():
+    """The in-place path is taken: BatchNorm2d keeps x - mu in the convolution's output, no array of its own."""
+    seq = nn.Sequential(nn.Conv2d(2, 3, 3, rng=0), nn.BatchNorm2d(3), nn.ReLU())
+    outputs = []
+    conv_forward = seq[0].forward
+    seq[0].forward = lambda inp: outputs.append(conv_forward(inp)) or outputs[-1]  # watches, keeps convgrad's class
+    x = np.random.default_rng(11).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    seq(x)
+    centered = seq[1]._cache[0]
+    assert np.shares_memory(centered, outputs[0])
+    mean = outputs[0].mean(axis=(0, 2, 3), dtype=np.float64)  # now x - mu: zero mean per channel
+    np.testing.assert_allclose(mean, 0, atol=1e-6)
