@@ -79,8 +79,7 @@ class BatchNorm2d(Module):
     def forward(self, x):
         return self._forward(x)
 
-    def _forward(self, x, *, relu: bool = False, residual=None, gate_from_output: bool = False,
-                 overwrite_input: bool = False):
+    def _forward(self, x, *, relu: bool = False, residual=None, gate_from_output: bool = False):
         """``forward``, optionally with the ReLU after it (``relu``) and a residual added before that ReLU.
 
         The fused forms are what :class:`~convgrad.nn.Sequential` runs for a ``BatchNorm2d``
@@ -88,8 +87,6 @@ class BatchNorm2d(Module):
         one pass writes the output instead of three. ``residual`` is channels first ``(N, C, H, W)``.
         With ``gate_from_output`` the ReLU's gate is read from the output itself at backward
         (``[y > 0]``) instead of being kept: for a caller whose next layer keeps ``y`` anyway.
-        With ``overwrite_input`` ``x - mu`` is written over ``x`` (a container passing an array it
-        owns and nobody else holds: the previous layer's fresh output) instead of a fresh array.
         """
         x = as_real_array(x, "BatchNorm2d", "input")
         if self.channels_last:
@@ -104,8 +101,7 @@ class BatchNorm2d(Module):
         x3 = x.reshape(n, c, h * w)  # (N, C, HW): the per-channel broadcasts run over contiguous rows
         # x - mu, kept for backward and freed with the layer's cache: kept from step to step instead it saved
         # page faults (ResNet-8 7.9k -> 3.0k per step) but raised the step's peak memory (58 -> 67 MiB)
-        in_place = overwrite_input and np.shares_memory(x3, x) and x3.flags.writeable and x3.flags.c_contiguous
-        centered = x3 if in_place else np.empty(x3.shape, x3.dtype)
+        centered = np.empty(x3.shape, x3.dtype)
         batch_stats = self.training or not self.track_running_stats
         if batch_stats:
             if self.training and m <= 1:

@@ -7,7 +7,6 @@ from typing import Iterator
 import numpy as np
 
 from . import fusion
-from .batchnorm import BatchNorm2d
 from .module import Module
 
 __all__ = ["Sequential"]
@@ -51,14 +50,12 @@ class Sequential(Module):
         """Every layer in order; a ``BatchNorm2d`` followed by a ``ReLU`` runs as one pass (:mod:`.fusion`)."""
         layers, i = self._layers, 0
         while i < len(layers):
-            owned = i > 0 and fusion.owned_output(layers[i - 1], x)  # a conv's fresh output: BN may overwrite it
             if i + 1 < len(layers) and fusion.fusable(layers[i], layers[i + 1]):
                 kept = i + 2 < len(layers) and fusion.keeps_input(layers[i + 2])
-                x = fusion.forward_bn_relu(layers[i], layers[i + 1], x, output_kept=kept, owned=owned)
+                x = fusion.forward_bn_relu(layers[i], layers[i + 1], x, output_kept=kept)
                 i += 2
             else:
-                layer = layers[i]
-                x = layer._forward(x, overwrite_input=True) if owned and type(layer) is BatchNorm2d else layer.forward(x)
+                x = layers[i].forward(x)
                 i += 1
         return x
 

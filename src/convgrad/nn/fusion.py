@@ -10,12 +10,10 @@ either layer's own ``backward`` still gives the unfused result.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .activation import GateOf, ReLU
 from .batchnorm import BatchNorm2d
 
-__all__ = ["fusable", "forward_bn_relu", "keeps_input", "owned_output", "fused_with"]
+__all__ = ["fusable", "forward_bn_relu", "keeps_input", "fused_with"]
 
 
 def fusable(first, second) -> bool:
@@ -24,14 +22,13 @@ def fusable(first, second) -> bool:
     return type(first) is BatchNorm2d and type(second) is ReLU
 
 
-def forward_bn_relu(bn: BatchNorm2d, relu: ReLU, x, *, output_kept: bool = False, owned: bool = False):
+def forward_bn_relu(bn: BatchNorm2d, relu: ReLU, x, *, output_kept: bool = False):
     """``relu(bn(x))`` in one pass; both layers remember what their backward passes need.
 
     ``output_kept``: the next layer keeps its input (``y``) until its backward anyway, so the
-    batch norm reads the ReLU's gate from ``y`` instead of keeping a byte per value. ``owned``: ``x`` is
-    the previous layer's fresh output (:func:`owned_output`), which the batch norm may overwrite.
+    batch norm reads the ReLU's gate from ``y`` instead of keeping a byte per value.
     """
-    y = bn._forward(x, relu=True, gate_from_output=output_kept, overwrite_input=owned)
+    y = bn._forward(x, relu=True, gate_from_output=output_kept)
     relu._remember(GateOf(bn))
     return y
 
@@ -44,19 +41,6 @@ def keeps_input(layer) -> bool:
     if isinstance(layer, _ConvBase):  # convgrad's own forward, not a subclass's
         return getattr(type(layer).forward, "__module__", None) == _ConvBase.__module__
     return type(layer) is BasicBlock
-
-
-def owned_output(layer, y) -> bool:
-    """Whether ``y``, what ``layer`` just returned, is a fresh array nobody else holds: the output of one of
-    convgrad's convolution layers (which keep their input, never their output), owning its memory.
-    A container may then let the next layer (a ``BatchNorm2d``) overwrite it."""
-    from .conv import _ConvBase
-
-    if not isinstance(layer, _ConvBase) or getattr(type(layer).forward, "__module__", None) != _ConvBase.__module__:
-        return False
-    kept_input = (layer._cache or (None,))[0]
-    return isinstance(y, np.ndarray) and y.flags.owndata and y.flags.writeable and \
-        not (isinstance(kept_input, np.ndarray) and np.may_share_memory(y, kept_input))
 
 
 def fused_with(relu, bn) -> bool:

@@ -86,17 +86,15 @@ class BasicBlock(Module):
         x = as_real_array(x, "BasicBlock", "input")
         h = self.conv1(x)
         if fusion.fusable(self.bn1, self.relu1):  # conv2 keeps its input: the ReLU's gate is read from it
-            h = fusion.forward_bn_relu(self.bn1, self.relu1, h, output_kept=fusion.keeps_input(self.conv2),
-                                       owned=fusion.owned_output(self.conv1, h))
+            h = fusion.forward_bn_relu(self.bn1, self.relu1, h, output_kept=fusion.keeps_input(self.conv2))
         else:
             h = self.relu1(self.bn1(h))
         h = self.conv2(h)
-        owned = fusion.owned_output(self.conv2, h)  # bn2 may write x - mu over conv2's fresh output
         short = x if self.downsample is None else self.downsample(x)
         fused = type(self.bn2) is BatchNorm2d and not self.bn2.channels_last and short.shape == h.shape \
             and np.result_type(h, short) == h.dtype
         if fused:  # relu(bn2(h) + short) in bn2's normalizing pass
-            y = self.bn2._forward(h, relu=True, residual=short, overwrite_input=owned)
+            y = self.bn2._forward(h, relu=True, residual=short)
         else:
             y = _add_into(self.bn2(h), short)  # z = main + short, in main's array (this block's own)
             np.maximum(y, y.dtype.type(0), out=y)
