@@ -5,8 +5,9 @@ module's forward and backward is wrapped with a timer inside the real step (cold
 arrays, as in training -- not a layer alone on hot caches); a module's *self* time is its time
 minus its children's (a ``BasicBlock``'s own add, ReLU and mask; a ``Sequential``'s loop). What
 no module accounts for -- the loss, ``zero_grad``, the optimizer step -- is reported as "rest".
-PyTorch's backward per module is timed with full backward pre-hooks and hooks (autograd runs a
-chain in order, so the span between them is that module's work).
+PyTorch's side is its step under ``torch.profiler``: the time inside its operators (the profiler's
+"self CPU time": wall time on the calling thread, the operator's own OpenMP threads included),
+summed per module kind (:data:`TORCH_OPS`), and the step's median without the profiler.
 
     python benchmarks/profile_train_step.py [--nets vgg,resnet8] [--dtype float32] [--steps 7]
                                             [--rounds 2] [--threads 2] [--library both|convgrad|torch]
@@ -62,28 +63,45 @@ def _profile_convgrad(net: str, dtype: str, steps: int) -> dict:
     return _run(step, x, y, spans, steps)
 
 
+#: PyTorch's operators per module kind: the self CPU time of each (torch.profiler) is summed under its kind
+TORCH_OPS = {"Conv F": ("aten::mkldnn_convolution", "aten::thnn_conv2d", "aten::_slow_conv2d_forward"),
+             "Conv B": ("aten::convolution_backward",),
+             "BatchNorm2d F": ("aten::native_batch_norm", "aten::_batch_norm_impl_index"),
+             "BatchNorm2d B": ("aten::native_batch_norm_backward",),
+             "ReLU F": ("aten::relu", "aten::clamp_min", "aten::relu_", "aten::clamp_min_"),
+             "ReLU B": ("aten::threshold_backward",),
+             "MaxPool2d F": ("aten::max_pool2d_with_indices",),
+             "MaxPool2d B": ("aten::max_pool2d_with_indices_backward",),
+             "add (residual) F": ("aten::add",)}
+
+
 def _profile_torch(net: str, dtype: str, steps: int) -> dict:
+    """PyTorch's step under torch.profiler: self CPU time per operator, summed per module kind (full
+    backward hooks on modules wrap their outputs in extra autograd nodes: the operators are the
+    more direct measure)."""
     import torch
+    from torch.profiler import ProfilerActivity, profile
 
     from convgrad.bench import train_step
 
     model, step = train_step.build(net, "torch", dtype)
     x, y = train_step.batch(net, dtype)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
-    spans: dict[str, float] = defaultdict(float)
-    starts: dict[int, float] = {}
-
-    for m in model.modules():
-        if m is model or list(m.children()):  # leaf modules only (BasicBlock's own work: below)
-            continue
-        name = type(m).__name__
-        m.register_forward_pre_hook(lambda mod, inp: starts.__setitem__(id(mod), time.perf_counter()))
-        m.register_forward_hook(lambda mod, inp, out, n=name: spans.__setitem__(
-            f"{n} F", spans[f"{n} F"] + time.perf_counter() - starts[id(mod)]))
-        m.register_full_backward_pre_hook(lambda mod, g: starts.__setitem__(-id(mod), time.perf_counter()))
-        m.register_full_backward_hook(lambda mod, gi, go, n=name: spans.__setitem__(
-            f"{n} B", spans[f"{n} B"] + time.perf_counter() - starts[-id(mod)]))
-    return _run(step, x, y, spans, steps)
+    for _ in range(3):
+        step(x, y)
+    plain = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step(x, y)
+        plain.append(1e3 * (time.perf_counter() - start))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step(x, y)
+    self_ms = {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}
+    out = {kind: sum(self_ms.get(op, 0.0) for op in ops) for kind, ops in TORCH_OPS.items()}
+    out["rest"] = sum(self_ms.values()) - sum(out.values())
+    out["step"] = statistics.median(plain)  # without the profiler
+    return out
 
 
 def _run(step, x, y, spans, steps: int) -> dict:

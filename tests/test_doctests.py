@@ -11,13 +11,14 @@ import convgrad.general
 import convgrad.higher
 import convgrad.lax
 import convgrad.layout
+import convgrad.nn.bn_passes
 import convgrad.parallel
 import convgrad.planning
 import convgrad.pooling
 import convgrad.reparam
 
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
-           convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning,
+           convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning, convgrad.nn.bn_passes,
            importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 

@@ -54,7 +54,19 @@ def _total(parts):
 
 
 def statistics(x: np.ndarray, centered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(mu, var)`` per channel of ``x`` ``(N, C, K)`` (the biased variance), ``x - mu`` written into ``centered``."""
+    """``(mu, var)`` per channel of ``x`` ``(N, C, K)`` (the biased variance), ``x - mu`` written into ``centered``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[[1., 3.], [0., 0.]], [[5., 7.], [2., 2.]]])     # N=2, C=2, K=2
+    >>> t = np.empty_like(x)
+    >>> statistics(x, t)
+    (array([4., 1.]), array([5., 1.]))
+    >>> t[:, 0]
+    array([[-3., -1.],
+           [ 1.,  3.]])
+    """
     m = x.dtype.type(x.shape[0] * x.shape[2])
     # einsum: far faster than sum over (0, 2)
     mean = _total(batch_split.run(x.shape[0], x.nbytes, lambda a, b: np.einsum("nck->c", x[a:b]))) / m
@@ -71,6 +83,18 @@ def normalize(centered: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, 
     """``z = centered * scale + bias (+ residual)``, then ``max(z, 0)`` with ``relu``: a fresh ``(N, C, K)`` array.
 
     With ``gate`` (a bool array of the same shape), ``[z > 0]`` is written into it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.array([[[-3., -1.], [-1., -1.]], [[1., 3.], [1., 1.]]])
+    >>> g = np.empty(t.shape, bool)
+    >>> normalize(t, np.array([0.5, 1.0]), np.array([0.0, 0.5]), relu=True, gate=g)[:, 0]
+    array([[0. , 0. ],
+           [0.5, 1.5]])
+    >>> g[:, 1]
+    array([[False, False],
+           [ True,  True]])
     """
     y = np.empty(centered.shape, centered.dtype)
     scale_, bias_ = scale[:, None], None if bias is None else bias[:, None]
