@@ -41,7 +41,7 @@ class _Elementwise(Module):
 
 class GateOf:
     """What a ``ReLU`` keeps when its forward ran inside the layer before it (``BatchNorm2d._forward(relu=True)``):
-    that layer, which recomputes ``[y > 0]`` from its own input if this ReLU's backward runs alone."""
+    that layer, which holds the gate ``[y > 0]`` (as bytes, or ``y`` itself) if this ReLU's backward runs alone."""
 
     __slots__ = ("layer",)
 
@@ -70,7 +70,7 @@ class ReLU(_Elementwise):
 
     def backward(self, grad_output, *, input_grad: bool = True):
         (mask,) = self._recall()
-        if isinstance(mask, GateOf):  # fused into the BatchNorm2d before it: that layer recomputes the mask
+        if isinstance(mask, GateOf):  # fused into the BatchNorm2d before it: that layer holds the gate
             mask = mask.layer._relu_gate()
         dy = self._grad(grad_output, mask.shape)
         if not input_grad:

@@ -1,11 +1,12 @@
 """Layer pairs run as one: a ``BatchNorm2d`` and the ``ReLU`` after it, inside a container that owns both.
 
 :class:`~convgrad.nn.Sequential` and :class:`~convgrad.nn.BasicBlock` call these instead of the two
-layers' passes: the batch norm writes ``max(y, 0)`` in the pass that normalizes (one pass over the
-data instead of three, no mask array), and its backward applies the ReLU's gate ``[y > 0]`` --
-recomputed from the batch norm's input -- inside its own sums pass. The two layers keep their
-usual state: the ReLU a :class:`~convgrad.nn.activation.GateOf` pointing at the batch norm, so
-either layer's own ``backward`` still gives the unfused result.
+layers' passes: the batch norm writes ``max(y, 0)`` in the pass that normalizes (no separate ReLU
+pass, output copy or mask array), and its backward applies the ReLU's gate ``[y > 0]`` inside its
+own sums pass. The gate is a byte per value the batch norm keeps, or, when the next layer keeps
+``y`` until its backward anyway (:func:`keeps_input`), ``y`` itself. The ReLU keeps a
+:class:`~convgrad.nn.activation.GateOf` pointing at the batch norm, so either layer's own
+``backward`` still gives the unfused result.
 """
 
 from __future__ import annotations
