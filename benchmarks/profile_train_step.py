@@ -3,7 +3,8 @@
 The networks and the step are ``convgrad bench --train``'s (:mod:`convgrad.bench.train_step`). Every
 module's forward and backward is wrapped with a timer inside the real step (cold data, fresh
 arrays, as in training -- not a layer alone on hot caches); a module's *self* time is its time
-minus its children's (a ``BasicBlock``'s own add, ReLU and mask; a ``Sequential``'s loop). What
+minus its children's (a ``BasicBlock``'s own add, ReLU and mask; a ``Sequential``'s loop; and the
+fused ``BatchNorm2d`` + ``ReLU`` passes a container runs itself, :mod:`convgrad.nn.fusion`). What
 no module accounts for -- the loss, ``zero_grad``, the optimizer step -- is reported as "rest".
 PyTorch's side is its step under ``torch.profiler``: the time inside its operators (the profiler's
 "self CPU time": wall time on the calling thread, the operator's own OpenMP threads included),
@@ -59,7 +60,8 @@ def _profile_convgrad(net: str, dtype: str, steps: int) -> dict:
         if m is model:
             continue
         for which in ("forward", "backward"):
-            wrap(m, type(m).__name__, which)
+            name = type(m).__name__
+            wrap(m, "Conv" if name in ("Conv1d", "Conv2d", "Conv3d") else name, which)  # PyTorch's kind
     return _run(step, x, y, spans, steps)
 
 
