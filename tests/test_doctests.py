@@ -12,6 +12,7 @@ import convgrad.general
 import convgrad.higher
 import convgrad.lax
 import convgrad.layout
+import convgrad.nn.bn_passes
 import convgrad.parallel
 import convgrad.planning
 import convgrad.pooling
@@ -19,6 +20,7 @@ import convgrad.reparam
 
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
            convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning, convgrad.algorithms.samplegemm,
+           convgrad.nn.bn_passes,
            importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 

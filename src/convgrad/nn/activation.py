@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import batch_split
 from ..dtypes import as_real_array
+from .bn_passes import kept
 from .module import Module, format_args
 
 __all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid"]
@@ -38,6 +39,16 @@ class _Elementwise(Module):
         return dy
 
 
+class GateOf:
+    """What a ``ReLU`` keeps when its forward ran inside the layer before it (``BatchNorm2d._forward(relu=True)``):
+    that layer, which holds the gate ``[y > 0]`` (as bytes, or ``y`` itself) if this ReLU's backward runs alone."""
+
+    __slots__ = ("layer",)
+
+    def __init__(self, layer):
+        self.layer = layer
+
+
 class ReLU(_Elementwise):
     """``max(x, 0)``."""
 
@@ -46,7 +57,8 @@ class ReLU(_Elementwise):
         if x.ndim == 0:
             self._remember(x > 0)
             return np.maximum(x, x.dtype.type(0))
-        mask, y = np.empty(x.shape, bool), np.empty(x.shape, x.dtype)  # the mask: a byte per value
+        # the mask: a byte per value, an array the layer keeps from step to step (fresh pages cost a fault each)
+        mask, y = kept(self, "mask", x.shape, bool), np.empty(x.shape, x.dtype)
 
         def work(a, b):
             np.greater(x[a:b], 0, out=mask[a:b])
@@ -58,6 +70,8 @@ class ReLU(_Elementwise):
 
     def backward(self, grad_output, *, input_grad: bool = True):
         (mask,) = self._recall()
+        if isinstance(mask, GateOf):  # fused into the BatchNorm2d before it: that layer holds the gate
+            mask = mask.layer._relu_gate()
         dy = self._grad(grad_output, mask.shape)
         if not input_grad:
             return None

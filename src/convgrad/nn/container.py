@@ -6,6 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
+from . import fusion
 from .module import Module
 
 __all__ = ["Sequential"]
@@ -46,8 +47,16 @@ class Sequential(Module):
         return self._layers[index]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self._layers:
-            x = layer.forward(x)
+        """Every layer in order; a ``BatchNorm2d`` followed by a ``ReLU`` runs as one pass (:mod:`.fusion`)."""
+        layers, i = self._layers, 0
+        while i < len(layers):
+            if i + 1 < len(layers) and fusion.fusable(layers[i], layers[i + 1]):
+                kept = i + 2 < len(layers) and fusion.keeps_input(layers[i + 2])
+                x = fusion.forward_bn_relu(layers[i], layers[i + 1], x, output_kept=kept)
+                i += 2
+            else:
+                x = layers[i].forward(x)
+                i += 1
         return x
 
     def backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
@@ -56,9 +65,14 @@ class Sequential(Module):
         Each layer's saved arrays are released once its backward is done (peak memory: one
         forward's activations, shrinking as the backward pass proceeds).
         """
-        grad = grad_output
-        for i in range(len(self._layers) - 1, -1, -1):
-            layer = self._layers[i]
-            grad = layer.backward(grad, input_grad=input_grad or i > 0)
-            layer._release()
+        grad, layers, i = grad_output, self._layers, len(self._layers) - 1
+        while i >= 0:
+            if i > 0 and fusion.fused_with(layers[i], layers[i - 1]):  # a fused BatchNorm2d + ReLU: one backward
+                grad = layers[i - 1]._backward(grad, relu=True, input_grad=input_grad or i > 1)
+                layers[i]._release()
+                i -= 1
+            else:
+                grad = layers[i].backward(grad, input_grad=input_grad or i > 0)
+            layers[i]._release()
+            i -= 1
         return grad

@@ -19,6 +19,7 @@ from .batchnorm import BatchNorm2d
 from .container import Sequential
 from .conv import Conv2d, _channels
 from .init import resolve_rng
+from . import fusion
 from .module import Module, format_args
 
 __all__ = ["BasicBlock", "AdaptiveAvgPool2d"]
@@ -83,23 +84,44 @@ class BasicBlock(Module):
 
     def forward(self, x):
         x = as_real_array(x, "BasicBlock", "input")
-        main = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        h = self.conv1(x)
+        if fusion.fusable(self.bn1, self.relu1):  # conv2 keeps its input: the ReLU's gate is read from it
+            h = fusion.forward_bn_relu(self.bn1, self.relu1, h, output_kept=fusion.keeps_input(self.conv2))
+        else:
+            h = self.relu1(self.bn1(h))
+        h = self.conv2(h)
         short = x if self.downsample is None else self.downsample(x)
-        y = _add_into(main, short)  # z = main + short, in main's array (this block's own)
-        np.maximum(y, y.dtype.type(0), out=y)
-        self._remember(y)  # y > 0 is where the gradient passes; y is the next layer's input anyway
+        fused = type(self.bn2) is BatchNorm2d and not self.bn2.channels_last and short.shape == h.shape \
+            and np.result_type(h, short) == h.dtype
+        if fused:  # relu(bn2(h) + short) in bn2's normalizing pass
+            y = self.bn2._forward(h, relu=True, residual=short)
+        else:
+            y = _add_into(self.bn2(h), short)  # z = main + short, in main's array (this block's own)
+            np.maximum(y, y.dtype.type(0), out=y)
+        self._remember(y, fused)  # y > 0 is where the gradient passes; y is the next layer's input anyway
         return y
 
     def backward(self, grad_output, *, input_grad: bool = True):
-        (y,) = self._recall()
+        y, fused = self._recall()
         dy = as_real_array(grad_output, "BasicBlock.backward", "grad_output")
         if dy.shape != y.shape:
             raise ValueError(f"BasicBlock.backward: grad_output must have shape {y.shape}, got {dy.shape}")
-        dz = dy * (y > 0)
-        d = dz
-        for layer in (self.bn2, self.conv2, self.relu1, self.bn1):  # each layer's arrays go once it is done
-            d = layer.backward(d)
-            layer._release()
+        if fused:
+            # dz = dy * [y > 0] inside bn2's sums pass (the residual add and ReLU ran in its forward)
+            dz = np.empty(y.shape, y.dtype)
+            d = self.bn2._backward(dy, gate=y, dz_out=dz)
+        else:
+            dz = dy * (y > 0)
+            d = self.bn2.backward(dz)
+        self.bn2._release()
+        d = self.conv2.backward(d)
+        self.conv2._release()
+        if fusion.fused_with(self.relu1, self.bn1):
+            d = self.bn1._backward(d, relu=True)
+        else:
+            d = self.bn1.backward(self.relu1.backward(d))
+        self.relu1._release()
+        self.bn1._release()
         dx_main = self.conv1.backward(d, input_grad=input_grad)
         self.conv1._release()
         if self.downsample is None:
