@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import blas, dask_array, parallel, runtime
+from . import blas, dask_array, native_last, parallel, runtime
 from .bias import check_bias_shape
 from .dtypes import as_real_array, result_dtype
 from .spec import conv_spec
@@ -148,29 +148,86 @@ class Formats:
         return x, w, r
 
     # --------------------------------------------------------------------------------------------
-    # native channels-last: the 1x1 convolution is one matrix product on the caller's arrays
+    # native channels-last: the 1x1 convolution is one matrix product on the caller's arrays; other
+    # configurations go to a channels-last algorithm when one prefers them (convgrad.native_last)
     # --------------------------------------------------------------------------------------------
 
-    def _pointwise(self, x, w, stride, padding, dilation, groups, padding_mode, algorithm, func):
-        """``(x as (M, C_in) rows, w as (C_in, C_out), x in the caller's layout)`` when the native path
-        applies (channels last, ``algorithm="auto"``, 1x1 kernel, stride 1, no padding, one group, valid
-        arguments); ``None`` sends the call through the shared path, which also reports every error."""
+    def _native_spec(self, x, w, stride, padding, dilation, groups, padding_mode, algorithm, func):
+        """The batched spec when a native path may apply (channels last, ``algorithm="auto"``, real NumPy
+        operands, valid arguments), else ``None``: the shared path, which also reports every error."""
         if not self.channels_last or algorithm != "auto" or not isinstance(x, np.ndarray) or \
                 not isinstance(w, np.ndarray) or w.ndim < 3 or x.ndim not in (w.ndim - 1, w.ndim) or \
                 np.iscomplexobj(x) or np.iscomplexobj(w):  # complex: the shared path (conjugations, cplx)
             return None
-        r = w.ndim - 2
         try:
-            spec = conv_spec(x.shape if x.ndim == w.ndim else (1, *x.shape), w.shape, stride, padding, dilation,
+            return conv_spec(x.shape if x.ndim == w.ndim else (1, *x.shape), w.shape, stride, padding, dilation,
                              groups, padding_mode, func=func)
         except (TypeError, ValueError):
             return None
-        if spec.groups != 1 or any(k != 1 for k in spec.kernel_size) or any(s != 1 for s in spec.stride) or \
-                any(p != (0, 0) for p in spec.padding) or spec.input_size != spec.output_size:
+
+    def _pointwise(self, x, w, stride, padding, dilation, groups, padding_mode, algorithm, func):
+        """``(x as (M, C_in) rows, w as (C_in, C_out), x in the caller's layout)`` when the native path
+        applies (:meth:`_native_spec`, and a 1x1 kernel, stride 1, no padding, one group); else ``None``."""
+        spec = self._native_spec(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        if spec is None or spec.groups != 1 or any(k != 1 for k in spec.kernel_size) or \
+                any(s != 1 for s in spec.stride) or any(p != (0, 0) for p in spec.padding) or \
+                spec.input_size != spec.output_size:
             return None
-        last = data_to_last(x, r)  # the caller's array again
+        last = data_to_last(x, w.ndim - 2)  # the caller's array again
         rows = last.reshape(-1, spec.in_channels)  # (M, C_in) with M = N * prod(spatial): a view when contiguous
         return rows, w.reshape(spec.out_channels, spec.in_channels).T, last  # w: (C_in, C_out), a view
+
+    def _algorithms(self, x, w, stride, padding, dilation, groups, padding_mode, algorithm, func, ops):
+        """``(spec, {op: algorithm})`` when every op in ``ops`` has a native channels-last algorithm
+        (:func:`convgrad.native_last.choose`), else ``None``."""
+        spec = self._native_spec(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        if spec is None:
+            return None
+        chosen = {op: native_last.choose(spec, op) for op in ops}
+        return None if not chosen or None in chosen.values() else (spec, chosen)
+
+    def _native_algorithm_forward(self, x, w, bias, args, func):
+        """:meth:`native_forward` through a channels-last algorithm, or ``None``."""
+        got = self._algorithms(x, w, *args, func, ("forward",))
+        if got is None or (bias is not None and np.iscomplexobj(bias)):
+            return None
+        spec, chosen = got
+        b = None if bias is None else as_real_array(bias, func, "bias")
+        if b is not None and b.shape != (spec.out_channels,):
+            return None
+        compute, out = result_dtype(x, w, b)
+        unbatched = x.ndim != w.ndim
+        y = native_last.run(chosen["forward"], "forward", spec, (x[None] if unbatched else x).astype(compute, copy=False),
+                            w.astype(compute, copy=False), None if b is None else b.astype(compute, copy=False))
+        y = data_to_last(y, spec.ndim)  # (N, *spatial, C_out): C-contiguous
+        return (y[0] if unbatched else y).astype(out, copy=False)
+
+    def _native_algorithm_backward(self, grad_output, x, w, wanted, args, func):
+        """:meth:`native_backward` through channels-last algorithms, or ``None``."""
+        ops = tuple(op for need, op in (("input", "grad_input"), ("weight", "grad_weight")) if need in wanted)
+        got = self._algorithms(x, w, *args, func, ops) if ops else None
+        if got is None or np.iscomplexobj(grad_output):
+            return None
+        spec, chosen = got
+        unbatched = x.ndim != w.ndim
+        dy = as_real_array(grad_output, func, "grad_output")
+        if dy.shape != (*(() if unbatched else (spec.batch,)), *spec.output_size, spec.out_channels):
+            return None  # the shared path reports it
+        d = data_to_first(dy[None] if unbatched else dy, spec.ndim)  # (N, C_out, *spatial), a view
+        compute, out = result_dtype(dy, x, w)
+        d = d.astype(compute, copy=False)
+        dx = dw = db = None
+        if "grad_input" in chosen:
+            dx = data_to_last(native_last.run(chosen["grad_input"], "grad_input", spec, d,
+                                              w.astype(compute, copy=False)), spec.ndim)
+            dx = (dx[0] if unbatched else dx).astype(out, copy=False)
+        if "grad_weight" in chosen:
+            xb = (x[None] if unbatched else x).astype(compute, copy=False)
+            dw = self.weight_out(native_last.run(chosen["grad_weight"], "grad_weight", spec, xb, d)).astype(out,
+                                                                                                           copy=False)
+        if "bias" in wanted:
+            db = data_to_last(d, spec.ndim).reshape(-1, spec.out_channels).sum(axis=0).astype(out, copy=False)
+        return dx, dw, db
 
     def native_forward(self, x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func):
         """The forward in the caller's layout without the transposed views, or ``None`` (see :meth:`_pointwise`).
@@ -179,7 +236,8 @@ class Formats:
         """
         got = self._pointwise(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
         if got is None:
-            return None
+            return self._native_algorithm_forward(x, w, bias, (stride, padding, dilation, groups, padding_mode,
+                                                               algorithm), func)
         rows, mat, last = got
         if bias is not None and np.iscomplexobj(bias):
             return None
@@ -204,8 +262,11 @@ class Formats:
             wanted = frozenset((needs,) if isinstance(needs, str) else needs)
         except TypeError:
             return None
-        if got is None or not wanted <= {"input", "weight", "bias"}:
+        if not wanted <= {"input", "weight", "bias"}:
             return None
+        if got is None:
+            return self._native_algorithm_backward(grad_output, x, w, wanted, (stride, padding, dilation, groups,
+                                                                               padding_mode, algorithm), func)
         rows, mat, last = got
         if np.iscomplexobj(grad_output):
             return None
