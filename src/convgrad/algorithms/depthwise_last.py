@@ -43,6 +43,8 @@ from .work import Work
 #: Bytes of output a chunk of the batch covers (at least one element): its padded input copy and the
 #: einsum's operands stay in the last-level cache.
 BLOCK_BYTES = 2 * 2**20
+#: Channels from which :mod:`convgrad.native_last` sends channels-last calls here.
+MIN_CHANNELS = 8
 
 
 def tap_view(xp: np.ndarray, kernel: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...],
@@ -145,7 +147,10 @@ class DepthwiseLast(Algorithm):
         return None
 
     def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
-        return True  # layer e, channels last: see README (transposed into ``depthwise``: 1.5-2x slower)
+        # Rows of channels long enough for the einsum's inner loop: layer e (128 channels) 0.95x the
+        # channels-first time against 1.4x through the transposed views; one input channel
+        # (layer g1, 1 -> 6) 14x slower than the others.
+        return spec.in_channels >= MIN_CHANNELS
 
     def work(self, spec: ConvSpec, op: str) -> Work:
         T = math.prod(spec.kernel_size)
