@@ -179,12 +179,10 @@ class Formats:
 
     def _algorithms(self, x, w, stride, padding, dilation, groups, padding_mode, algorithm, func, ops):
         """``(spec, {op: algorithm})`` when every op in ``ops`` has a native channels-last algorithm
-        (:func:`convgrad.native_last.choose`), else ``None``."""
+        (:func:`convgrad.native_last.choose_all`), else ``None``."""
         spec = self._native_spec(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
-        if spec is None:
-            return None
-        chosen = {op: native_last.choose(spec, op) for op in ops}
-        return None if not chosen or None in chosen.values() else (spec, chosen)
+        chosen = None if spec is None else native_last.choose_all(spec, ops)
+        return None if chosen is None else (spec, chosen)
 
     def _native_algorithm_forward(self, x, w, bias, args, func):
         """:meth:`native_forward` through a channels-last algorithm, or ``None``."""

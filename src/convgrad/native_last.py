@@ -20,7 +20,7 @@ from .algorithms.base import Algorithm
 from .algorithms.registry import REGISTRY
 from .spec import ConvSpec
 
-__all__ = ["choose", "run"]
+__all__ = ["choose", "choose_all", "run"]
 
 
 def choose(spec: ConvSpec, op: str) -> Algorithm | None:
@@ -41,6 +41,17 @@ def choose(spec: ConvSpec, op: str) -> Algorithm | None:
                 alg.prefers_channels_last(spec, op):
             return alg
     return None
+
+
+def choose_all(spec: ConvSpec, ops: tuple[str, ...]) -> dict[str, Algorithm] | None:
+    """``{op: algorithm}`` when every op in ``ops`` has a native channels-last algorithm, else ``None``.
+
+    A backward goes native only as a whole: an operation left to the transposed views would read
+    the caller's arrays across the grain once more (``layout.Formats.backward_operands`` copies them
+    for the channels-first algorithms instead).
+    """
+    chosen = {op: choose(spec, op) for op in ops}
+    return None if not chosen or None in chosen.values() else chosen
 
 
 def run(alg: Algorithm, op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, bias=None) -> np.ndarray:
