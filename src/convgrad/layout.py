@@ -23,9 +23,13 @@ The rank-specific names (``"NHWC"``, ``"HWIO"``, …) must match the number of s
 Conversions here are transposed *views* (no copy): a channels-last input reaches the algorithm as a
 strided ``(N, C, *spatial)`` view, and a result computed channels-first is handed back as the
 ``(N, *spatial, C)`` view of it -- so a chain of channels-last calls never copies at the boundary.
-Use ``np.ascontiguousarray`` on a result if its memory order matters. The one layer kind for which
-the strided view would cost a copy inside the algorithm, the 1x1 convolution at stride 1 without
-padding, is computed natively in channels-last as one matrix product (:func:`pointwise_last`).
+Use ``np.ascontiguousarray`` on a result if its memory order matters. Where reading the views
+across the grain costs more than the arithmetic, ``conv`` and ``conv_backward`` with
+``algorithm="auto"`` compute natively channels last instead, on the caller's arrays, and return
+C-contiguous channels-last results: the 1x1 convolution at stride 1 without padding as one matrix
+product (:meth:`Formats.native_forward`), and the configurations a channels-last algorithm prefers
+(:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers, ``tapgemm_last`` where ``auto``
+runs ``tapgemm``).
 """
 
 from __future__ import annotations
