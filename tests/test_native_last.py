@@ -1,4 +1,4 @@
-"""The native channels-last algorithms (``depthwise_last``, ``tapgemm_last``) and their dispatch.
+"""The native channels-last algorithms (``depthwise_last``, ``tapgemm_last``, ``winograd_last``) and their dispatch.
 
 Checked three ways, none sharing code with the algorithms: on channels-last operands against
 ``direct``'s plain loops (all three operations, float64 to 1e-10, results laid out channels last);
@@ -24,7 +24,9 @@ from convgrad.bench.layers import LAYERS
 from convgrad.spec import conv_spec
 
 torch.set_num_threads(1)
-NATIVE = ["depthwise_last", "tapgemm_last"]
+NATIVE = ["depthwise_last", "tapgemm_last", "winograd_last"]
+#: Whether the algorithm's data results are laid out channels last (winograd_last's stay channels first).
+RESULTS_LAST = {"depthwise_last": True, "tapgemm_last": True, "winograd_last": False}
 
 
 def _last(a):
@@ -66,8 +68,16 @@ GENERAL = [
     ((2, 1, 9, 8), (6, 1, 5, 5), dict(padding=2)),  # one input channel
     ((1, 6, 7, 7), (4, 3, 2, 3), dict(stride=3, padding=((2, 1), (0, 2)), groups=2)),
 ]
+WINOGRAD = [  # 3 taps along the last dim, stride 1
+    ((2, 5, 7, 6), (8, 5, 3, 3), dict(padding=1)),
+    ((3, 4, 9, 8), (6, 2, 3, 3), dict(padding=1, dilation=(2, 1), groups=2)),
+    ((2, 3, 13), (4, 3, 3), dict(padding=((3, 0),))),  # pad beyond the kernel: pieces
+    ((2, 6, 4, 5, 7), (4, 6, 2, 3, 3), dict(padding=(0, 1, 2), dilation=(1, 1, 2))),
+    ((1, 4, 6, 9), (4, 4, 3, 3), dict(padding=((2, 0), (0, 1)))),
+]
 CASES = [pytest.param(c, "depthwise_last", id=f"dw{i}") for i, c in enumerate(DEPTHWISE)] + \
-        [pytest.param(c, "tapgemm_last", id=f"tap{i}") for i, c in enumerate(GENERAL)]
+        [pytest.param(c, "tapgemm_last", id=f"tap{i}") for i, c in enumerate(GENERAL)] + \
+        [pytest.param(c, "winograd_last", id=f"wino{i}") for i, c in enumerate(WINOGRAD)]
 
 
 def _arrays(xs, ws, kw, dtype=np.float64, seed=0):
@@ -91,7 +101,7 @@ def test_against_direct_on_channels_last_operands(config, name):
         assert got.shape == ref.shape and got.dtype == ref.dtype, op
         assert max_rel(got, ref) < 1e-10, (op, max_rel(got, ref))
         if op != "grad_weight":  # a data result: the (N, C, *S) view of a contiguous channels-last array
-            assert np.moveaxis(got, 1, -1).flags.c_contiguous, op
+            assert np.moveaxis(got, 1, -1).flags.c_contiguous == RESULTS_LAST[name], op
         # the algorithm also takes channels-first arrays (it reads them through views)
         again = algorithms.run(op, spec, *(np.ascontiguousarray(v) for v in (a, b)), name)
         assert max_rel(again, ref) < 1e-10, op
@@ -135,7 +145,7 @@ def test_public_channels_last_matches_torch(monkeypatch, config, name, dtype):
     assert native_last.choose_all(spec, ("forward", "grad_input", "grad_weight")) is not None
     y = convgrad.conv(_last(x), _io(w), b, **kw, **fmt)
     g = convgrad.conv_backward(_last(dy), _last(x), _io(w), **kw, **fmt)
-    assert y.flags.c_contiguous and g.input.flags.c_contiguous  # the native path: no transposed views
+    assert y.flags.c_contiguous == g.input.flags.c_contiguous == RESULTS_LAST[name]  # the native path
     ours = (_first(y), _first(g.input), _oi(g.weight), g.bias)
     for what, a, t, e in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, theirs, exact):
         assert a.dtype == dtype and a.shape == e.shape, what
@@ -195,7 +205,8 @@ def test_the_benchmark_layers_go_where_they_measured_faster():
     assert set(picks["e"].values()) == {"depthwise_last"}
     assert set(picks["b"].values()) == set(picks["h"].values()) == {"tapgemm_last"}
     assert picks["d"] == {"forward": None, "grad_input": "tapgemm_last", "grad_weight": "tapgemm_last"}
-    for name in ("a", "c", "f", "i"):  # winograd / pointwise (1x1: layout's own matrix product)
+    assert set(picks["a"].values()) == set(picks["f"].values()) == {"winograd_last"}
+    for name in ("c", "i"):  # 1x1: layout's own matrix product; i: 16 channels, no gain measured
         assert set(picks[name].values()) == {None}, name
     # never for padding modes other than zeros, nor for a channels-first call (auto never sees them)
     reflect = conv_spec((2, 8, 9, 9), (8, 1, 3, 3), padding=1, groups=8, padding_mode="reflect")
@@ -212,6 +223,9 @@ def test_property_sweep_against_direct(data):
     size = tuple(data.draw(st.integers(3, 7)) for _ in range(nd))
     kernel = tuple(data.draw(st.integers(1, min(3, s))) for s in size)
     stride = tuple(data.draw(st.integers(1, 3)) for _ in range(nd))
+    if name == "winograd_last":
+        kernel, stride = kernel[:-1] + (3,), (1,) * nd
+        size = size[:-1] + (max(size[-1], 5),)
     dilation = tuple(data.draw(st.integers(1, 2)) if (k - 1) * 2 + 1 <= s else 1 for k, s in zip(kernel, size))
     padding = tuple((data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))) for _ in range(nd))
     if name == "depthwise_last":

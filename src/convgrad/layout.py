@@ -28,8 +28,9 @@ across the grain costs more than the arithmetic, ``conv`` and ``conv_backward`` 
 ``algorithm="auto"`` compute natively channels last instead, on the caller's arrays, and return
 C-contiguous channels-last results: the 1x1 convolution at stride 1 without padding as one matrix
 product (:meth:`Formats.native_forward`), and the configurations a channels-last algorithm prefers
-(:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers, ``tapgemm_last`` where ``auto``
-runs ``tapgemm``).
+(:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers, ``tapgemm_last`` and
+``winograd_last`` where ``auto`` runs ``tapgemm`` or ``winograd``; the latter's results stay
+channels-first arrays).
 """
 
 from __future__ import annotations
