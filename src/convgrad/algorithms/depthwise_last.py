@@ -15,8 +15,11 @@ reads as ``(..., G, m)``)::
 
 No channel sums and no products through BLAS (``depthwise`` does the same on channels-first data).
 The batch is cut into chunks of about ``BLOCK_BYTES`` of output on the worker threads, each with
-its padded copy of the chunk. Single-threaded, layer e (ms fwd/dx/dw): 40/42/29 here against
-45/52/24 for ``depthwise`` on channels-first arrays (and 1.5-2x that through transposed views).
+its padded copy of the chunk. Single-threaded, layer e (ms fwd/dx/dw, load average 1-2): 49/54/31
+here on channels-last arrays against 45/53/24 for ``depthwise`` on channels-first ones (the einsum
+alone: 40 ms for the forward, against 52 ms for a multiply and an add per tap in cache-sized
+blocks); ``depthwise`` through the transposed views of channels-last arrays took 1.4x its
+channels-first time.
 
 It takes any strides (a channels-first array is read through its transposed view) and returns its
 results as the ``(N, C, *spatial)`` view of a C-contiguous ``(N, *spatial, C)`` array, so a
@@ -38,7 +41,6 @@ from ..reparam import grad_input_as_forward
 from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
 from .registry import register
-from .work import Work
 
 #: Bytes of output a chunk of the batch covers (at least one element): its padded input copy and the
 #: einsum's operands stay in the last-level cache.
@@ -151,12 +153,6 @@ class DepthwiseLast(Algorithm):
         # channels-first time against 1.4x through the transposed views; one input channel
         # (layer g1, 1 -> 6) 14x slower than the others.
         return spec.in_channels >= MIN_CHANNELS
-
-    def work(self, spec: ConvSpec, op: str) -> Work:
-        T = math.prod(spec.kernel_size)
-        outputs = spec.batch * spec.out_channels * math.prod(spec.output_size)
-        inputs = spec.batch * spec.in_channels * math.prod(spec.read_span)
-        return Work(0.0, 2 * T * outputs + 2 * inputs + outputs, T * 2 * spec.batch + 10)
 
     def examples(self):
         return (conv_spec((2, 3, 7, 6), (6, 1, 3, 3), padding=1, groups=3),
