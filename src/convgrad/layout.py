@@ -170,11 +170,11 @@ class Formats:
         except (TypeError, ValueError):
             return None
 
-    def _pointwise(self, x, w, stride, padding, dilation, groups, padding_mode, algorithm, func):
-        """``(x as (M, C_in) rows, w as (C_in, C_out), x in the caller's layout)`` when the native path
-        applies (:meth:`_native_spec`, and a 1x1 kernel, stride 1, no padding, one group); else ``None``."""
-        spec = self._native_spec(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
-        if spec is None or spec.groups != 1 or any(k != 1 for k in spec.kernel_size) or \
+    def _pointwise(self, x, w, spec):
+        """``(x as (M, C_in) rows, w as (C_in, C_out), x in the caller's layout, spec)`` when the native
+        path applies (a spec from :meth:`_native_spec`, a 1x1 kernel, stride 1, no padding, one group);
+        else ``None``."""
+        if spec.groups != 1 or any(k != 1 for k in spec.kernel_size) or \
                 any(s != 1 for s in spec.stride) or any(p != (0, 0) for p in spec.padding) or \
                 spec.input_size != spec.output_size:
             return None
@@ -182,19 +182,12 @@ class Formats:
         rows = last.reshape(-1, spec.in_channels)  # (M, C_in) with M = N * prod(spatial): a view when contiguous
         return rows, w.reshape(spec.out_channels, spec.in_channels).T, last, spec  # w: (C_in, C_out), a view
 
-    def _algorithms(self, x, w, stride, padding, dilation, groups, padding_mode, algorithm, func, ops):
-        """``(spec, {op: algorithm})`` when every op in ``ops`` has a native channels-last algorithm
-        (:func:`convgrad.native_last.choose_all`), else ``None``."""
-        spec = self._native_spec(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
-        chosen = None if spec is None else native_last.choose_all(spec, ops)
-        return None if chosen is None else (spec, chosen)
-
-    def _native_algorithm_forward(self, x, w, bias, args, func):
-        """:meth:`native_forward` through a channels-last algorithm, or ``None``."""
-        got = self._algorithms(x, w, *args, func, ("forward",))
-        if got is None or (bias is not None and np.iscomplexobj(bias)):
+    def _native_algorithm_forward(self, x, w, bias, spec, func):
+        """:meth:`native_forward` through a channels-last algorithm (:func:`convgrad.native_last.choose_all`),
+        or ``None``."""
+        chosen = native_last.choose_all(spec, ("forward",))
+        if chosen is None or (bias is not None and np.iscomplexobj(bias)):
             return None
-        spec, chosen = got
         b = None if bias is None else as_real_array(bias, func, "bias")
         if b is not None and b.shape != (spec.out_channels,):
             return None
@@ -205,13 +198,12 @@ class Formats:
         y = data_to_last(y, spec.ndim)  # (N, *spatial, C_out): C-contiguous
         return (y[0] if unbatched else y).astype(out, copy=False)
 
-    def _native_algorithm_backward(self, grad_output, x, w, wanted, args, func):
-        """:meth:`native_backward` through channels-last algorithms, or ``None``."""
+    def _native_algorithm_backward(self, grad_output, x, w, wanted, spec, func):
+        """:meth:`native_backward` through channels-last algorithms (every wanted gradient's, or none), or ``None``."""
         ops = tuple(op for need, op in (("input", "grad_input"), ("weight", "grad_weight")) if need in wanted)
-        got = self._algorithms(x, w, *args, func, ops) if ops else None
-        if got is None or np.iscomplexobj(grad_output):
+        chosen = native_last.choose_all(spec, ops) if ops else None
+        if chosen is None or np.iscomplexobj(grad_output):
             return None
-        spec, chosen = got
         unbatched = x.ndim != w.ndim
         dy = as_real_array(grad_output, func, "grad_output")
         if dy.shape != (*(() if unbatched else (spec.batch,)), *spec.output_size, spec.out_channels):
@@ -237,10 +229,12 @@ class Formats:
 
         ``y[m, o] = b[o] + sum_c x[m, c] * w[c, o]`` over the rows ``m`` of ``(N, *spatial)``.
         """
-        got = self._pointwise(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        spec = self._native_spec(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        if spec is None:
+            return None
+        got = self._pointwise(x, w, spec)
         if got is None:
-            return self._native_algorithm_forward(x, w, bias, (stride, padding, dilation, groups, padding_mode,
-                                                               algorithm), func)
+            return self._native_algorithm_forward(x, w, bias, spec, func)
         rows, mat, last, _ = got
         if bias is not None and np.iscomplexobj(bias):
             return None
@@ -265,7 +259,10 @@ class Formats:
         ``(N*P, C_out) @ (C_out, C_in)`` (channels first: 54 ms). It is returned as the channels-last
         view of that channels-first array.
         """
-        got = self._pointwise(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        spec = self._native_spec(x, w, stride, padding, dilation, groups, padding_mode, algorithm, func)
+        if spec is None:
+            return None
+        got = self._pointwise(x, w, spec)
         try:
             wanted = frozenset((needs,) if isinstance(needs, str) else needs)
         except TypeError:
@@ -273,8 +270,7 @@ class Formats:
         if not wanted <= {"input", "weight", "bias"}:
             return None
         if got is None:
-            return self._native_algorithm_backward(grad_output, x, w, wanted, (stride, padding, dilation, groups,
-                                                                               padding_mode, algorithm), func)
+            return self._native_algorithm_backward(grad_output, x, w, wanted, spec, func)
         rows, mat, last, spec = got
         if np.iscomplexobj(grad_output):
             return None
