@@ -62,6 +62,14 @@ class Algorithm:
     #: Operations that add a per-channel bias themselves while writing their result (``bias=``
     #: keyword): one pass over the output less than adding it afterwards, 4-17 % of a forward.
     bias_ops: ClassVar[frozenset] = frozenset()
+    #: Whether it is written for channels-last operands (``(N, C, *spatial)`` views of ``(N, *spatial, C)``
+    #: arrays, results the same kind of view): :mod:`convgrad.native_last` gives it the channels-last calls
+    #: where :meth:`prefers_channels_last` says so. Such an algorithm sets ``auto_candidate = False``.
+    channels_last: ClassVar[bool] = False
+
+    def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
+        """Whether a channels-last call of ``op`` on ``spec`` is faster here than transposed into the others."""
+        return False
 
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         """Why this algorithm cannot compute ``op`` for ``spec``, or ``None`` if it can."""

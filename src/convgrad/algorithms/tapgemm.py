@@ -98,7 +98,7 @@ class _Plan:
     ``(O_g, cols)`` matrices whatever the layout (:class:`convgrad.blas.Block` transposes are free).
     """
 
-    def __init__(self, spec: ConvSpec, op: str, itemsize: int, fixed_extra: int = 0):
+    def __init__(self, spec: ConvSpec, op: str, itemsize: int, fixed_extra: int = 0, sides: dict | None = None):
         self.spec = spec
         self.lay: FlatLayout = flat_layout(spec)
         self.grid_size = self.lay.size
@@ -107,7 +107,7 @@ class _Plan:
         self.stack_size = stack_size(spec, op)
         self.stacks = [list(range(t, min(t + self.stack_size, ntaps))) for t in range(0, ntaps, self.stack_size)]
         cg, og = spec.in_per_group, spec.out_per_group
-        x_cl, y_cl = CHANNELS_LAST[op]
+        x_cl, y_cl = (CHANNELS_LAST if sides is None else sides)[op]
         self.x_cl = x_cl and self.stack_size == 1  # a stack is copied row by row from a channels-first input
         self.y_cl = y_cl
         threads = runtime.get_num_threads()
@@ -246,6 +246,12 @@ def _product(a: blas.Block, b: blas.Block, c: blas.Block, beta: float) -> None:
 class TapGemm(Algorithm):
     name = "tapgemm"
     fallback = True  # it supports every configuration
+    #: The buffers' layouts per operation (:data:`CHANNELS_LAST`; a channels-last variant sets its own).
+    sides = CHANNELS_LAST
+
+    def result(self, shape: tuple[int, ...], dtype, zero: bool = False) -> np.ndarray:
+        """A fresh result array of ``shape`` (channels first here; a channels-last variant overrides it)."""
+        return (np.zeros if zero else np.empty)(shape, dtype=dtype)
 
     def work(self, spec: ConvSpec, op: str) -> Work:
         lay = flat_layout(spec)
@@ -283,10 +289,10 @@ class TapGemm(Algorithm):
     bias_ops = frozenset({"forward"})
 
     def forward(self, x, w, spec, bias=None):
-        y = np.empty(spec.output_shape, dtype=x.dtype)
+        y = self.result(spec.output_shape, x.dtype)
         if spec.batch == 0:
             return y
-        pl = _Plan(spec, "forward", x.itemsize)
+        pl = _Plan(spec, "forward", x.itemsize, sides=self.sides)
         bias_b = None if bias is None else bias.reshape((1, -1) + (1,) * spec.ndim)
         _, wbuf = pl.weights(w)
 
@@ -313,10 +319,10 @@ class TapGemm(Algorithm):
         return y
 
     def grad_input(self, dy, w, spec):
-        dx = np.zeros(spec.input_shape, dtype=dy.dtype)
+        dx = self.result(spec.input_shape, dy.dtype, zero=True)
         if spec.batch == 0:
             return dx
-        pl = _Plan(spec, "grad_input", dy.itemsize)
+        pl = _Plan(spec, "grad_input", dy.itemsize, sides=self.sides)
         cg = spec.in_per_group
         _, wbuf = pl.weights(w)
 
@@ -353,7 +359,7 @@ class TapGemm(Algorithm):
         probe = stack_size(spec, "grad_weight")
         nstacks = -(-math.prod(spec.kernel_size) // probe)
         shape = (nstacks * spec.groups * og, probe * cg)
-        pl = _Plan(spec, "grad_weight", x.itemsize, fixed_extra=math.prod(shape) * x.itemsize)
+        pl = _Plan(spec, "grad_weight", x.itemsize, fixed_extra=math.prod(shape) * x.itemsize, sides=self.sides)
 
         def scratch():
             s = pl.scratch(x.dtype)

@@ -116,9 +116,12 @@ class _Problem:
                 grid = eo[par, :, : nb * self.grid_size].reshape((c, nb) + self.grid)  # (C, nb, *grid)
                 grid[(slice(None), slice(None), *grid_ix)] = np.moveaxis(src, 0, 1)
 
-    def output_views(self, ya: np.ndarray, nb: int, o: int):
-        """The two outputs of each tile in ``ya`` ``(2, O, nb*Q)`` as ``(nb, O, *out_lead, T)`` views."""
+    def output_views(self, ya: np.ndarray, nb: int, o: int, channels_last: bool = False):
+        """The two outputs of each tile in ``ya`` ``(2, O, nb*Q)`` (or ``(2, nb*Q, O)``) as ``(nb, O, *out_lead, T)`` views."""
         crop = (slice(None), slice(None), *(slice(0, n) for n in self.out[:-1]), slice(0, self.T))
+        if channels_last:
+            return [np.moveaxis(ya[i, : nb * self.grid_size].reshape((nb,) + self.grid + (o,)), -1, 1)[crop]
+                    for i in (0, 1)]
         return [np.moveaxis(ya[i, :, : nb * self.grid_size].reshape((o, nb) + self.grid), 0, 1)[crop] for i in (0, 1)]
 
 
@@ -214,6 +217,9 @@ class _Plan:
 
 class Winograd(Algorithm):
     name = "winograd"
+    #: Whether the forward pieces (the forward and the input gradient) keep their parity planes and
+    #: ``V`` channels last (a channels-last variant sets it; the weight gradient's always are).
+    planes_last = False
 
     def work(self, spec: ConvSpec, op: str) -> Work:
         # grad_input is the forward of its re-parameterization (convgrad.reparam): count that one
@@ -265,7 +271,7 @@ class Winograd(Algorithm):
         y = np.zeros(spec.output_shape, dtype=x.dtype)
         if spec.batch == 0:
             return y
-        _correlate(x, w, y, spec.pad_lo, spec.dilation, spec.groups, bias)
+        _correlate(x, w, y, spec.pad_lo, spec.dilation, spec.groups, bias, self.planes_last)
         return y
 
     def grad_input(self, dy, w, spec):
@@ -275,7 +281,8 @@ class Winograd(Algorithm):
         if spec.batch == 0:
             return dx
         form = grad_input_as_forward(spec)
-        _correlate(dy, grad_input_kernel(w, spec), dx, form.pad_lo, form.dilation, form.groups)
+        _correlate(dy, grad_input_kernel(w, spec), dx, form.pad_lo, form.dilation, form.groups,
+                   planes_last=self.planes_last)
         for j, unread in enumerate(spec.unread_inputs):  # exactly zero, not a tile's rounding residue
             if unread:
                 dx[(slice(None), slice(None)) + (slice(None),) * j + (slice(-unread, None),)] = 0
@@ -292,7 +299,7 @@ class Winograd(Algorithm):
                     continue
                 prob = _Problem(spec.pad_lo[:-1] + (lo_w,), spec.input_size[:-1] + (in_len,),
                                 spec.output_size[:-1] + (out_len,), spec.kernel_size[:-1], spec.dilation[:-1])
-                du += _grad_weight_piece(x[in_ix], dy[out_ix], prob, G)
+                du += _grad_weight_piece(x[in_ix], dy[out_ix], prob, G, self.planes_last)
         # dw = G^T dU along the last dim
         u = du.reshape((ntaps, 4, G, og, cg)).transpose(2, 3, 4, 0, 1)  # (G, O_g, C_g, taps, 4)
         with blas.single_threaded():
@@ -300,10 +307,12 @@ class Winograd(Algorithm):
         return np.ascontiguousarray(dw).reshape(spec.weight_shape)
 
 
-def _correlate(x: np.ndarray, w: np.ndarray, y: np.ndarray, pad_lo, dilation, groups: int, bias=None) -> None:
+def _correlate(x: np.ndarray, w: np.ndarray, y: np.ndarray, pad_lo, dilation, groups: int, bias=None,
+               planes_last: bool = False) -> None:
     """``y = correlate(x, w) + bias`` at stride 1 with the given ``lo`` per dim (may be negative), piece by piece.
 
-    ``y`` must be zero where no piece writes (outputs that read only padding).
+    ``y`` must be zero where no piece writes (outputs that read only padding). ``planes_last``: the
+    parity planes and ``V`` channels last (for an ``x`` that is the view of a channels-last array).
     """
     bias_b = None if bias is None else bias.reshape((1, -1) + (1,) * (y.ndim - 2))
     kernel = w.shape[2:]
@@ -317,10 +326,10 @@ def _correlate(x: np.ndarray, w: np.ndarray, y: np.ndarray, pad_lo, dilation, gr
             continue
         prob = _Problem(tuple(pad_lo[:-1]) + (lo_w,), tuple(input_size[:-1]) + (in_len,),
                         tuple(output_size[:-1]) + (out_len,), kernel[:-1], dilation[:-1])
-        _forward_piece(x[in_ix], u, y[out_ix], prob, groups, bias_b)
+        _forward_piece(x[in_ix], u, y[out_ix], prob, groups, bias_b, planes_last)
 
 
-def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
+def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None, planes_last: bool = False) -> None:
     c, o = x.shape[1], y.shape[1]
     bias_col = None if bias_b is None else bias_b.reshape(o, 1)
     pl = _Plan(prob, c, o, groups, x.shape[0], x.itemsize, u.nbytes)
@@ -329,8 +338,9 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
 
     def scratch():
         chunk = pl.chunking.chunk
-        eo = workspace.zeros((2, c, chunk * Q), x.dtype)  # an element's real positions are the same in every chunk
-        v = workspace.empty(pl.v_shape(False), x.dtype)
+        # an element's real positions are the same in every chunk
+        eo = workspace.zeros((2, chunk * Q, c) if planes_last else (2, c, chunk * Q), x.dtype)
+        v = workspace.empty(pl.v_shape(planes_last), x.dtype)
         m = workspace.empty((4 * o, width), x.dtype)  # the four planes' products of one column block
         ya = workspace.empty((2, o, chunk * Q), x.dtype)
         return {"planes": eo, "v": v, "v_buf": blas.Buffer(v), "m": m, "m_buf": blas.Buffer(m), "y": ya}
@@ -338,16 +348,20 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
     def process(s, n0, n1):
         eo, v, vbuf, m, mbuf, ya = s["planes"], s["v"], s["v_buf"], s["m"], s["m_buf"], s["y"]
         nb = n1 - n0
-        prob.scatter(x[n0:n1], eo)
+        prob.scatter(x[n0:n1], eo, channels_last=planes_last)
+        vrows = width + pl.span  # rows of one plane of a channels-last V block
         for c0, c1 in pl.blocks(nb):
             n = c1 - c0
-            pl.transform_block(eo, v, nb, c0, c1, channels_last=False)
+            pl.transform_block(eo, v, nb, c0, c1, channels_last=planes_last)
             for p in range(4):
                 for g in range(groups):
                     dest = mbuf.block((p * groups + g) * og, (p * groups + g + 1) * og, 0, n)
                     for t, off in enumerate(prob.taps):
                         r0 = ((t * 4 + p) * groups + g) * og
-                        src = vbuf.block(p * c + g * cg, p * c + (g + 1) * cg, off, off + n)
+                        if planes_last:  # (C_g, cols) as the transpose of V's (cols, C_g) rows
+                            src = vbuf.block(p * vrows + off, p * vrows + off + n, g * cg, (g + 1) * cg).T
+                        else:
+                            src = vbuf.block(p * c + g * cg, p * c + (g + 1) * cg, off, off + n)
                         blas.gemm_blocks(ubuf.block(r0, r0 + og, 0, cg), src, dest, beta=0.0 if t == 0 else 1.0)
             m0, m1, m2, m3 = (m[p * o : (p + 1) * o, :n] for p in range(4))
             y0, y1 = ya[0, :, c0:c1], ya[1, :, c0:c1]
@@ -366,8 +380,11 @@ def _forward_piece(x, u, y, prob: _Problem, groups: int, bias_b=None) -> None:
     parallel.run_chunks(pl.chunking, scratch, process)
 
 
-def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
-    """``dU`` ``(taps*4*G*O_g, C_g)`` of one piece: ``dU[k, p] = sum dM_p @ V_p[shifted by k].T``."""
+def _grad_weight_piece(x, dy, prob: _Problem, groups: int, dy_last: bool = False) -> np.ndarray:
+    """``dU`` ``(taps*4*G*O_g, C_g)`` of one piece: ``dU[k, p] = sum dM_p @ V_p[shifted by k].T``.
+
+    ``dy_last``: ``dy`` in tile layout and ``dM`` channels last (for the view of a channels-last ``dy``).
+    """
     c, o = x.shape[1], dy.shape[1]
     shape = (len(prob.taps) * 4 * o, c // groups)
     pl = _Plan(prob, c, o, groups, x.shape[0], x.itemsize, math.prod(shape) * x.itemsize)
@@ -378,8 +395,8 @@ def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
         chunk = pl.chunking.chunk
         eo = workspace.zeros((2, chunk * Q, c), x.dtype)  # channels last: the products read V row-major
         v = workspace.empty(pl.v_shape(True), x.dtype)
-        dm = workspace.empty((4 * o, width), x.dtype)
-        dya = workspace.zeros((2, o, chunk * Q), x.dtype)  # margins stay 0
+        dm = workspace.empty((width, 4 * o) if dy_last else (4 * o, width), x.dtype)
+        dya = workspace.zeros((2, chunk * Q, o) if dy_last else (2, o, chunk * Q), x.dtype)  # margins stay 0
         du = workspace.zeros(shape, x.dtype)
         return {"planes": eo, "v": v, "v_buf": blas.Buffer(v), "dm": dm, "dm_buf": blas.Buffer(dm), "dy": dya,
                 "du": du, "du_buf": blas.Buffer(du)}
@@ -389,21 +406,29 @@ def _grad_weight_piece(x, dy, prob: _Problem, groups: int) -> np.ndarray:
         dubuf = s["du_buf"]
         nb = n1 - n0
         prob.scatter(x[n0:n1], eo, channels_last=True)
-        even, odd = prob.output_views(dya, nb, o)  # (nb, O, *out_lead, T)
+        even, odd = prob.output_views(dya, nb, o, dy_last)  # (nb, O, *out_lead, T)
         d = dy[n0:n1]
         even[..., : (prob.out[-1] + 1) // 2] = d[..., 0::2]
         odd[..., : prob.out[-1] // 2] = d[..., 1::2]
         for c0, c1 in pl.blocks(nb):
             n = c1 - c0
             pl.transform_block(eo, v, nb, c0, c1, channels_last=True)
-            d0, d1 = dya[0, :, c0:c1], dya[1, :, c0:c1]
-            np.copyto(dm[:o, :n], d0)  # AT^T = [[1, 0],
-            np.add(d0, d1, out=dm[o : 2 * o, :n])  #       [1, 1],
-            np.subtract(d0, d1, out=dm[2 * o : 3 * o, :n])  #  [1,-1],
-            np.negative(d1, out=dm[3 * o :, :n])  #      [0,-1]]
+            if dy_last:  # plane p of dM: columns [p*O, (p+1)*O) of rows [0, n)
+                d0, d1 = dya[0, c0:c1], dya[1, c0:c1]
+                planes = [dm[:n, p * o : (p + 1) * o] for p in range(4)]
+            else:
+                d0, d1 = dya[0, :, c0:c1], dya[1, :, c0:c1]
+                planes = [dm[p * o : (p + 1) * o, :n] for p in range(4)]
+            np.copyto(planes[0], d0)  # AT^T = [[1, 0],
+            np.add(d0, d1, out=planes[1])  #       [1, 1],
+            np.subtract(d0, d1, out=planes[2])  #  [1,-1],
+            np.negative(d1, out=planes[3])  #      [0,-1]]
             for p in range(4):
                 for g in range(groups):
-                    src = dmbuf.block(p * o + g * og, p * o + (g + 1) * og, 0, n)  # (O_g, cols)
+                    if dy_last:
+                        src = dmbuf.block(0, n, p * o + g * og, p * o + (g + 1) * og).T  # (O_g, cols)
+                    else:
+                        src = dmbuf.block(p * o + g * og, p * o + (g + 1) * og, 0, n)  # (O_g, cols)
                     for t, off in enumerate(prob.taps):
                         r0 = ((t * 4 + p) * groups + g) * og
                         r = p * vrows + off

@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .. import algorithms, blas
+from .. import algorithms, blas, native_last
 from .layers import Layer
 from .memory import peak_memory
 from .timing import OPERATIONS, gemm_peak, median, time_layer
@@ -60,12 +60,17 @@ def geometric_mean(values: Iterable[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def _choices(layer: Layer, algorithm: str, itemsize: int = 4) -> dict[str, str]:
-    """What computed each operation: auto's pick, measure's (after the timed runs) or the name given."""
+def _choices(layer: Layer, algorithm: str, itemsize: int = 4, data_format: str = "channels_first") -> dict[str, str]:
+    """What computed each operation: auto's pick (channels last: the native one, if any), measure's
+    (after the timed runs) or the name given."""
     spec = layer.spec()
     ops = ("forward", "grad_input", "grad_weight")
     if algorithm in algorithms.CHOOSERS:
-        return {op: algorithms.resolve(algorithm, spec, op, itemsize).name for op in ops}
+        picks = {op: algorithms.resolve(algorithm, spec, op, itemsize).name for op in ops}
+        if algorithm == "auto" and data_format == "channels_last":
+            for group in (("forward",), ("grad_input", "grad_weight")):
+                picks.update({op: alg.name for op, alg in (native_last.choose_all(spec, group) or {}).items()})
+        return picks
     return {op: algorithm for op in ops}
 
 
@@ -109,7 +114,7 @@ def run_benchmark(
             times = time_layer(lay, repeats=repeats, warmup=warmup, threads=threads, algorithm=algorithm,
                                with_torch=with_torch, data_format=data_format, dtype=dtype)
         with runtime.settings(num_threads=threads, **limit):
-            choices = _choices(lay, algorithm, np.dtype(dtype).itemsize)
+            choices = _choices(lay, algorithm, np.dtype(dtype).itemsize, data_format)
         entry = {
             "name": lay.name,
             "description": lay.description,

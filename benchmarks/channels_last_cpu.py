@@ -1,0 +1,70 @@
+"""Channels last against channels first on the benchmark layers, in CPU time, alternating in one process.
+
+For each layer, convgrad's forward and full backward (``convgrad.bench.timing``'s operands and
+functions: contiguous ``(N, *spatial, C)`` arrays and ``(*k, C_in, C_out)`` weights for channels
+last) are timed with ``time.process_time`` -- the CPU time of this process, which other processes
+on a shared machine disturb less than the wall clock -- on ``--threads`` worker threads (BLAS on as
+many), the two layouts alternating call by call, first-called layout alternating by round. Prints
+per layer the medians and the ratio channels last / channels first of forward + backward.
+
+    python benchmarks/channels_last_cpu.py [--layers a,b,...] [--threads 1] [--repeats 5]
+
+Not a test: timings on a shared machine are noisy (cache and memory bandwidth are shared too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+from convgrad import runtime
+from convgrad.bench.layers import LAYERS, layer
+from convgrad.bench.timing import blas_threads, convgrad_functions, operands
+
+FORMATS = ("channels_first", "channels_last")
+OPS = ("forward", "backward")
+
+
+def measure(name: str, threads: int, repeats: int) -> dict:
+    """``{(format, op): median CPU seconds}`` for one layer."""
+    lay = layer(name)
+    x, w, b, dy = operands(lay)
+    fns = {f: convgrad_functions(lay, x, w, b, dy, "auto", f) for f in FORMATS}
+    times = {(f, op): [] for f in FORMATS for op in OPS}
+    with runtime.settings(num_threads=threads), blas_threads(threads):
+        for f in FORMATS:  # warm-up: workspace, auto's choices
+            for op in OPS:
+                fns[f][op]()
+        for r in range(repeats):
+            for f in (FORMATS if r % 2 == 0 else FORMATS[::-1]):
+                for op in OPS:
+                    start = time.process_time()
+                    fns[f][op]()
+                    times[(f, op)].append(time.process_time() - start)
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print("| layer | fwd cf / cl ms | bwd cf / cl ms | fwd+bwd ratio cl / cf |")
+    print("|---|---|---|---|")
+    ratios = []
+    for name in args.layers.split(","):
+        t = measure(name, args.threads, args.repeats)
+        both = {f: t[(f, "forward")] + t[(f, "backward")] for f in FORMATS}
+        ratio = both["channels_last"] / both["channels_first"]
+        ratios.append(ratio)
+        print(f"| {name} | {1e3 * t[('channels_first', 'forward')]:.1f} / {1e3 * t[('channels_last', 'forward')]:.1f} "
+              f"| {1e3 * t[('channels_first', 'backward')]:.1f} / {1e3 * t[('channels_last', 'backward')]:.1f} "
+              f"| {ratio:.2f} |", flush=True)
+    print(f"| **geometric mean** | | | **{math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}** |")
+
+
+if __name__ == "__main__":
+    main()

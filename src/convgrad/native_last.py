@@ -1,0 +1,66 @@
+"""Native channels-last computation: which algorithm takes a channels-last call without transposing it.
+
+A channels-last call (``data_format="channels_last"``) reaches the algorithms as transposed views
+(:mod:`convgrad.layout`). Most channels-first algorithms then copy across the grain of memory --
+the transposes cost more than the convolution on a depthwise layer or a 3-channel stem. An
+algorithm written for channels-last operands declares ``channels_last = True`` (and
+``auto_candidate = False``, so that ``auto`` never gives it channels-first calls) and
+``prefers_channels_last(spec, op)``: the configurations where it beats the channels-first pick
+plus the transposes (measured). :func:`choose` returns the first registered one that supports
+``op`` on ``spec`` and prefers it, or ``None`` (then the call takes the transposed views).
+Only zero padding: the other modes pad channels-first (:mod:`convgrad.padding`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import algorithms, blas, runtime
+from .algorithms.base import Algorithm
+from .algorithms.registry import REGISTRY
+from .spec import ConvSpec
+
+__all__ = ["choose", "choose_all", "run"]
+
+
+def choose(spec: ConvSpec, op: str) -> Algorithm | None:
+    """The native channels-last algorithm for ``op`` on ``spec``, or ``None``.
+
+    Examples
+    --------
+    >>> from convgrad.spec import conv_spec
+    >>> choose(conv_spec((2, 8, 9, 9), (8, 1, 3, 3), padding=1, groups=8), "forward").name
+    'depthwise_last'
+    >>> choose(conv_spec((2, 8, 9, 9), (8, 1, 3, 3), padding=1, groups=8, padding_mode="reflect"), "forward") is None
+    True
+    """
+    if spec.padding_mode != "zeros":
+        return None
+    for alg in REGISTRY.values():
+        if getattr(alg, "channels_last", False) and alg.unsupported(spec, op) is None and \
+                alg.prefers_channels_last(spec, op):
+            return alg
+    return None
+
+
+def choose_all(spec: ConvSpec, ops: tuple[str, ...]) -> dict[str, Algorithm] | None:
+    """``{op: algorithm}`` when every op in ``ops`` has a native channels-last algorithm, else ``None``.
+
+    A backward goes native only as a whole: an operation left to the transposed views would read
+    the caller's arrays across the grain once more (``layout.Formats.backward_operands`` copies them
+    for the channels-first algorithms instead).
+    """
+    chosen = {op: choose(spec, op) for op in ops}
+    return None if not chosen or None in chosen.values() else chosen
+
+
+def run(alg: Algorithm, op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, bias=None) -> np.ndarray:
+    """``algorithms.run`` with ``alg``, on one thread when ``auto``'s channels-first pick would run on one.
+
+    ``a`` and ``b`` are the ``(N, C, *spatial)`` views of the caller's channels-last arrays (and the
+    ``(O, I, *kernel)`` weight); the result is the same kind of view of a C-contiguous channels-last array.
+    """
+    if runtime.get_num_threads() > 1 and algorithms.is_small(algorithms.choose(spec, op, a.itemsize), spec, op):
+        with runtime.settings(num_threads=1), blas.single_threaded():
+            return algorithms.run(op, spec, a, b, alg.name, bias=bias)
+    return algorithms.run(op, spec, a, b, alg.name, bias=bias)

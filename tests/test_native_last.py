@@ -1,0 +1,243 @@
+"""The native channels-last algorithms (``depthwise_last``, ``tapgemm_last``, ``winograd_last``) and their dispatch.
+
+Checked three ways, none sharing code with the algorithms: on channels-last operands against
+``direct``'s plain loops (all three operations, float64 to 1e-10, results laid out channels last);
+through the public API with ``data_format="channels_last"`` against PyTorch on the same numbers
+permuted in the test (float64 and float32, the latter within a small multiple of PyTorch's own
+float32 error) and against the channels-first call; and by the adjoint identities
+``<conv(x), dy> = <x, dx> = <w, dw>``. Plus which algorithm :mod:`convgrad.native_last` picks for
+the benchmark layers, and the edges (unbatched, float16, bias forms, ``needs`` subsets, NaN, inputs
+left unmodified).
+"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convgrad
+from _configs import Case, max_rel, torch_reference
+from convgrad import algorithms, native_last
+from convgrad.algorithms.registry import REGISTRY
+from convgrad.bench.layers import LAYERS
+from convgrad.spec import conv_spec
+
+torch.set_num_threads(1)
+NATIVE = ["depthwise_last", "tapgemm_last", "winograd_last"]
+#: Whether the algorithm's data results are laid out channels last (winograd_last's stay channels first).
+RESULTS_LAST = {"depthwise_last": True, "tapgemm_last": True, "winograd_last": False}
+
+
+def _last(a):
+    """(N, C, *S) -> contiguous (N, *S, C), by an explicit axis tuple."""
+    return np.ascontiguousarray(np.transpose(a, (0, *range(2, a.ndim), 1)))
+
+
+def _first(a):
+    """(N, *S, C) -> (N, C, *S)."""
+    return np.transpose(a, (0, a.ndim - 1, *range(1, a.ndim - 1)))
+
+
+def _io(w):
+    """(O, I, *K) -> contiguous (*K, I, O)."""
+    return np.ascontiguousarray(np.transpose(w, (*range(2, w.ndim), 1, 0)))
+
+
+def _oi(w):
+    n = w.ndim
+    return np.transpose(w, (n - 1, n - 2, *range(n - 2)))
+
+
+# configurations: (input shape, weight shape, keywords); depthwise ones have groups == C_in
+DEPTHWISE = [
+    ((2, 8, 9, 7), (8, 1, 3, 3), dict(padding=1, groups=8)),
+    ((3, 8, 10, 9), (16, 1, 3, 3), dict(stride=2, padding=1, groups=8)),  # channel multiplier 2
+    ((2, 9, 11), (9, 1, 5), dict(stride=3, padding=((3, 0),), dilation=2, groups=9)),  # crop of the unread tail
+    ((2, 8, 5, 6, 7), (8, 1, 2, 3, 2), dict(stride=(1, 2, 1), padding=((1, 0), (2, 1), (0, 0)), groups=8)),
+    ((1, 10, 8, 8), (10, 1, 4, 4), dict(padding="same", groups=10)),  # even kernel: the extra pad after
+    ((2, 8, 6, 6), (8, 1, 3, 3), dict(padding=4, groups=8)),  # padding beyond the kernel: dx crops
+    ((2, 8, 7, 5), (24, 1, 3, 1), dict(dilation=(2, 1), padding=(2, 0), groups=8)),
+]
+GENERAL = [
+    ((2, 5, 7, 6), (8, 5, 3, 3), dict(padding=1)),
+    ((3, 4, 9, 8), (6, 2, 3, 3), dict(stride=2, padding=1, groups=2)),
+    ((2, 3, 12, 11), (8, 3, 5, 5), dict(stride=(2, 1), padding=2)),  # a stack of taps (3 channels)
+    ((2, 8, 30), (8, 8, 9), dict(padding=4)),
+    ((2, 6, 5, 4, 6), (4, 6, 3, 3, 3), dict(padding=1, dilation=(1, 2, 1), stride=(1, 1, 2))),
+    ((2, 1, 9, 8), (6, 1, 5, 5), dict(padding=2)),  # one input channel
+    ((1, 6, 7, 7), (4, 3, 2, 3), dict(stride=3, padding=((2, 1), (0, 2)), groups=2)),
+]
+WINOGRAD = [  # 3 taps along the last dim, stride 1
+    ((2, 5, 7, 6), (8, 5, 3, 3), dict(padding=1)),
+    ((3, 4, 9, 8), (6, 2, 3, 3), dict(padding=1, dilation=(2, 1), groups=2)),
+    ((2, 3, 13), (4, 3, 3), dict(padding=((3, 0),))),  # pad beyond the kernel: pieces
+    ((2, 6, 4, 5, 7), (4, 6, 2, 3, 3), dict(padding=(0, 1, 2), dilation=(1, 1, 2))),
+    ((1, 4, 6, 9), (4, 4, 3, 3), dict(padding=((2, 0), (0, 1)))),
+]
+CASES = [pytest.param(c, "depthwise_last", id=f"dw{i}") for i, c in enumerate(DEPTHWISE)] + \
+        [pytest.param(c, "tapgemm_last", id=f"tap{i}") for i, c in enumerate(GENERAL)] + \
+        [pytest.param(c, "winograd_last", id=f"wino{i}") for i, c in enumerate(WINOGRAD)]
+
+
+def _arrays(xs, ws, kw, dtype=np.float64, seed=0):
+    spec = conv_spec(xs, ws, **kw)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    dy = rng.standard_normal(spec.output_shape).astype(dtype)
+    return spec, x, w, b, dy
+
+
+@pytest.mark.parametrize("config, name", CASES)
+def test_against_direct_on_channels_last_operands(config, name):
+    spec, x, w, _, dy = _arrays(*config)
+    xl, dyl = _first(_last(x)), _first(_last(dy))  # (N, C, *S) views of channels-last arrays
+    for op, a, b in (("forward", xl, w), ("grad_input", dyl, w), ("grad_weight", xl, dyl)):
+        ref = algorithms.run(op, spec, *((x, w) if op == "forward" else (dy, w) if op == "grad_input" else (x, dy)),
+                             "direct")
+        got = algorithms.run(op, spec, a, b, name)
+        assert got.shape == ref.shape and got.dtype == ref.dtype, op
+        assert max_rel(got, ref) < 1e-10, (op, max_rel(got, ref))
+        if op != "grad_weight":  # a data result: the (N, C, *S) view of a contiguous channels-last array
+            assert np.moveaxis(got, 1, -1).flags.c_contiguous == RESULTS_LAST[name], op
+        # the algorithm also takes channels-first arrays (it reads them through views)
+        again = algorithms.run(op, spec, *(np.ascontiguousarray(v) for v in (a, b)), name)
+        assert max_rel(again, ref) < 1e-10, op
+
+
+@pytest.mark.parametrize("config, name", CASES)
+def test_adjoint_identities(config, name):
+    """``<conv(x), dy> = <x, dx(dy)>`` and ``= <w, dw(x, dy)>``: the three operations fit together."""
+    spec, x, w, _, dy = _arrays(*config, seed=3)
+    xl, dyl = _first(_last(x)), _first(_last(dy))
+    y = algorithms.run("forward", spec, xl, w, name)
+    dx = algorithms.run("grad_input", spec, dyl, w, name)
+    dw = algorithms.run("grad_weight", spec, xl, dyl, name)
+    lhs = float(np.vdot(y, dy))
+    assert abs(lhs - float(np.vdot(x, dx))) < 1e-10 * max(1.0, abs(lhs))
+    assert abs(lhs - float(np.vdot(w, dw))) < 1e-10 * max(1.0, abs(lhs))
+
+
+def _force(monkeypatch, name):
+    """Make ``name`` the native pick wherever it supports the configuration."""
+    monkeypatch.setattr(type(REGISTRY[name]), "prefers_channels_last", lambda self, spec, op: True)
+
+
+def _torch_case(xs, ws, kw):
+    return Case(xs[0], xs[1], ws[0], kw.get("groups", 1), tuple(xs[2:]), tuple(ws[2:]), kw.get("stride", 1),
+                kw.get("padding", 0), kw.get("dilation", 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("config, name", [p for p in CASES if "same" not in str(p.values[0][2])
+                                          and not any(isinstance(v, tuple) and any(isinstance(e, tuple) for e in v)
+                                                      for v in p.values[0][2].values())])
+def test_public_channels_last_matches_torch(monkeypatch, config, name, dtype):
+    _force(monkeypatch, name)
+    xs, ws, kw = config
+    spec, x, w, b, dy = _arrays(*config, dtype=dtype)
+    case = _torch_case(xs, ws, kw)
+    exact = torch_reference(case, *(a.astype(np.float64) for a in (x, w, b, dy)))
+    theirs = torch_reference(case, x, w, b, dy)
+    fmt = dict(data_format="channels_last", weight_format="IO")
+    assert native_last.choose_all(spec, ("forward", "grad_input", "grad_weight")) is not None
+    y = convgrad.conv(_last(x), _io(w), b, **kw, **fmt)
+    g = convgrad.conv_backward(_last(dy), _last(x), _io(w), **kw, **fmt)
+    assert y.flags.c_contiguous == g.input.flags.c_contiguous == RESULTS_LAST[name]  # the native path
+    ours = (_first(y), _first(g.input), _oi(g.weight), g.bias)
+    for what, a, t, e in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, theirs, exact):
+        assert a.dtype == dtype and a.shape == e.shape, what
+        budget = 1e-10 if dtype == np.float64 else 8 * max(max_rel(t, e), 4 * np.finfo(np.float32).eps)
+        assert max_rel(a, e) <= budget, (what, max_rel(a, e), budget)
+
+
+@pytest.mark.parametrize("config, name", CASES)
+def test_public_channels_last_equals_channels_first(monkeypatch, config, name):
+    """Every padding form (pairs, 'same'), against the channels-first call of the same numbers."""
+    _force(monkeypatch, name)
+    xs, ws, kw = config
+    _, x, w, b, dy = _arrays(*config)
+    y_cf = convgrad.conv(x, w, b, **kw)
+    g_cf = convgrad.conv_backward(dy, x, w, **kw)
+    xl, wl, dyl = _last(x), _io(w), _last(dy)
+    before = (xl.copy(), wl.copy(), dyl.copy())
+    y = convgrad.conv(xl, wl, b, **kw, data_format="channels_last", weight_format="IO")
+    g = convgrad.conv_backward(dyl, xl, wl, **kw, data_format="channels_last", weight_format="IO")
+    assert all(np.array_equal(p, q) for p, q in zip(before, (xl, wl, dyl)))  # inputs never modified
+    assert max_rel(_first(y), y_cf) < 1e-10 and max_rel(_first(g.input), g_cf.input) < 1e-10
+    assert max_rel(_oi(g.weight), g_cf.weight) < 1e-10 and max_rel(g.bias, g_cf.bias) < 1e-10
+    # OI weights, the unbatched form and a subset of the gradients take the same path
+    y_oi = convgrad.conv(xl[0], w, b, **kw, data_format="channels_last")
+    assert max_rel(_first(y_oi[None]), y_cf[:1]) < 1e-10
+    gi = convgrad.conv_backward(dyl, xl, wl, **kw, needs=("weight",), data_format="channels_last", weight_format="IO")
+    assert gi.input is None and gi.bias is None and max_rel(_oi(gi.weight), g_cf.weight) < 1e-10
+
+
+def test_float16_and_bias_forms_through_the_native_path():
+    xs, ws, kw = DEPTHWISE[0]
+    _, x, w, b, _ = _arrays(xs, ws, kw)
+    ref = convgrad.conv(x, w, b, **kw)
+    y = convgrad.conv(_last(x), _io(w), b.reshape(1, 1, -1), **kw, data_format="NHWC", weight_format="HWIO")
+    assert y.flags.c_contiguous and max_rel(_first(y), ref) < 1e-10
+    y16 = convgrad.conv(_last(x).astype(np.float16), _io(w).astype(np.float16), b.astype(np.float16), **kw,
+                        data_format="NHWC", weight_format="HWIO")
+    assert y16.dtype == np.float16 and max_rel(_first(y16), ref) < 1e-2
+
+
+def test_nan_lands_where_the_channels_first_call_puts_it():
+    xs, ws, kw = DEPTHWISE[0]
+    _, x, w, b, dy = _arrays(xs, ws, kw)
+    x[1, 3, 4, 2] = np.nan
+    dy[0, 5, 0, 6] = np.inf
+    ref_y, ref_g = convgrad.conv(x, w, b, **kw), convgrad.conv_backward(dy, x, w, **kw)
+    y = convgrad.conv(_last(x), _io(w), b, **kw, data_format="channels_last", weight_format="IO")
+    g = convgrad.conv_backward(_last(dy), _last(x), _io(w), **kw, data_format="channels_last", weight_format="IO")
+    for a, r in ((_first(y), ref_y), (_first(g.input), ref_g.input), (_oi(g.weight), ref_g.weight)):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(r))
+        np.testing.assert_array_equal(np.isinf(a), np.isinf(r))
+
+
+def test_the_benchmark_layers_go_where_they_measured_faster():
+    picks = {name: {op: getattr(native_last.choose(lay.spec(), op), "name", None)
+                    for op in ("forward", "grad_input", "grad_weight")} for name, lay in LAYERS.items()}
+    assert set(picks["e"].values()) == {"depthwise_last"}
+    assert set(picks["b"].values()) == set(picks["h"].values()) == {"tapgemm_last"}
+    assert picks["d"] == {"forward": None, "grad_input": "tapgemm_last", "grad_weight": "tapgemm_last"}
+    assert set(picks["a"].values()) == set(picks["f"].values()) == {"winograd_last"}
+    for name in ("c", "i"):  # 1x1: layout's own matrix product; i: 16 channels, no gain measured
+        assert set(picks[name].values()) == {None}, name
+    # never for padding modes other than zeros, nor for a channels-first call (auto never sees them)
+    reflect = conv_spec((2, 8, 9, 9), (8, 1, 3, 3), padding=1, groups=8, padding_mode="reflect")
+    assert native_last.choose(reflect, "forward") is None
+    assert all(algorithms.choose(lay.spec(), op).name not in NATIVE for lay in LAYERS.values()
+               for op in ("forward", "grad_input", "grad_weight"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_property_sweep_against_direct(data):
+    name = data.draw(st.sampled_from(NATIVE))
+    nd = data.draw(st.integers(1, 3))
+    size = tuple(data.draw(st.integers(3, 7)) for _ in range(nd))
+    kernel = tuple(data.draw(st.integers(1, min(3, s))) for s in size)
+    stride = tuple(data.draw(st.integers(1, 3)) for _ in range(nd))
+    if name == "winograd_last":
+        kernel, stride = kernel[:-1] + (3,), (1,) * nd
+        size = size[:-1] + (max(size[-1], 5),)
+    dilation = tuple(data.draw(st.integers(1, 2)) if (k - 1) * 2 + 1 <= s else 1 for k, s in zip(kernel, size))
+    padding = tuple((data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))) for _ in range(nd))
+    if name == "depthwise_last":
+        c = data.draw(st.integers(1, 4))
+        groups, cin, cout = c, c, c * data.draw(st.integers(1, 2))
+    else:
+        groups = data.draw(st.integers(1, 2))
+        cin, cout = groups * data.draw(st.integers(1, 3)), groups * data.draw(st.integers(1, 3))
+    batch = data.draw(st.integers(1, 3))
+    spec = conv_spec((batch, cin, *size), (cout, cin // groups, *kernel), stride, padding, dilation, groups)
+    _, x, w, _, dy = _arrays((batch, cin, *size), (cout, cin // groups, *kernel),
+                             dict(stride=stride, padding=padding, dilation=dilation, groups=groups), seed=batch)
+    xl, dyl = _first(_last(x)), _first(_last(dy))
+    for op, a, b, ra, rb in (("forward", xl, w, x, w), ("grad_input", dyl, w, dy, w), ("grad_weight", xl, dyl, x, dy)):
+        assert max_rel(algorithms.run(op, spec, a, b, name), algorithms.run(op, spec, ra, rb, "direct")) < 1e-10, op
