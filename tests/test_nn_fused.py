@@ -209,3 +209,27 @@ def test_gate_read_from_the_output_the_next_layer_keeps(dtype, train):
     # the ReLU's own backward reads the same gate
     y = seq(x)
     np.testing.assert_array_equal(seq[1].backward(np.ones_like(x)), ref[1].forward(ref[0].forward(x)) > 0)
+
+
+def test_fused_basic_block_keeps_a_float64_gradient_float64():
+    """A float64 grad_output through a float32 block: the fused tail computes dz in float64, as the unfused code."""
+    from convgrad import nn as cnn
+    block = cnn.BasicBlock(4, 4, rng=0)
+    x = np.random.default_rng(0).standard_normal((2, 4, 6, 6)).astype(np.float32)
+    y = block(x)
+    dx = block.backward(np.random.default_rng(1).standard_normal(y.shape))
+    assert dx.dtype == np.float64
+
+
+def test_kept_scratch_does_not_travel_with_copies():
+    import copy
+    import pickle
+    from convgrad import nn as cnn
+    model = cnn.Sequential(cnn.Conv2d(2, 4, 3, padding=1, rng=0), cnn.BatchNorm2d(4), cnn.ReLU())
+    x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    y = model(x)
+    model.backward(np.ones_like(y))
+    assert any("_kept" in m.__dict__ for m in model.modules())
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert not any("_kept" in m.__dict__ for m in clone.modules())
+        np.testing.assert_array_equal(clone(x), model(x))

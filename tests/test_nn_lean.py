@@ -114,3 +114,11 @@ def test_linear_keeps_numpys_blas_on_one_thread(monkeypatch):
     assert len(seen) >= 3 and set(seen) == {1}
     np.testing.assert_allclose(y, x @ layer.weight.value.T + layer.bias.value, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(dx, np.ones_like(y) @ layer.weight.value, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_takes_an_empty_batch():
+    layer = nn.Linear(8, 4, rng=0)
+    for shape in ((0, 8), (2, 0, 8)):
+        y = layer(np.zeros(shape, np.float32))
+        assert y.shape == (*shape[:-1], 4)
+        assert layer.backward(y).shape == shape

@@ -26,8 +26,9 @@ strided ``(N, C, *spatial)`` view, and a result computed channels-first is hande
 Use ``np.ascontiguousarray`` on a result if its memory order matters. Where reading the views
 across the grain costs more than the arithmetic, ``conv`` and ``conv_backward`` with
 ``algorithm="auto"`` compute natively channels last instead, on the caller's arrays, and return
-C-contiguous channels-last results: the 1x1 convolution at stride 1 without padding as one matrix
-product (:meth:`Formats.native_forward`), and the configurations a channels-last algorithm prefers
+channels-last results (C-contiguous except where noted): the 1x1 convolution at stride 1 without padding as one matrix
+product (:meth:`Formats.native_forward`; its input gradient is the channels-last view of a
+channels-first array), and the configurations a channels-last algorithm prefers
 (:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers, ``tapgemm_last`` and
 ``winograd_last`` where ``auto`` runs ``tapgemm`` or ``winograd``; the latter's results stay
 channels-first arrays).

@@ -223,7 +223,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     The result is cut into column blocks (or row blocks, whichever dimension is longer), one per
     worker, each a single-threaded BLAS product into its part of the result; a product under
     :data:`MATMUL_SPLIT` multiply-adds runs on the calling thread. The same sums as ``np.matmul``
-    (each entry is one BLAS dot product of a row and a column), without waking BLAS's own threads.
+    (each entry is one BLAS dot product of a row and a column, up to the last bits where BLAS blocks
+    the sum differently for the smaller products), without waking BLAS's own threads.
     A stack is multiplied matrix by matrix, each split so. ``out``, if given, is a C-contiguous array
     of the result's shape and dtype that receives it (scratch of the caller's).
 
@@ -247,6 +248,9 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         raise ValueError(f"matmul: out must be a C-contiguous array of shape {shape}, got {out.shape}")
     if not stacked:
         return _matmul2(a, b, out)
+    if runtime.get_num_threads() == 1 or a.shape[1] * b.shape[2] * a.shape[2] < MATMUL_SPLIT:
+        with blas.single_threaded():  # small groups: one NumPy call for the stack (a Python loop costs more)
+            return np.matmul(a, b, out=out)
     for g in range(a.shape[0]):
         _matmul2(a[g], b[g], out[g])
     return out

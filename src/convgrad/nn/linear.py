@@ -52,7 +52,7 @@ class Linear(Module):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input must have shape (*, {self.in_features}), got shape {x.shape}")
         # convgrad's workers, not NumPy's BLAS threads (they would spin on into the next layer: parallel.matmul)
-        y = parallel.matmul(x.reshape(-1, self.in_features), self.weight.value.T).reshape(*x.shape[:-1], -1)
+        y = parallel.matmul(x.reshape(-1, self.in_features), self.weight.value.T).reshape(*x.shape[:-1], self.out_features)
         if self.bias is not None:
             if y.dtype == np.result_type(y, self.bias.value):
                 y += self.bias.value  # y is a fresh array

@@ -65,6 +65,13 @@ class Module:
                                "one forward, whose arrays the first backward released): run forward first")
         return self._cache
 
+    def __getstate__(self) -> dict:
+        """Pickling and ``copy.deepcopy``: everything but the internal scratch kept between steps
+        (``_kept``, :func:`convgrad.nn.bn_passes.kept`), which the copy makes anew when it runs."""
+        state = self.__dict__.copy()
+        state.pop("_kept", None)
+        return state
+
     def _release(self) -> None:
         """Drop what the last forward kept, here and in every sub-module (its backward is done)."""
         self._cache = None

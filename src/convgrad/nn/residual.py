@@ -108,7 +108,7 @@ class BasicBlock(Module):
             raise ValueError(f"BasicBlock.backward: grad_output must have shape {y.shape}, got {dy.shape}")
         if fused:
             # dz = dy * [y > 0] inside bn2's sums pass (the residual add and ReLU ran in its forward)
-            dz = np.empty(y.shape, y.dtype)
+            dz = np.empty(y.shape, np.result_type(dy, y))  # a float64 gradient stays float64, as unfused
             d = self.bn2._backward(dy, gate=y, dz_out=dz)
         else:
             dz = dy * (y > 0)
