@@ -225,7 +225,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     :data:`MATMUL_SPLIT` multiply-adds runs on the calling thread. The same sums as ``np.matmul``
     (each entry is one BLAS dot product of a row and a column, up to the last bits where BLAS blocks
     the sum differently for the smaller products), without waking BLAS's own threads.
-    A stack is multiplied matrix by matrix, each split so. ``out``, if given, is a C-contiguous array
+    A stack of such small products is one NumPy call; of larger ones, multiplied matrix by matrix,
+    each split so. ``out``, if given, is a C-contiguous array
     of the result's shape and dtype that receives it (scratch of the caller's).
 
     Examples
@@ -248,7 +249,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         raise ValueError(f"matmul: out must be a C-contiguous array of shape {shape}, got {out.shape}")
     if not stacked:
         return _matmul2(a, b, out)
-    if runtime.get_num_threads() == 1 or a.shape[1] * b.shape[2] * a.shape[2] < MATMUL_SPLIT:
+    if not _splits(out.dtype, a.shape[1], b.shape[2], a.shape[2]):
         with blas.single_threaded():  # small groups: one NumPy call for the stack (a Python loop costs more)
             return np.matmul(a, b, out=out)
     for g in range(a.shape[0]):
@@ -256,19 +257,23 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return out
 
 
+def _splits(dtype, m: int, n: int, k: int) -> bool:
+    """Whether an ``(m, k) @ (k, n)`` product of ``dtype`` is worth cutting over the workers."""
+    return dtype in (np.float32, np.float64) and blas.can_set_threads() and runtime.get_num_threads() > 1 \
+        and m * n * k >= MATMUL_SPLIT
+
+
 def _matmul2(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out[...] = a @ b`` for 2-D operands (:func:`matmul`)."""
     dtype = out.dtype
     m, n = out.shape
-    threads = runtime.get_num_threads()
-    if dtype not in (np.float32, np.float64) or not blas.can_set_threads() or threads == 1 \
-            or m * n * a.shape[1] < MATMUL_SPLIT:
+    if not _splits(dtype, m, n, a.shape[1]):
         with blas.single_threaded():
             return np.matmul(a, b, out=out)
     a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
     by_rows = m >= n
     length = m if by_rows else n
-    parts = min(threads, length)
+    parts = min(runtime.get_num_threads(), length)
     bounds = [length * i // parts for i in range(parts + 1)]
 
     def process(_, i0, i1):
