@@ -40,6 +40,7 @@ from .pooling import avg_pool, avg_pool_backward, max_pool, max_pool_backward
 from .lax import conv_general_dilated, conv_general_dilated_backward
 from .planning import ConvPlan, plan
 from .verify import VerifyReport, verify
+from .memory import get_memory_reuse, set_memory_reuse
 from .runtime import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit, settings
 from .selection import choose_algorithm, clear_algorithm_cache
 from .spec import ConvSpec, conv_spec, conv_transpose_spec
@@ -89,12 +90,14 @@ __all__ = [
     "conv_transpose_spec",
     "conv_weight",
     "explain",
+    "get_memory_reuse",
     "get_num_threads",
     "max_pool",
     "max_pool_backward",
     "nn",
     "plan",
     "get_workspace_limit",
+    "set_memory_reuse",
     "set_num_threads",
     "set_workspace_limit",
     "settings",

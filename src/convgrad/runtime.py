@@ -31,7 +31,12 @@ the process:
   thread count -- and restored when the last such operation ends; another thread of the program
   calling BLAS meanwhile runs it on one thread too;
 - *algorithm choices*: ``auto``'s picks (per configuration, thread count and workspace limit)
-  and ``measure``'s measurements; :func:`convgrad.clear_algorithm_cache` forgets both.
+  and ``measure``'s measurements; :func:`convgrad.clear_algorithm_cache` forgets both;
+- *freed memory kept mapped* (:mod:`convgrad.memory`): from the first time a :mod:`convgrad.nn`
+  layer runs, or :func:`convgrad.set_memory_reuse` says so, glibc's ``malloc`` keeps freed memory
+  for the next arrays instead of returning it to the system, so each training step reuses the
+  last one's pages (no page faults); ``convgrad.set_memory_reuse(False)`` before the first layer
+  keeps glibc's behaviour, after it gives the memory back.
 """
 
 from __future__ import annotations

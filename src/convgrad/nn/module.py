@@ -20,6 +20,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from .. import memory
 from .init import resolve_dtype
 from .parameter import Parameter
 
@@ -52,6 +53,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if not memory._state["chosen"]:  # the first layer run: freed memory kept for the next step's arrays
+            memory.reuse_by_default()
         return self.forward(x)
 
     def _remember(self, *items) -> None:
