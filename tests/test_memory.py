@@ -54,8 +54,15 @@ def test_the_first_layer_turns_it_on_unless_the_program_chose():
         print(convgrad.get_memory_reuse())
     """)
     assert got == "False"  # the program's choice stands
+    got = _run("""
+        import numpy as np, convgrad
+        convgrad.set_memory_reuse(None)
+        convgrad.nn.ReLU()(np.ones(3))
+        print(convgrad.get_memory_reuse())
+    """)
+    assert got == "False"  # None: the C library as the environment set it, and nn leaves it so
 
 
 def test_bad_argument():
-    with pytest.raises(TypeError, match="set_memory_reuse: enabled must be True or False, got 1"):
+    with pytest.raises(TypeError, match="set_memory_reuse: enabled must be True, False or None, got 1"):
         convgrad.set_memory_reuse(1)

@@ -71,15 +71,17 @@ def get_memory_reuse() -> bool:
     return _state["enabled"]
 
 
-def set_memory_reuse(enabled: bool = True) -> bool:
+def set_memory_reuse(enabled: bool | None = True) -> bool:
     """Keep freed memory mapped for the next allocations (``True``) or give it back to the system (``False``).
 
     Parameters
     ----------
-    enabled : bool
+    enabled : bool or None
         ``True`` raises glibc's ``M_MMAP_THRESHOLD`` to :data:`MMAP_THRESHOLD` and
         ``M_TRIM_THRESHOLD`` to :data:`TRIM_THRESHOLD`; ``False`` sets both back to glibc's
-        defaults (128 KiB) and returns the free memory to the system (``malloc_trim``).
+        defaults (128 KiB) and returns the free memory to the system (``malloc_trim``);
+        ``None`` leaves the C library as it is (e.g. as ``MALLOC_MMAP_THRESHOLD_`` in the
+        environment set it) and only stops :mod:`convgrad.nn` from turning reuse on.
 
     Returns
     -------
@@ -95,11 +97,11 @@ def set_memory_reuse(enabled: bool = True) -> bool:
     False
     >>> _ = convgrad.set_memory_reuse(was)
     """
-    if not isinstance(enabled, bool):
-        raise TypeError(f"set_memory_reuse: enabled must be True or False, got {enabled!r}")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise TypeError(f"set_memory_reuse: enabled must be True, False or None, got {enabled!r}")
     with _lock:
         _state["chosen"] = True
-        return _apply(enabled)
+        return _state["enabled"] if enabled is None else _apply(enabled)
 
 
 def _apply(enabled: bool) -> bool:

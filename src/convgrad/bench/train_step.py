@@ -160,16 +160,18 @@ def _reset_peak() -> None:
             f.write("5")
 
 
-def _worker(conn, library: str, threads: int) -> None:
+def _worker(conn, library: str, threads: int, for_memory: bool = False) -> None:
     """Serve ``("setup", net, dtype)``, ``("step", n)``, ``("memory",)`` and ``("stop",)`` requests."""
     if library == "torch":
         import torch
 
         torch.set_num_threads(threads)
     else:
-        from .. import runtime
+        from .. import memory, runtime
 
         runtime.set_num_threads(threads)
+        if for_memory:  # malloc as MEMORY_MALLOC_ENV set it: nn must not keep freed memory mapped here
+            memory.set_memory_reuse(None)
     state = {}
     while True:
         request = conn.recv()
@@ -219,7 +221,8 @@ def _worker(conn, library: str, threads: int) -> None:
 #: glibc settings of the processes that measure memory: large freed blocks go back to the system at
 #: once, so the resident-set high-water mark sees each step's live peak. They also make every large
 #: allocation fresh pages (page faults at every step, for both libraries), so the processes that
-#: time the steps run with the caller's environment instead.
+#: time the steps run with the caller's environment instead -- where convgrad.nn keeps freed memory
+#: mapped for the next step (:mod:`convgrad.memory`) and PyTorch runs with glibc's defaults.
 MEMORY_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
@@ -227,7 +230,7 @@ class _Library:
     def __init__(self, library: str, threads: int, *, for_memory: bool = False):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, library, threads), daemon=True)
+        self.proc = ctx.Process(target=_worker, args=(child, library, threads, for_memory), daemon=True)
         saved = {k: os.environ.get(k) for k in MEMORY_MALLOC_ENV}
         if for_memory:  # the child inherits the environment at its start; the parent's is put back after
             os.environ.update({k: os.environ.get(k, v) for k, v in MEMORY_MALLOC_ENV.items()})
