@@ -14,6 +14,28 @@ from _configs import supporting
 BIG = (256, 256)  # 256 KiB of float32: above MIN_BYTES
 
 
+@pytest.fixture(autouse=True)
+def _cache_policy_without_reuse(monkeypatch):
+    """These tests are about the cache, which keeps blocks only while malloc returns freed memory
+    (convgrad.memory): pretend it does, whatever an earlier nn test of this process turned on."""
+    from convgrad import memory
+
+    monkeypatch.setitem(memory._state, "enabled", False)
+    workspace.clear()
+    yield
+    workspace.clear()
+
+
+def test_nothing_is_cached_while_malloc_keeps_freed_memory(monkeypatch):
+    from convgrad import memory
+
+    monkeypatch.setitem(memory._state, "enabled", True)
+    with workspace.scope():
+        a = workspace.empty(BIG, np.float32)
+        a[...] = 1
+    assert workspace.cached_bytes() == 0
+
+
 def test_blocks_are_reused_after_their_scope_and_distinct_within_one():
     workspace.clear()
     with workspace.scope():

@@ -12,7 +12,8 @@ PyTorch's CPU tensors come from the same ``malloc`` and fault the same way (8,40
 :data:`MMAP_THRESHOLD` come from the heap, and up to :data:`TRIM_THRESHOLD` of free memory at its
 top stays mapped, so the next step reuses the last step's pages (ResNet-8: 3 faults per step).
 The process's peak memory does not change; what changes is that it keeps that peak mapped
-instead of returning freed memory to the system between steps.
+instead of returning freed memory to the system between steps. Meanwhile convgrad's own cache of
+scratch blocks (:mod:`convgrad.workspace`) keeps nothing: ``malloc`` does that job now.
 
 It is a process-wide setting of the C library, so convgrad only makes it when asked, or when a
 :mod:`convgrad.nn` layer first runs (training is where it pays) unless the program said
@@ -115,7 +116,19 @@ def _apply(enabled: bool) -> bool:
         ok = libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
         libc.malloc_trim(0)
     _state["enabled"] = bool(enabled and ok)
+    if _state["enabled"]:
+        from . import workspace
+
+        workspace.clear()  # malloc keeps what it frees: scratch blocks need not be cached (see convgrad.workspace)
     return _state["enabled"]
+
+
+def set_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Set glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` themselves (what ``MALLOC_MMAP_THRESHOLD_``
+    and ``MALLOC_TRIM_THRESHOLD_`` in the environment set at start), whatever :func:`get_memory_reuse` says.
+    For measurements: ``convgrad bench --train`` measures peak memory with ``(65536, 0)``. ``False`` without glibc."""
+    libc = _glibc()
+    return bool(libc and libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
 def reuse_by_default() -> None:

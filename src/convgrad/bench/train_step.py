@@ -170,8 +170,9 @@ def _worker(conn, library: str, threads: int, for_memory: bool = False) -> None:
         from .. import memory, runtime
 
         runtime.set_num_threads(threads)
-        if for_memory:  # malloc as MEMORY_MALLOC_ENV set it: nn must not keep freed memory mapped here
-            memory.set_memory_reuse(None)
+        if for_memory:  # convgrad as in the timed process, then malloc made to return freed memory at once
+            memory.set_memory_reuse(True)
+            memory.set_thresholds(**MEMORY_MALLOC)
     state = {}
     while True:
         request = conn.recv()
@@ -224,6 +225,9 @@ def _worker(conn, library: str, threads: int, for_memory: bool = False) -> None:
 #: time the steps run with the caller's environment instead -- where convgrad.nn keeps freed memory
 #: mapped for the next step (:mod:`convgrad.memory`) and PyTorch runs with glibc's defaults.
 MEMORY_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+#: The same for convgrad's memory process, set after convgrad.memory's reuse (which it keeps on, so that its
+#: scratch is freed after each operation as in the timed process; convgrad.workspace).
+MEMORY_MALLOC = {"mmap_threshold": 65536, "trim_threshold": 0}
 
 
 class _Library:
