@@ -52,6 +52,17 @@ def _padding(padding, rank: int, func: str):
     return pairs
 
 
+def _algorithm(algorithm, func: str) -> str:
+    """A layer's ``algorithm``: ``"auto"``, ``"measure"`` or a registered name (checked against the layer's
+    configuration when it first runs, by the plan)."""
+    from .. import algorithms
+
+    choices = (*algorithms.CHOOSERS, *algorithms.available_algorithms())
+    if not isinstance(algorithm, str) or algorithm not in choices:
+        raise ValueError(f"{func}: algorithm must be one of {choices}, got {algorithm!r}")
+    return algorithm
+
+
 def _has_pairs(padding) -> bool:
     return not isinstance(padding, int) and any(not isinstance(p, (int, np.integer)) for p in padding)
 
@@ -61,6 +72,8 @@ class _ConvBase(Module):
 
     _rank: ClassVar[int]
     _transposed: ClassVar[bool]
+    #: ``algorithm=`` of the convolution calls (``Module.set_algorithm``); a class default for layers pickled before it existed
+    algorithm = "auto"
 
     def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype, rng,
                data_format="channels_first") -> None:
@@ -174,9 +187,11 @@ class _ConvNd(_ConvBase):
         dtype=None,
         rng=None,
         data_format: str = "channels_first",
+        algorithm: str = "auto",
     ):
         super().__init__()
         name = type(self).__name__
+        self.algorithm = _algorithm(algorithm, name)
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"{name}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.padding = _padding(padding, self._rank, name)
@@ -185,7 +200,7 @@ class _ConvNd(_ConvBase):
 
     def _args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                    padding_mode=self.padding_mode, data_format=self.data_format)
+                    padding_mode=self.padding_mode, data_format=self.data_format, algorithm=self.algorithm)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``y[n, o, i] = b[o] + sum_{c, k} W[o, c, k] * x[n, g*C_g + c, i*S + k*D - P_lo]`` (see :func:`convgrad.conv`)."""
@@ -216,7 +231,7 @@ class _ConvNd(_ConvBase):
             [("kernel_size", self.kernel_size, None), ("stride", self.stride, 1), ("padding", self.padding, zeros),
              ("dilation", self.dilation, 1), ("groups", self.groups, 1), ("bias", self.bias is not None, True),
              ("padding_mode", self.padding_mode, "zeros"), ("dtype", self.weight.dtype, np.dtype(np.float32)),
-             ("data_format", self.data_format, "channels_first")],
+             ("data_format", self.data_format, "channels_first"), ("algorithm", self.algorithm, "auto")],
         )
 
 
@@ -265,9 +280,11 @@ class _ConvTransposeNd(_ConvBase):
         dtype=None,
         rng=None,
         data_format: str = "channels_first",
+        algorithm: str = "auto",
     ):
         super().__init__()
         name = type(self).__name__
+        self.algorithm = _algorithm(algorithm, name)
         if padding_mode != "zeros":
             raise ValueError(f"{name}: only padding_mode='zeros' is supported for a transposed convolution, got {padding_mode!r}")
         if isinstance(padding, str):
@@ -313,7 +330,7 @@ class _ConvTransposeNd(_ConvBase):
 
     def _args(self, output_padding):
         return dict(stride=self.stride, padding=self.padding, output_padding=output_padding, groups=self.groups,
-                    dilation=self.dilation, data_format=self.data_format)
+                    dilation=self.dilation, data_format=self.data_format, algorithm=self.algorithm)
 
     def forward(self, x: np.ndarray, output_size=None) -> np.ndarray:
         """Transposed convolution of ``x`` (see :func:`convgrad.conv_transpose`).
@@ -354,7 +371,8 @@ class _ConvTransposeNd(_ConvBase):
             [("kernel_size", self.kernel_size, None), ("stride", self.stride, 1), ("padding", self.padding, zeros),
              ("output_padding", self.output_padding, 0), ("groups", self.groups, 1),
              ("bias", self.bias is not None, True), ("dilation", self.dilation, 1),
-             ("dtype", self.weight.dtype, np.dtype(np.float32)), ("data_format", self.data_format, "channels_first")],
+             ("dtype", self.weight.dtype, np.dtype(np.float32)), ("data_format", self.data_format, "channels_first"),
+             ("algorithm", self.algorithm, "auto")],
         )
 
 

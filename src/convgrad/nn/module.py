@@ -145,6 +145,31 @@ class Module:
         """Evaluation mode: ``train(False)``."""
         return self.train(False)
 
+    def set_algorithm(self, algorithm: str) -> "Module":
+        """Set the convolution algorithm of every convolution layer in this module (``algorithm=`` of
+        :class:`~convgrad.nn.Conv2d` & co.); returns the module.
+
+        ``"auto"`` (the default) is the cost model's pick. ``"measure"`` times the plausible
+        algorithms on the first step's real arrays and keeps the fastest, per layer and operation
+        (as ``torch.backends.cudnn.benchmark``): a slower first step, then each convolution on what
+        measured fastest on this machine -- which may differ from run to run, and with it the last
+        bits of the results. Or a name from :func:`convgrad.available_algorithms`.
+
+        Examples
+        --------
+        >>> from convgrad import nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)).set_algorithm("measure")
+        >>> [m.algorithm for m in net.modules() if hasattr(m, "algorithm")]
+        ['measure', 'measure']
+        """
+        from .conv import _algorithm, _ConvBase
+
+        algorithm = _algorithm(algorithm, f"{type(self).__name__}.set_algorithm")
+        for m in self.modules():
+            if isinstance(m, _ConvBase):
+                m.algorithm = algorithm
+        return self
+
     def zero_grad(self) -> None:
         """Set every parameter's gradient to zero."""
         for p in self.parameters():
