@@ -155,3 +155,28 @@ def test_whole_batch_algorithms_keep_blas_on_one_thread(algorithm, monkeypatch):
     assert len(seen) >= 6 and set(seen) == {1}
     ref = convgrad.conv_backward(np.ones_like(y), x, w, padding=1, algorithm="direct")
     np.testing.assert_allclose(g.weight, ref.weight, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.skipif(not blas.can_set_threads(), reason="the BLAS thread count cannot be read here")
+@pytest.mark.parametrize("algorithm", ["tapgemm", "samplegemm", "winograd", "pointwise"])
+def test_one_thread_means_blas_on_one_thread_too(algorithm):
+    """set_num_threads(1): no worker threads, and BLAS not on its own threads either (their spinning made a
+    ResNet-8 step 13x slower on 2 cores). Read inside the algorithm, at its first BLAS call."""
+    seen = []
+
+    def spy(real):
+        return lambda *args, **kwargs: (seen.append(blas.get_num_threads()), real(*args, **kwargs))[1]
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 8, 12, 12)).astype(np.float32)
+    k = 1 if algorithm == "pointwise" else 3
+    w = rng.standard_normal((8, 8, k, k)).astype(np.float32)
+    before = blas.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp, runtime.settings(num_threads=1):
+        for name in ("gemm", "gemm_blocks"):
+            mp.setattr(blas, name, spy(getattr(blas, name)))
+        mp.setattr(np, "matmul", spy(np.matmul))
+        y = convgrad.conv2d(x, w, padding=k // 2, algorithm=algorithm)
+        convgrad.conv_backward(np.ones_like(y), x, w, padding=k // 2, algorithm=algorithm)
+    assert seen and set(seen) == {1}, seen
+    assert blas.get_num_threads() == before

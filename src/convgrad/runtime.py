@@ -18,7 +18,10 @@ batch element whose scratch alone exceeds the limit is still computed, one eleme
 **Threads.** NumPy runs elementwise passes and copies on one core. convgrad splits the batch
 into chunks and runs them on ``num_threads`` worker threads (NumPy releases the GIL inside array
 operations), with NumPy's BLAS set to one thread meanwhile; with ``num_threads=1`` everything runs
-in the calling thread and BLAS keeps its own thread count.
+in the calling thread, BLAS on one thread too (left to its own threads, OpenBLAS's spinning made
+ResNet-8's training step 13x slower on the 2-core test machine). With ``num_threads`` above 1 but a
+single batch element (or a workspace too small for two chunks) there is one worker, and BLAS keeps
+its own thread count: its threads are then the only parallelism.
 
 **Process-wide state.** Besides the two settings, convgrad keeps three things for the life of
 the process:
