@@ -10,10 +10,13 @@ output positions) and channels first, per batch element ``n`` and group ``g``::
 
 At stride 1 (and every input position read) ``xs`` is the caller's array itself: no copy, no
 scratch beyond the weight gradient's per-thread partial sums. With a stride -- ResNet's 1x1
-projection shortcuts -- each element's ``xs`` is gathered into a worker's buffer (one strided
-copy, ``P * C`` values), and its ``dxs`` scattered back into a zeroed ``dx[n]`` (a transposed
-convolution's ``output_padding`` leaves unread input too: the same zeroing). The batch is
-shared out to the worker threads.
+projection shortcuts -- a chunk of elements' ``xs`` is gathered into a worker's buffer (one
+strided copy, ``P * C`` values per element) and multiplied as one stack (``np.matmul``), and the
+chunk's ``dxs`` is scattered back into its zeroed part of ``dx`` (a transposed convolution's
+``output_padding`` leaves unread input too: the same zeroing). Measured on ResNet-8's first
+projection (64 x 16 x 32 x 32, stride 2, float32, 2 threads, 2026-12-02): 1.4 / 2.0 / 2.0 ms
+forward / input / weight gradient, against ``tapgemm``'s 2.3 / 3.2 / 2.9 (a product per element
+instead of per chunk: 2.2 ms forward). The batch is shared out to the worker threads.
 """
 
 from __future__ import annotations
