@@ -20,7 +20,7 @@ import convgrad.reparam
 
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
            convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning, convgrad.algorithms.samplegemm,
-           convgrad.nn.bn_passes,
+           convgrad.nn.bn_passes, convgrad.memory, convgrad.nn.module,
            importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 

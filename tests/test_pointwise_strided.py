@@ -119,3 +119,49 @@ def test_auto_takes_it_for_resnet8s_projections(xs, ws):
     first projection, 0.7/1.0/0.9 against 1.0/1.4/1.3 on the second; in the training step tapgemm's forward
     had taken 4.2 ms there."""
     assert set(convgrad.choose_algorithm(xs, ws, stride=2).values()) == {"pointwise"}
+
+
+@pytest.mark.parametrize("op", ["forward", "grad_input", "grad_weight"])
+def test_scratch_stays_under_the_workspace_limit(op):
+    """The gathered operand and the weight gradient's per-element products count in the chunk size
+    (a 512 -> 1024 projection on 8x8: one element's products are 2 MiB)."""
+    import tracemalloc
+
+    from convgrad import workspace
+    from convgrad.spec import conv_spec
+
+    spec = conv_spec((32, 512, 8, 8), (1024, 512, 1, 1), stride=2)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(spec.input_shape, dtype=np.float32)
+    w = rng.standard_normal(spec.weight_shape, dtype=np.float32)
+    dy = rng.standard_normal(spec.output_shape, dtype=np.float32)
+    operands = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
+    limit = 16 * 2**20  # a few elements per worker: each element's products (O, C_g) are 2 MiB
+    with convgrad.settings(workspace_limit=limit, num_threads=2):
+        algorithms.run(op, spec, *operands, "pointwise")
+        workspace.clear()
+        tracemalloc.start()
+        try:
+            result = algorithms.run(op, spec, *operands, "pointwise")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    extra = w.nbytes if op == "grad_input" else 0  # the transposed weight
+    assert peak - result.nbytes - extra <= limit + 2 * 64 * 2**10, (peak - result.nbytes) / 2**20
+
+
+@pytest.mark.parametrize("threads, limit", [(1, 2**30), (2, 2**30), (2, 3 * 2**10)])
+def test_many_elements_per_chunk_and_the_buffers_reused(threads, limit):
+    """A batch of 11 in chunks of several elements (the stacked product, a worker's buffers reused across
+    chunks of different sizes), and one element at a time under a tiny workspace: all exact."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((11, 6, 9, 7)), rng.standard_normal((4, 3, 1, 1))
+    kw = dict(stride=(2, 3), groups=2)
+    with convgrad.settings(num_threads=threads, workspace_limit=limit):
+        y = convgrad.conv(x, w, **kw, algorithm="pointwise")
+        dy = rng.standard_normal(y.shape)
+        g = convgrad.conv_backward(dy, x, w, **kw, algorithm="pointwise")
+    np.testing.assert_allclose(y, loops_forward(x, w, (2, 3), 2), rtol=1e-12, atol=1e-12)
+    ref = convgrad.conv_backward(dy, x, w, **kw, algorithm="direct")
+    np.testing.assert_allclose(g.input, ref.input, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g.weight, ref.weight, rtol=1e-12, atol=1e-12)

@@ -172,11 +172,16 @@ def test_one_thread_means_blas_on_one_thread_too(algorithm):
     k = 1 if algorithm == "pointwise" else 3
     w = rng.standard_normal((8, 8, k, k)).astype(np.float32)
     before = blas.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp, runtime.settings(num_threads=1):
-        for name in ("gemm", "gemm_blocks"):
-            mp.setattr(blas, name, spy(getattr(blas, name)))
-        mp.setattr(np, "matmul", spy(np.matmul))
-        y = convgrad.conv2d(x, w, padding=k // 2, algorithm=algorithm)
-        convgrad.conv_backward(np.ones_like(y), x, w, padding=k // 2, algorithm=algorithm)
+    blas.set_num_threads(2)  # BLAS on its own threads outside convgrad (as NumPy starts on 2+ cores)
+    try:
+        with pytest.MonkeyPatch.context() as mp, runtime.settings(num_threads=1):
+            for name in ("gemm", "gemm_blocks"):
+                mp.setattr(blas, name, spy(getattr(blas, name)))
+            mp.setattr(np, "matmul", spy(np.matmul))
+            stride = 2 if algorithm == "pointwise" else 1  # pointwise's stacked products
+            y = convgrad.conv2d(x, w, padding=k // 2, stride=stride, algorithm=algorithm)
+            convgrad.conv_backward(np.ones_like(y), x, w, padding=k // 2, stride=stride, algorithm=algorithm)
+        assert blas.get_num_threads() == 2
+    finally:
+        blas.set_num_threads(before)
     assert seen and set(seen) == {1}, seen
-    assert blas.get_num_threads() == before

@@ -17,7 +17,8 @@ scratch blocks (:mod:`convgrad.workspace`) keeps nothing: ``malloc`` does that j
 
 It is a process-wide setting of the C library, so convgrad only makes it when asked, or when a
 :mod:`convgrad.nn` layer first runs (training is where it pays) unless the program said
-``set_memory_reuse(False)`` before. Only on Linux with glibc; elsewhere it does nothing and
+``set_memory_reuse(False)`` (or ``None``) before, or its environment tunes ``malloc`` itself
+(``MALLOC_*_`` variables, ``GLIBC_TUNABLES=glibc.malloc.*``). Only on Linux with glibc; elsewhere it does nothing and
 :func:`get_memory_reuse` says ``False``.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
 import sys
 import threading
@@ -40,7 +42,7 @@ _DEFAULT_THRESHOLD = 128 * 2**10
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 
 _lock = threading.Lock()
-_state: dict = {"enabled": False, "chosen": False}
+_state: dict = {"enabled": False, "chosen": False, "applied": False}
 _libc = None
 
 
@@ -79,10 +81,13 @@ def set_memory_reuse(enabled: bool | None = True) -> bool:
     ----------
     enabled : bool or None
         ``True`` raises glibc's ``M_MMAP_THRESHOLD`` to :data:`MMAP_THRESHOLD` and
-        ``M_TRIM_THRESHOLD`` to :data:`TRIM_THRESHOLD`; ``False`` sets both back to glibc's
-        defaults (128 KiB) and returns the free memory to the system (``malloc_trim``);
-        ``None`` leaves the C library as it is (e.g. as ``MALLOC_MMAP_THRESHOLD_`` in the
-        environment set it) and only stops :mod:`convgrad.nn` from turning reuse on.
+        ``M_TRIM_THRESHOLD`` to :data:`TRIM_THRESHOLD`. ``False`` before reuse was ever on
+        changes nothing (glibc keeps its own, adaptive thresholds) and stops :mod:`convgrad.nn`
+        from turning it on; after, it sets both to glibc's initial 128 KiB -- fixed from then
+        on, glibc no longer adapts them -- and returns the free memory to the system
+        (``malloc_trim``). ``None`` leaves the C library as it is (e.g. as
+        ``MALLOC_MMAP_THRESHOLD_`` in the environment set it) and only stops :mod:`convgrad.nn`
+        from turning reuse on.
 
     Returns
     -------
@@ -93,16 +98,16 @@ def set_memory_reuse(enabled: bool | None = True) -> bool:
     Examples
     --------
     >>> import convgrad
-    >>> was = convgrad.get_memory_reuse()
-    >>> convgrad.set_memory_reuse(False)
-    False
-    >>> _ = convgrad.set_memory_reuse(was)
+    >>> convgrad.set_memory_reuse(True)        # doctest: +SKIP
+    True
     """
     if enabled is not None and not isinstance(enabled, bool):
         raise TypeError(f"set_memory_reuse: enabled must be True, False or None, got {enabled!r}")
     with _lock:
         _state["chosen"] = True
-        return _state["enabled"] if enabled is None else _apply(enabled)
+        if enabled is None or (enabled is False and not _state["applied"]):
+            return _state["enabled"]  # nothing set yet: glibc keeps its own (adaptive) behaviour
+        return _apply(enabled)
 
 
 def _apply(enabled: bool) -> bool:
@@ -110,6 +115,7 @@ def _apply(enabled: bool) -> bool:
     if libc is None:
         _state["enabled"] = False
         return False
+    _state["applied"] = True
     if enabled:
         ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     else:
@@ -131,11 +137,19 @@ def set_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
     return bool(libc and libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold) and libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold))
 
 
+def _environment_chose() -> bool:
+    """Whether the environment tunes glibc's malloc (``MALLOC_*_`` variables, ``GLIBC_TUNABLES``'s ``glibc.malloc.*``)."""
+    return any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ) \
+        or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+
+
 def reuse_by_default() -> None:
-    """Turn reuse on unless the program chose already (called by :mod:`convgrad.nn` when a layer first runs)."""
+    """Turn reuse on unless the program chose already, or its environment tunes malloc itself (called by
+    :mod:`convgrad.nn` when a layer first runs)."""
     if _state["chosen"]:
         return
     with _lock:
         if not _state["chosen"]:
             _state["chosen"] = True
-            _apply(True)
+            if not _environment_chose():
+                _apply(True)

@@ -40,7 +40,7 @@ COEFFICIENTS = {
     "tapgemm": 1.374e-10,
     "winograd": 1.487e-10,
     "depthwise": 1.231e-10,
-    "pointwise": 1.374e-10,  # its strided gather/scatter (ResNet projections): as tapgemm's copies (2026-12-02)
+    "pointwise": 1.374e-10,  # its strided gather/scatter (ResNet projections): tapgemm's fitted value, not fitted itself
     "fft": 0,
     "gemm_im2col": 3.623e-10,
     "im2row": 3.241e-10,

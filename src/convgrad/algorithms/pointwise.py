@@ -32,10 +32,14 @@ from .work import Work, efficiency
 from .registry import register
 
 
-def _chunks(spec: ConvSpec, itemsize: int = 0) -> parallel.Plan:
-    """Batch elements shared out to the workers, a few chunks each; ``itemsize`` > 0: a gather buffer per chunk."""
-    per_item = 0 if _direct(spec) else itemsize * max(spec.in_channels, spec.out_channels) * math.prod(spec.output_size)
-    return parallel.plan(spec.batch, per_item,
+def _chunks(spec: ConvSpec, itemsize: int = 0, partial_sums: bool = False) -> parallel.Plan:
+    """Batch elements shared out to the workers, a few chunks each. ``itemsize`` > 0: the strided path's scratch
+    per element, a gathered (or scattered) ``(C, P)`` and the weight gradient's per-element products ``(O, C_g)``;
+    ``partial_sums``: a worker's ``(O, C_g)`` weight gradient besides."""
+    dw = spec.out_channels * spec.in_per_group
+    per_item = 0 if _direct(spec) else itemsize * (max(spec.in_channels, spec.out_channels) * math.prod(spec.output_size)
+                                                   + dw)
+    return parallel.plan(spec.batch, per_item, itemsize * dw if partial_sums else 0,
                          max_chunk=max(1, math.ceil(spec.batch / (4 * runtime.get_num_threads()))))
 
 
@@ -80,6 +84,8 @@ class Pointwise(Algorithm):
         # one stacked product per chunk (a few chunks per worker)
         c = spec.in_channels
         moved = n * c * p + (n * c * math.prod(spec.input_size) if op == "grad_input" else 0)
+        if op == "grad_weight":  # the per-element products, written and summed
+            moved += 2 * n * spec.out_channels * cg
         return Work(flops / efficiency(k, m), float(moved), 30)
 
     def examples(self):
@@ -168,7 +174,8 @@ class Pointwise(Algorithm):
             if not _direct(spec):
                 xs = _gathered(x, n0, n1, spec, s)  # (nb, G, C_g, P)
                 prod = np.matmul(dy[n0:n1].reshape(n1 - n0, G, og, -1), xs.transpose(0, 1, 3, 2))  # (nb, G, O_g, C_g)
-                part += prod.sum(axis=0)
+                for one in prod:  # added one by one: no (G, O_g, C_g) temporary besides
+                    part += one
                 return
             for n in range(n0, n1):
                 xn = x[n].reshape(spec.in_channels, -1)  # (C, P)
@@ -176,7 +183,8 @@ class Pointwise(Algorithm):
                 for g in range(G):
                     blas.gemm(dyn[g * og : (g + 1) * og], xn[g * cg : (g + 1) * cg].T, part[g], beta=1.0)
 
-        total = parallel.run_chunks(_chunks(spec, x.itemsize), lambda: {"dw": np.zeros((G, og, cg), dtype=x.dtype)}, process,
+        total = parallel.run_chunks(_chunks(spec, x.itemsize, partial_sums=True),
+                                    lambda: {"dw": np.zeros((G, og, cg), dtype=x.dtype)}, process,
                                     reduce=("dw",)).get("dw")
         if total is None:  # an empty batch
             total = np.zeros((G, og, cg), dtype=x.dtype)

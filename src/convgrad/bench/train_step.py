@@ -10,7 +10,10 @@ the layer benchmark's :mod:`convgrad.bench.timing` measured up to 12 ms after a 
 resident memory of each process above its state before building the network and the batch
 (parameters, optimizer state, the batch, activations, gradients and scratch: all of a step).
 Every network runs in fresh processes, after a tiny run of the same network that pays the
-library's one-time set-up (thread pools, BLAS buffers), which is therefore not counted.
+library's one-time set-up (thread pools, BLAS buffers), which is therefore not counted. Both timed
+processes run with the same ``malloc`` thresholds: the ones ``convgrad.nn`` sets in its process
+(:mod:`convgrad.memory`: freed memory kept mapped, no page faults from step to step), given to
+PyTorch's process too -- unless the caller's environment tunes ``malloc`` itself, for both.
 
     python -m convgrad.bench.train_step [--nets lenet5,vgg,resnet8,cnn1d] [--dtypes float32,float64]
                                         [--repeats 9] [--warmup 3] [--threads N] [--json PATH]
@@ -162,12 +165,18 @@ def _reset_peak() -> None:
 
 def _worker(conn, library: str, threads: int, for_memory: bool = False) -> None:
     """Serve ``("setup", net, dtype)``, ``("step", n)``, ``("memory",)`` and ``("stop",)`` requests."""
+    from .. import memory
+
     if library == "torch":
         import torch
 
         torch.set_num_threads(threads)
+        if not for_memory and not memory._environment_chose():
+            # the malloc settings convgrad.nn makes in its own process: the two libraries' steps are timed
+            # with the same C library behaviour (PyTorch's tensors fault fresh pages just the same without)
+            memory.set_thresholds(memory.MMAP_THRESHOLD, memory.TRIM_THRESHOLD)
     else:
-        from .. import memory, runtime
+        from .. import runtime
 
         runtime.set_num_threads(threads)
         if for_memory:  # convgrad as in the timed process, then malloc made to return freed memory at once
@@ -223,7 +232,7 @@ def _worker(conn, library: str, threads: int, for_memory: bool = False) -> None:
 #: once, so the resident-set high-water mark sees each step's live peak. They also make every large
 #: allocation fresh pages (page faults at every step, for both libraries), so the processes that
 #: time the steps run with the caller's environment instead -- where convgrad.nn keeps freed memory
-#: mapped for the next step (:mod:`convgrad.memory`) and PyTorch runs with glibc's defaults.
+#: mapped for the next step (:mod:`convgrad.memory`), and PyTorch's process is given the same thresholds.
 MEMORY_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 #: The same for convgrad's memory process, set after convgrad.memory's reuse (which it keeps on, so that its
 #: scratch is freed after each operation as in the timed process; convgrad.workspace).

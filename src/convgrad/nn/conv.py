@@ -58,7 +58,9 @@ def _algorithm(algorithm, func: str) -> str:
     from .. import algorithms
 
     choices = (*algorithms.CHOOSERS, *algorithms.available_algorithms())
-    if not isinstance(algorithm, str) or algorithm not in choices:
+    if not isinstance(algorithm, str):
+        raise TypeError(f"{func}: algorithm must be a string, one of {choices}, got {algorithm!r}")
+    if algorithm not in choices:
         raise ValueError(f"{func}: algorithm must be one of {choices}, got {algorithm!r}")
     return algorithm
 
