@@ -1,4 +1,5 @@
-"""The native channels-last algorithms (``depthwise_last``, ``tapgemm_last``, ``winograd_last``) and their dispatch.
+"""The native channels-last algorithms (``depthwise_last``, ``samplegemm_last``, ``tapgemm_last``, ``winograd_last``)
+and their dispatch.
 
 Checked three ways, none sharing code with the algorithms: on channels-last operands against
 ``direct``'s plain loops (all three operations, float64 to 1e-10, results laid out channels last);
@@ -24,9 +25,9 @@ from convgrad.bench.layers import LAYERS
 from convgrad.spec import conv_spec
 
 torch.set_num_threads(1)
-NATIVE = ["depthwise_last", "tapgemm_last", "winograd_last"]
+NATIVE = ["depthwise_last", "samplegemm_last", "tapgemm_last", "winograd_last"]
 #: Whether the algorithm's data results are laid out channels last (winograd_last's stay channels first).
-RESULTS_LAST = {"depthwise_last": True, "tapgemm_last": True, "winograd_last": False}
+RESULTS_LAST = {"depthwise_last": True, "samplegemm_last": True, "tapgemm_last": True, "winograd_last": False}
 
 
 def _last(a):
@@ -75,7 +76,19 @@ WINOGRAD = [  # 3 taps along the last dim, stride 1
     ((2, 6, 4, 5, 7), (4, 6, 2, 3, 3), dict(padding=(0, 1, 2), dilation=(1, 1, 2))),
     ((1, 4, 6, 9), (4, 4, 3, 3), dict(padding=((2, 0), (0, 1)))),
 ]
+SAMPLE = [  # stride 1 (dx as the forward of dy by the flipped kernel) and not (dx added back tap by tap)
+    ((2, 3, 20, 18), (8, 3, 7, 7), dict(stride=2, padding=3)),  # a stem, as layer d
+    ((2, 5, 7, 6), (8, 5, 3, 3), dict(padding=1)),
+    ((3, 4, 9, 8), (6, 2, 3, 3), dict(stride=(1, 2), dilation=(2, 1), padding=1, groups=2)),
+    ((1, 6, 7, 7), (4, 3, 2, 3), dict(stride=3, padding=((2, 1), (0, 2)), groups=2)),
+    ((2, 4, 9, 8), (6, 2, 3, 3), dict(dilation=(2, 1), padding=((2, 1), (0, 1)), groups=2)),  # stride 1, groups
+    ((2, 3, 6, 6), (4, 3, 3, 3), dict(padding=4)),  # padding beyond the kernel: dx's forward would crop
+    ((3, 2, 11), (4, 2, 2), dict(stride=3, padding=((0, 2),))),  # 1-D, unread tail
+    ((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), dict(padding=(0, 0, 1))),  # 3-D, as layer i
+    ((1, 2, 5, 4, 6), (4, 2, 2, 3, 3), dict(padding=1, stride=(1, 1, 2))),  # 3-D strided, batch 1
+]
 CASES = [pytest.param(c, "depthwise_last", id=f"dw{i}") for i, c in enumerate(DEPTHWISE)] + \
+        [pytest.param(c, "samplegemm_last", id=f"sample{i}") for i, c in enumerate(SAMPLE)] + \
         [pytest.param(c, "tapgemm_last", id=f"tap{i}") for i, c in enumerate(GENERAL)] + \
         [pytest.param(c, "winograd_last", id=f"wino{i}") for i, c in enumerate(WINOGRAD)]
 
@@ -120,9 +133,32 @@ def test_adjoint_identities(config, name):
     assert abs(lhs - float(np.vdot(w, dw))) < 1e-10 * max(1.0, abs(lhs))
 
 
+@pytest.mark.parametrize("config", [SAMPLE[0], SAMPLE[2], SAMPLE[7]], ids=["stem", "groups", "3d"])
+def test_samplegemm_last_in_blocks_of_output_rows(monkeypatch, config):
+    """A sample's matrix beyond the cache budget is built and multiplied in blocks of output rows."""
+    from convgrad.algorithms import samplegemm_last
+
+    monkeypatch.setattr(samplegemm_last, "CHUNK_BYTES", 2000)
+    samplegemm_last.geometry.cache_clear()
+    try:
+        spec, x, w, _, dy = _arrays(*config, seed=5)
+        geo = samplegemm_last.geometry(spec, x.itemsize)
+        assert len(geo.blocks()) > 1 and geo.chunk_cap == 1
+        xl, dyl = _first(_last(x)), _first(_last(dy))
+        alg = REGISTRY["samplegemm_last"]
+        for op, a, b, ra, rb in (("forward", xl, w, x, w), ("grad_input", dyl, w, dy, w),
+                                 ("grad_weight", xl, dyl, x, dy)):
+            ref = algorithms.run(op, spec, ra, rb, "direct")
+            assert max_rel(getattr(alg, op)(a, b, spec), ref) < 1e-10, op
+    finally:
+        samplegemm_last.geometry.cache_clear()
+
+
 def _force(monkeypatch, name):
-    """Make ``name`` the native pick wherever it supports the configuration."""
-    monkeypatch.setattr(type(REGISTRY[name]), "prefers_channels_last", lambda self, spec, op: True)
+    """Make ``name`` the native pick wherever it supports the configuration (and no other native algorithm)."""
+    for other in NATIVE:
+        monkeypatch.setattr(type(REGISTRY[other]), "prefers_channels_last",
+                            lambda self, spec, op, pick=(other == name): pick)
 
 
 def _torch_case(xs, ws, kw):
@@ -203,14 +239,17 @@ def test_the_benchmark_layers_go_where_they_measured_faster():
     picks = {name: {op: getattr(native_last.choose(lay.spec(), op), "name", None)
                     for op in ("forward", "grad_input", "grad_weight")} for name, lay in LAYERS.items()}
     assert set(picks["e"].values()) == {"depthwise_last"}
-    assert set(picks["h"].values()) == {"tapgemm_last"}
-    # b and d: auto runs samplegemm (no channels-last version: the transposed path) for the forward and
-    # the weight gradient, tapgemm for the input gradient
-    for name in ("b", "d"):
-        assert picks[name] == {"forward": None, "grad_input": "tapgemm_last", "grad_weight": None}, name
-    assert set(picks["a"].values()) == set(picks["f"].values()) == {"winograd_last"}
-    for name in ("c", "i"):  # 1x1: layout's own matrix product; i: 16 channels, no gain measured
-        assert set(picks[name].values()) == {None}, name
+    for name in ("a", "b", "f", "h", "i"):  # wide products: im2row per sample for all three
+        assert set(picks[name].values()) == {"samplegemm_last"}, name
+    # d: 3 input channels, too few for samplegemm_last's input gradient (tapgemm_last's, as auto runs tapgemm)
+    assert picks["d"] == {"forward": "samplegemm_last", "grad_input": "tapgemm_last",
+                          "grad_weight": "samplegemm_last"}
+    # g2: its forward and weight gradient (16 outputs); the input gradient (6 channels) takes the transposed
+    # views, and with it the whole backward (native_last.choose_all)
+    assert picks["g2"] == {"forward": "samplegemm_last", "grad_input": None, "grad_weight": "samplegemm_last"}
+    assert native_last.choose_all(LAYERS["g2"].spec(), ("grad_input", "grad_weight")) is None
+    assert picks["g1"] == {"forward": None, "grad_input": "tapgemm_last", "grad_weight": None}  # 1 -> 6 channels
+    assert set(picks["c"].values()) == {None}  # 1x1: layout's own matrix product
     # never for padding modes other than zeros, nor for a channels-first call (auto never sees them)
     reflect = conv_spec((2, 8, 9, 9), (8, 1, 3, 3), padding=1, groups=8, padding_mode="reflect")
     assert native_last.choose(reflect, "forward") is None
