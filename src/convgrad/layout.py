@@ -253,7 +253,7 @@ class Formats:
                         func):
         """``(dx, dw, db)`` in the caller's layouts without the transposed views, or ``None``.
 
-        ``dx = dy @ w.T``, ``dw = x.T @ dy`` (then the caller's weight layout), ``db = sum_m dy[m]``.
+        ``dx = dy @ w.T``, ``dw = dy.T @ x`` (``(C_out, C_in)``, then the caller's weight layout), ``db = sum_m dy[m]``.
         ``dx`` is computed per batch element as ``(C_in, P) = w.T @ dy[n].T`` (the ``pointwise``
         algorithm on the transposed view of ``dy``), so that BLAS's long dimension runs along the
         positions: CPU time on one thread, layer c, 55 ms against 64 ms for the rows product
@@ -288,10 +288,12 @@ class Formats:
                                              func=func), r)
             dx = (dx[0] if unbatched else dx).astype(out, copy=False)
         if "weight" in wanted:
-            dwt = _rows_gram(rows.astype(compute, copy=False), d)  # (C_in, C_out)
+            # (C_out, C_in) = d.T @ rows: BLAS's long side along C_in's rows, CPU time on one thread on
+            # layer c 53-63 ms against 55-72 for rows.T @ d (channels first: 52-64), 2026-12-02, load 5
+            dwo = _rows_gram(d, rows.astype(compute, copy=False))  # (C_out, C_in)
             shape = (1,) * (w.ndim - 2)
-            dw = (dwt.reshape(*shape, *dwt.shape) if self.weight_io else
-                  np.ascontiguousarray(dwt.T).reshape(*dwt.shape[::-1], *shape)).astype(out, copy=False)
+            dw = (np.ascontiguousarray(dwo.T).reshape(*shape, *dwo.shape[::-1]) if self.weight_io else
+                  dwo.reshape(*dwo.shape, *shape)).astype(out, copy=False)
         if "bias" in wanted:
             db = d.sum(axis=0).astype(out, copy=False)
         return dx, dw, db
