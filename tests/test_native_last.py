@@ -283,3 +283,53 @@ def test_property_sweep_against_direct(data):
     xl, dyl = _first(_last(x)), _first(_last(dy))
     for op, a, b, ra, rb in (("forward", xl, w, x, w), ("grad_input", dyl, w, dy, w), ("grad_weight", xl, dyl, x, dy)):
         assert max_rel(algorithms.run(op, spec, a, b, name), algorithms.run(op, spec, ra, rb, "direct")) < 1e-10, op
+
+
+TRANSPOSED = [  # (input shape, transposed weight (C_in, C_out/G, *K), keywords); wide enough for samplegemm_last
+    ((2, 16, 5, 6), (16, 16, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((2, 32, 7, 5), (32, 16, 3, 2), dict(padding=(1, 0), dilation=(1, 2), groups=2)),  # stride 1: dx of a forward
+    ((1, 16, 6), (16, 16, 4), dict(stride=3, padding=2, output_padding=2)),
+    ((2, 16, 3, 4, 3), (16, 16, 2, 3, 2), dict(stride=(1, 2, 1), padding=(0, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("config", TRANSPOSED, ids=[f"t{i}" for i in range(len(TRANSPOSED))])
+def test_conv_transpose_channels_last_runs_natively(monkeypatch, config, dtype):
+    """``conv_transpose``/``conv_transpose_backward`` channels last through the native algorithms (their
+    input gradient / forward), against PyTorch on the permuted numbers and against the channels-first call."""
+    xs, ws, kw = config
+    rng = np.random.default_rng(7)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[1] * kw.get("groups", 1)))
+    y_cf = convgrad.conv_transpose(x, w, b, **kw)
+    dy = rng.standard_normal(y_cf.shape).astype(dtype)
+    g_cf = convgrad.conv_transpose_backward(dy, x, w, **kw)
+    ran = []
+    real_run = native_last.run
+    monkeypatch.setattr(native_last, "run", lambda alg, op, *a, **k: ran.append((alg.name, op)) or real_run(alg, op, *a, **k))
+    fmt = dict(data_format="channels_last", weight_format="IO")
+    xl, wl, dyl = _last(x), _io(w), _last(dy)
+    before = (xl.copy(), wl.copy(), dyl.copy())
+    y = convgrad.conv_transpose(xl, wl, b, **kw, **fmt)
+    g = convgrad.conv_transpose_backward(dyl, xl, wl, **kw, **fmt)
+    assert all(np.array_equal(p, q) for p, q in zip(before, (xl, wl, dyl)))
+    assert {op for _, op in ran} == {"grad_input", "forward", "grad_weight"}, ran  # the native path, every op
+    assert y.dtype == g.input.dtype == g.weight.dtype == dtype
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    assert max_rel(_first(y), y_cf) < tol and max_rel(_first(g.input), g_cf.input) < tol
+    assert max_rel(_oi(g.weight), g_cf.weight) < tol and max_rel(g.bias, g_cf.bias) < tol
+    # PyTorch, float64, on the same numbers permuted here
+    nd = len(xs) - 2
+    f = (torch.nn.functional.conv_transpose1d, torch.nn.functional.conv_transpose2d,
+         torch.nn.functional.conv_transpose3d)[nd - 1]
+    tx, tw, tb = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b))
+    ty = f(tx, tw, tb, kw.get("stride", 1), kw.get("padding", 0), kw.get("output_padding", 0), kw.get("groups", 1),
+           kw.get("dilation", 1))
+    ty.backward(torch.tensor(dy.astype(np.float64)))
+    for ours, theirs in ((_first(y), ty), (_first(g.input), tx.grad), (_oi(g.weight), tw.grad), (g.bias, tb.grad)):
+        assert max_rel(ours, theirs.detach().numpy()) < (1e-10 if dtype == np.float64 else 1e-4)
+    # unbatched and a subset of the gradients take the same path
+    y0 = convgrad.conv_transpose(xl[0], wl, b, **kw, **fmt)
+    assert max_rel(_first(y0[None]), y_cf[:1]) < tol
+    gw = convgrad.conv_transpose_backward(dyl, xl, wl, **kw, needs=("weight",), **fmt)
+    assert gw.input is None and gw.bias is None and max_rel(_oi(gw.weight), g_cf.weight) < tol

@@ -327,6 +327,10 @@ def _transpose_forward(input, weight, bias, stride, padding, output_padding, gro
     if not fmt.default:  # the caller's layout (layout.py)
         x, w, r = fmt.operands(input, weight, groups, True, func, rank)
         bias = fmt.bias_in(bias, np.shape(w)[1] * groups if isinstance(groups, int) else None, r, func)
+        native = fmt.native_transpose_forward(x, w, bias, stride, padding, output_padding, groups, dilation,
+                                              algorithm, func)
+        if native is not None:
+            return native
         return fmt.data_out(_transpose_forward(x, w, bias, stride, padding, output_padding, groups, dilation,
                                                algorithm, func, rank), r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
@@ -345,6 +349,10 @@ def _transpose_backward(grad_output, input, weight, stride, padding, output_padd
                         algorithm, func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> Gradients:
     if not fmt.default:  # the caller's layout (layout.py)
         x, w, r = fmt.operands(input, weight, groups, True, func, rank)
+        native = fmt.native_transpose_backward(grad_output, x, w, needs, stride, padding, output_padding, groups,
+                                               dilation, algorithm, func)
+        if native is not None:
+            return Gradients(*native)
         with fmt.grad_output_errors(r):
             g = _transpose_backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding,
                                     output_padding, groups, dilation, needs, algorithm, func, rank)

@@ -45,7 +45,7 @@ import numpy as np
 from . import algorithms, blas, dask_array, native_last, parallel, runtime
 from .bias import check_bias_shape
 from .dtypes import as_real_array, result_dtype
-from .spec import conv_spec
+from .spec import conv_spec, conv_transpose_spec
 
 __all__ = ["Formats", "formats", "layer_channels_last", "coupled_channels_last", "data_to_first", "data_to_last",
            "weight_to_first", "weight_to_last"]
@@ -183,46 +183,56 @@ class Formats:
         rows = last.reshape(-1, spec.in_channels)  # (M, C_in) with M = N * prod(spatial): a view when contiguous
         return rows, w.reshape(spec.out_channels, spec.in_channels).T, last, spec  # w: (C_in, C_out), a view
 
-    def _native_algorithm_forward(self, x, w, bias, spec, func):
+    def _native_algorithm_forward(self, x, w, bias, spec, func, transposed: bool = False):
         """:meth:`native_forward` through a channels-last algorithm (:func:`convgrad.native_last.choose_all`),
-        or ``None``."""
-        chosen = native_last.choose_all(spec, ("forward",))
+        or ``None``. ``transposed``: ``spec``'s input gradient, the transposed convolution of ``x``."""
+        op = "grad_input" if transposed else "forward"
+        chosen = native_last.choose_all(spec, (op,))
         if chosen is None or (bias is not None and np.iscomplexobj(bias)):
             return None
         b = None if bias is None else as_real_array(bias, func, "bias")
-        if b is not None and b.shape != (spec.out_channels,):
+        if b is not None and b.shape != ((spec.in_channels if transposed else spec.out_channels),):
             return None
         compute, out = result_dtype(x, w, b)
         unbatched = x.ndim != w.ndim
-        y = native_last.run(chosen["forward"], "forward", spec, (x[None] if unbatched else x).astype(compute, copy=False),
-                            w.astype(compute, copy=False), None if b is None else b.astype(compute, copy=False))
+        b = None if b is None else b.astype(compute, copy=False)
+        y = native_last.run(chosen[op], op, spec, (x[None] if unbatched else x).astype(compute, copy=False),
+                            w.astype(compute, copy=False), None if transposed else b)
         y = data_to_last(y, spec.ndim)  # (N, *spatial, C_out): C-contiguous
+        if transposed and b is not None:
+            y += b  # along the channels, the last axis
         return (y[0] if unbatched else y).astype(out, copy=False)
 
-    def _native_algorithm_backward(self, grad_output, x, w, wanted, spec, func):
-        """:meth:`native_backward` through channels-last algorithms (every wanted gradient's, or none), or ``None``."""
-        ops = tuple(op for need, op in (("input", "grad_input"), ("weight", "grad_weight")) if need in wanted)
+    def _native_algorithm_backward(self, grad_output, x, w, wanted, spec, func, transposed: bool = False):
+        """:meth:`native_backward` through channels-last algorithms (every wanted gradient's, or none), or ``None``.
+
+        ``transposed``: the gradients of ``spec``'s transposed convolution, whose input gradient is
+        ``spec``'s forward of ``dy`` and whose weight gradient is ``spec``'s with ``x`` and ``dy`` exchanged.
+        """
+        data_op = "forward" if transposed else "grad_input"
+        ops = tuple(op for need, op in (("input", data_op), ("weight", "grad_weight")) if need in wanted)
         chosen = native_last.choose_all(spec, ops) if ops else None
         if chosen is None or np.iscomplexobj(grad_output):
             return None
         unbatched = x.ndim != w.ndim
         dy = as_real_array(grad_output, func, "grad_output")
-        if dy.shape != (*(() if unbatched else (spec.batch,)), *spec.output_size, spec.out_channels):
+        size, channels = (spec.input_size, spec.in_channels) if transposed else (spec.output_size, spec.out_channels)
+        if dy.shape != (*(() if unbatched else (spec.batch,)), *size, channels):
             return None  # the shared path reports it
-        d = data_to_first(dy[None] if unbatched else dy, spec.ndim)  # (N, C_out, *spatial), a view
+        d = data_to_first(dy[None] if unbatched else dy, spec.ndim)  # (N, C, *spatial), a view
         compute, out = result_dtype(dy, x, w)
         d = d.astype(compute, copy=False)
         dx = dw = db = None
-        if "grad_input" in chosen:
-            dx = data_to_last(native_last.run(chosen["grad_input"], "grad_input", spec, d,
-                                              w.astype(compute, copy=False)), spec.ndim)
+        if data_op in chosen:
+            dx = data_to_last(native_last.run(chosen[data_op], data_op, spec, d, w.astype(compute, copy=False)),
+                              spec.ndim)
             dx = (dx[0] if unbatched else dx).astype(out, copy=False)
         if "grad_weight" in chosen:
             xb = (x[None] if unbatched else x).astype(compute, copy=False)
-            dw = self.weight_out(native_last.run(chosen["grad_weight"], "grad_weight", spec, xb, d)).astype(out,
-                                                                                                           copy=False)
+            dw = self.weight_out(native_last.run(chosen["grad_weight"], "grad_weight", spec,
+                                                 *((d, xb) if transposed else (xb, d)))).astype(out, copy=False)
         if "bias" in wanted:
-            db = data_to_last(d, spec.ndim).reshape(-1, spec.out_channels).sum(axis=0).astype(out, copy=False)
+            db = data_to_last(d, spec.ndim).reshape(-1, channels).sum(axis=0).astype(out, copy=False)
         return dx, dw, db
 
     def native_forward(self, x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func):
@@ -297,6 +307,38 @@ class Formats:
         if "bias" in wanted:
             db = d.sum(axis=0).astype(out, copy=False)
         return dx, dw, db
+
+    def _native_transpose_spec(self, x, w, stride, padding, output_padding, groups, dilation, algorithm, func):
+        """:meth:`_native_spec` for a transposed convolution: the spec whose input gradient it is, or ``None``."""
+        if not self.channels_last or algorithm != "auto" or not isinstance(x, np.ndarray) or \
+                not isinstance(w, np.ndarray) or w.ndim < 3 or x.ndim not in (w.ndim - 1, w.ndim) or \
+                np.iscomplexobj(x) or np.iscomplexobj(w):
+            return None
+        try:
+            return conv_transpose_spec(x.shape if x.ndim == w.ndim else (1, *x.shape), w.shape, stride, padding,
+                                       output_padding, groups, dilation, func=func)
+        except (TypeError, ValueError):
+            return None
+
+    def native_transpose_forward(self, x, w, bias, stride, padding, output_padding, groups, dilation, algorithm,
+                                 func):
+        """The transposed convolution in the caller's layout through a channels-last algorithm's input
+        gradient (:mod:`convgrad.native_last`), or ``None``: then the transposed views."""
+        spec = self._native_transpose_spec(x, w, stride, padding, output_padding, groups, dilation, algorithm, func)
+        return None if spec is None else self._native_algorithm_forward(x, w, bias, spec, func, transposed=True)
+
+    def native_transpose_backward(self, grad_output, x, w, needs, stride, padding, output_padding, groups, dilation,
+                                  algorithm, func):
+        """``(dx, dw, db)`` of a transposed convolution in the caller's layouts through channels-last
+        algorithms (``dx`` their forward of ``dy``), or ``None``."""
+        spec = self._native_transpose_spec(x, w, stride, padding, output_padding, groups, dilation, algorithm, func)
+        try:
+            wanted = frozenset((needs,) if isinstance(needs, str) else needs)
+        except TypeError:
+            return None
+        if spec is None or not wanted <= {"input", "weight", "bias"}:
+            return None
+        return self._native_algorithm_backward(grad_output, x, w, wanted, spec, func, transposed=True)
 
     def bias_in(self, bias, channels: int | None, rank: int, func: str):
         """A bias in one of the caller's layout's broadcasting forms (:func:`convgrad.bias.bias_forms`) as ``(C,)``.
