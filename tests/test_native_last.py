@@ -333,3 +333,26 @@ def test_conv_transpose_channels_last_runs_natively(monkeypatch, config, dtype):
     assert max_rel(_first(y0[None]), y_cf[:1]) < tol
     gw = convgrad.conv_transpose_backward(dyl, xl, wl, **kw, needs=("weight",), **fmt)
     assert gw.input is None and gw.bias is None and max_rel(_oi(gw.weight), g_cf.weight) < tol
+
+
+@pytest.mark.parametrize("config", [SAMPLE[1], SAMPLE[7], ((2, 16, 6, 5), (8, 16, 1, 1), {})],
+                         ids=["2d", "3d", "1x1"])
+def test_conv_input_and_conv_weight_channels_last_run_natively(monkeypatch, config):
+    """``conv_input``/``conv_weight`` channels last take the native paths (the operand not read is a placeholder)."""
+    xs, ws, kw = config
+    _force(monkeypatch, "samplegemm_last")
+    spec, x, w, _, dy = _arrays(xs, ws, kw, seed=11)
+    ran = []
+    real_run = native_last.run
+    monkeypatch.setattr(native_last, "run", lambda alg, op, *a, **k: ran.append(op) or real_run(alg, op, *a, **k))
+    fmt = dict(data_format="channels_last", weight_format="IO")
+    xl, wl, dyl = _last(x), _io(w), _last(dy)
+    dx = convgrad.conv_input(xl.shape, wl, dyl, **kw, **fmt)
+    dw = convgrad.conv_weight(xl, wl.shape, dyl, **kw, **fmt)
+    if ws[2:] != (1, 1):  # the 1x1 has layout's own product, not an algorithm
+        assert ran == ["grad_input", "grad_weight"]
+    assert max_rel(_first(dx), algorithms.run("grad_input", spec, dy, w, "direct")) < 1e-10
+    assert max_rel(_oi(dw), algorithms.run("grad_weight", spec, x, dy, "direct")) < 1e-10
+    # a bad shape is still the shared path's clear error
+    with pytest.raises(ValueError, match="conv_input"):
+        convgrad.conv_input((2, -1, 5, 6), wl, dyl, **kw, **fmt)
