@@ -24,14 +24,16 @@ Conversions here are transposed *views* (no copy): a channels-last input reaches
 strided ``(N, C, *spatial)`` view, and a result computed channels-first is handed back as the
 ``(N, *spatial, C)`` view of it -- so a chain of channels-last calls never copies at the boundary.
 Use ``np.ascontiguousarray`` on a result if its memory order matters. Where reading the views
-across the grain costs more than the arithmetic, ``conv`` and ``conv_backward`` with
-``algorithm="auto"`` compute natively channels last instead, on the caller's arrays, and return
-channels-last results (C-contiguous except where noted): the 1x1 convolution at stride 1 without padding as one matrix
-product (:meth:`Formats.native_forward`; its input gradient is the channels-last view of a
-channels-first array), and the configurations a channels-last algorithm prefers
-(:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers, ``tapgemm_last`` and
-``winograd_last`` where ``auto`` runs ``tapgemm`` or ``winograd``; the latter's results stay
-channels-first arrays).
+across the grain costs more than the arithmetic, ``conv`` and ``conv_backward`` (and
+``conv_input``/``conv_weight``, the same backward with a placeholder for the operand not read, and
+``conv_transpose``/``conv_transpose_backward``, through their spec's input gradient, forward and
+weight gradient) with ``algorithm="auto"`` compute natively channels last instead, on the caller's
+arrays, and return channels-last results (C-contiguous except where noted): the 1x1 convolution at
+stride 1 without padding as one matrix product (:meth:`Formats.native_forward`; its input gradient
+is the channels-last view of a channels-first array), and the configurations a channels-last
+algorithm prefers (:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers,
+``samplegemm_last`` where the products are wide, ``tapgemm_last`` and ``winograd_last`` where
+``auto`` runs ``tapgemm`` or ``winograd``; the latter's results stay channels-first arrays).
 """
 
 from __future__ import annotations
