@@ -222,11 +222,15 @@ def test_float16_and_bias_forms_through_the_native_path():
     assert y16.dtype == np.float16 and max_rel(_first(y16), ref) < 1e-2
 
 
-def test_nan_lands_where_the_channels_first_call_puts_it():
-    xs, ws, kw = DEPTHWISE[0]
+@pytest.mark.parametrize("name, config", [("depthwise_last", DEPTHWISE[0]), ("samplegemm_last", SAMPLE[1]),
+                                          ("samplegemm_last", SAMPLE[0])], ids=["dw", "sample", "sample-strided"])
+def test_nan_lands_where_the_channels_first_call_puts_it(monkeypatch, name, config):
+    _force(monkeypatch, name)
+    xs, ws, kw = config
     _, x, w, b, dy = _arrays(xs, ws, kw)
-    x[1, 3, 4, 2] = np.nan
-    dy[0, 5, 0, 6] = np.inf
+    x[1, -1, 4, 2] = np.nan
+    dy[0, -1, 0, 2] = np.inf
+    w[1, 0, 0, 1] = -np.inf
     ref_y, ref_g = convgrad.conv(x, w, b, **kw), convgrad.conv_backward(dy, x, w, **kw)
     y = convgrad.conv(_last(x), _io(w), b, **kw, data_format="channels_last", weight_format="IO")
     g = convgrad.conv_backward(_last(dy), _last(x), _io(w), **kw, data_format="channels_last", weight_format="IO")

@@ -21,7 +21,7 @@ then ``dx`` adds back ``drows`` tap by tap (``T`` strided passes, runs of ``C``)
 the forward and the weight gradient are one BLAS call per block (``blas.gemm``; the rows of a
 block of samples or output rows are consecutive). Where one sample's matrix exceeds
 :data:`.samplegemm.CHUNK_BYTES`, it is built and multiplied in blocks of output rows along the
-first dim, so that it stays in the core's cache (layer d's sample: 7.4 MB, in blocks of 14
+first dim, so that it stays in the core's cache (layer d's sample: 7.4 MB, in blocks of 15
 output rows); ``samplegemm``'s channels-first matrix has no such cut, its rows being channels.
 
 Chunks of samples run on convgrad's workers (:mod:`convgrad.parallel`, BLAS on one thread).
@@ -219,8 +219,8 @@ class SampleGemmLast(Algorithm):
                 conv_spec((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), padding=(0, 0, 1), stride=(1, 1, 2)))
 
     def spreads_nonfinite(self, op):
-        # the weight gradient multiplies the padding's zeros by dy (0 * inf = nan), as samplegemm's does
-        return op == "grad_weight"
+        # at stride 1 the input gradient multiplies the zeros around dy by the weight (0 * inf = nan)
+        return op == "grad_input"
 
     # ------------------------------------------------------------------------------------------------
 
