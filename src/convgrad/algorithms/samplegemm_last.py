@@ -17,7 +17,9 @@ result are the caller's channels-last arrays themselves, the weight read as ``(*
     grad_weight  w[g]           += rows[n, g].T @ dy[n, :, g, :]         (T*C_g, P) @ (P, O_g)
     grad_input   drows[n, g, p]  = dy[n, p, g, :] @ w[g].T               (P, O_g) @ (O_g, T*C_g)
 
-then ``dx`` adds back ``drows`` tap by tap (``T`` strided passes, runs of ``C``). With one group
+then ``dx`` adds back ``drows`` tap by tap (``T`` strided passes, runs of ``C``). At stride 1
+(without a crop) the input gradient is instead the forward of ``dy`` by the flipped kernel
+(:func:`convgrad.reparam.grad_input_as_forward`): rows of ``(*k, o)``, one product again. With one group
 the forward and the weight gradient are one BLAS call per block (``blas.gemm``; the rows of a
 block of samples or output rows are consecutive). Where one sample's matrix exceeds
 :data:`.samplegemm.CHUNK_BYTES`, it is built and multiplied in blocks of output rows along the
