@@ -360,3 +360,29 @@ def test_conv_input_and_conv_weight_channels_last_run_natively(monkeypatch, conf
     # a bad shape is still the shared path's clear error
     with pytest.raises(ValueError, match="conv_input"):
         convgrad.conv_input((2, -1, 5, 6), wl, dyl, **kw, **fmt)
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["Conv2d", "ConvTranspose2d"])
+def test_nn_layers_channels_last_take_the_native_paths(monkeypatch, transposed):
+    """The layers call the plain functions channels last (their plans are channels first): the native paths."""
+    from convgrad import nn
+
+    ran = []
+    real_run = native_last.run
+    monkeypatch.setattr(native_last, "run", lambda alg, op, *a, **k: ran.append((alg.name, op)) or real_run(alg, op, *a, **k))
+    cls = nn.ConvTranspose2d if transposed else nn.Conv2d
+    layers = [cls(16, 16, 3, stride=2, padding=1, dtype=np.float64, rng=np.random.default_rng(1), data_format=f)
+              for f in ("channels_first", "channels_last")]
+    layers[1].weight.value[...] = layers[0].weight.value
+    layers[1].bias.value[...] = layers[0].bias.value
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 16, 7, 6))
+    y_cf = layers[0](x)
+    y = layers[1](_last(x))
+    assert ran and all(name == "samplegemm_last" for name, _ in ran)
+    dy = rng.standard_normal(y_cf.shape)
+    dx_cf, dx = layers[0].backward(dy), layers[1].backward(_last(dy))
+    assert {op for _, op in ran} == {"forward", "grad_input", "grad_weight"}
+    assert max_rel(_first(y), y_cf) < 1e-10 and max_rel(_first(dx), dx_cf) < 1e-10
+    assert max_rel(layers[1].weight.grad, layers[0].weight.grad) < 1e-10
+    assert max_rel(layers[1].bias.grad, layers[0].bias.grad) < 1e-10
