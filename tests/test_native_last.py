@@ -1,4 +1,5 @@
-"""The native channels-last algorithms (``depthwise_last``, ``tapgemm_last``, ``winograd_last``) and their dispatch.
+"""The native channels-last algorithms (``depthwise_last``, ``samplegemm_last``, ``tapgemm_last``, ``winograd_last``)
+and their dispatch.
 
 Checked three ways, none sharing code with the algorithms: on channels-last operands against
 ``direct``'s plain loops (all three operations, float64 to 1e-10, results laid out channels last);
@@ -24,9 +25,9 @@ from convgrad.bench.layers import LAYERS
 from convgrad.spec import conv_spec
 
 torch.set_num_threads(1)
-NATIVE = ["depthwise_last", "tapgemm_last", "winograd_last"]
+NATIVE = ["depthwise_last", "samplegemm_last", "tapgemm_last", "winograd_last"]
 #: Whether the algorithm's data results are laid out channels last (winograd_last's stay channels first).
-RESULTS_LAST = {"depthwise_last": True, "tapgemm_last": True, "winograd_last": False}
+RESULTS_LAST = {"depthwise_last": True, "samplegemm_last": True, "tapgemm_last": True, "winograd_last": False}
 
 
 def _last(a):
@@ -75,7 +76,19 @@ WINOGRAD = [  # 3 taps along the last dim, stride 1
     ((2, 6, 4, 5, 7), (4, 6, 2, 3, 3), dict(padding=(0, 1, 2), dilation=(1, 1, 2))),
     ((1, 4, 6, 9), (4, 4, 3, 3), dict(padding=((2, 0), (0, 1)))),
 ]
+SAMPLE = [  # stride 1 (dx as the forward of dy by the flipped kernel) and not (dx added back tap by tap)
+    ((2, 3, 20, 18), (8, 3, 7, 7), dict(stride=2, padding=3)),  # a stem, as layer d
+    ((2, 5, 7, 6), (8, 5, 3, 3), dict(padding=1)),
+    ((3, 4, 9, 8), (6, 2, 3, 3), dict(stride=(1, 2), dilation=(2, 1), padding=1, groups=2)),
+    ((1, 6, 7, 7), (4, 3, 2, 3), dict(stride=3, padding=((2, 1), (0, 2)), groups=2)),
+    ((2, 4, 9, 8), (6, 2, 3, 3), dict(dilation=(2, 1), padding=((2, 1), (0, 1)), groups=2)),  # stride 1, groups
+    ((2, 3, 6, 6), (4, 3, 3, 3), dict(padding=4)),  # padding beyond the kernel: dx's forward would crop
+    ((3, 2, 11), (4, 2, 2), dict(stride=3, padding=((0, 2),))),  # 1-D, unread tail
+    ((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), dict(padding=(0, 0, 1))),  # 3-D, as layer i
+    ((1, 2, 5, 4, 6), (4, 2, 2, 3, 3), dict(padding=1, stride=(1, 1, 2))),  # 3-D strided, batch 1
+]
 CASES = [pytest.param(c, "depthwise_last", id=f"dw{i}") for i, c in enumerate(DEPTHWISE)] + \
+        [pytest.param(c, "samplegemm_last", id=f"sample{i}") for i, c in enumerate(SAMPLE)] + \
         [pytest.param(c, "tapgemm_last", id=f"tap{i}") for i, c in enumerate(GENERAL)] + \
         [pytest.param(c, "winograd_last", id=f"wino{i}") for i, c in enumerate(WINOGRAD)]
 
@@ -120,9 +133,32 @@ def test_adjoint_identities(config, name):
     assert abs(lhs - float(np.vdot(w, dw))) < 1e-10 * max(1.0, abs(lhs))
 
 
+@pytest.mark.parametrize("config", [SAMPLE[0], SAMPLE[2], SAMPLE[7]], ids=["stem", "groups", "3d"])
+def test_samplegemm_last_in_blocks_of_output_rows(monkeypatch, config):
+    """A sample's matrix beyond the cache budget is built and multiplied in blocks of output rows."""
+    from convgrad.algorithms import samplegemm_last
+
+    monkeypatch.setattr(samplegemm_last, "CHUNK_BYTES", 2000)
+    samplegemm_last.geometry.cache_clear()
+    try:
+        spec, x, w, _, dy = _arrays(*config, seed=5)
+        geo = samplegemm_last.geometry(spec, x.itemsize)
+        assert len(geo.blocks()) > 1 and geo.chunk_cap == 1
+        xl, dyl = _first(_last(x)), _first(_last(dy))
+        alg = REGISTRY["samplegemm_last"]
+        for op, a, b, ra, rb in (("forward", xl, w, x, w), ("grad_input", dyl, w, dy, w),
+                                 ("grad_weight", xl, dyl, x, dy)):
+            ref = algorithms.run(op, spec, ra, rb, "direct")
+            assert max_rel(getattr(alg, op)(a, b, spec), ref) < 1e-10, op
+    finally:
+        samplegemm_last.geometry.cache_clear()
+
+
 def _force(monkeypatch, name):
-    """Make ``name`` the native pick wherever it supports the configuration."""
-    monkeypatch.setattr(type(REGISTRY[name]), "prefers_channels_last", lambda self, spec, op: True)
+    """Make ``name`` the native pick wherever it supports the configuration (and no other native algorithm)."""
+    for other in NATIVE:
+        monkeypatch.setattr(type(REGISTRY[other]), "prefers_channels_last",
+                            lambda self, spec, op, pick=(other == name): pick)
 
 
 def _torch_case(xs, ws, kw):
@@ -186,11 +222,15 @@ def test_float16_and_bias_forms_through_the_native_path():
     assert y16.dtype == np.float16 and max_rel(_first(y16), ref) < 1e-2
 
 
-def test_nan_lands_where_the_channels_first_call_puts_it():
-    xs, ws, kw = DEPTHWISE[0]
+@pytest.mark.parametrize("name, config", [("depthwise_last", DEPTHWISE[0]), ("samplegemm_last", SAMPLE[1]),
+                                          ("samplegemm_last", SAMPLE[0])], ids=["dw", "sample", "sample-strided"])
+def test_nan_lands_where_the_channels_first_call_puts_it(monkeypatch, name, config):
+    _force(monkeypatch, name)
+    xs, ws, kw = config
     _, x, w, b, dy = _arrays(xs, ws, kw)
-    x[1, 3, 4, 2] = np.nan
-    dy[0, 5, 0, 6] = np.inf
+    x[1, -1, 4, 2] = np.nan
+    dy[0, -1, 0, 2] = np.inf
+    w[1, 0, 0, 1] = -np.inf
     ref_y, ref_g = convgrad.conv(x, w, b, **kw), convgrad.conv_backward(dy, x, w, **kw)
     y = convgrad.conv(_last(x), _io(w), b, **kw, data_format="channels_last", weight_format="IO")
     g = convgrad.conv_backward(_last(dy), _last(x), _io(w), **kw, data_format="channels_last", weight_format="IO")
@@ -203,14 +243,17 @@ def test_the_benchmark_layers_go_where_they_measured_faster():
     picks = {name: {op: getattr(native_last.choose(lay.spec(), op), "name", None)
                     for op in ("forward", "grad_input", "grad_weight")} for name, lay in LAYERS.items()}
     assert set(picks["e"].values()) == {"depthwise_last"}
-    assert set(picks["h"].values()) == {"tapgemm_last"}
-    # b and d: auto runs samplegemm (no channels-last version: the transposed path) for the forward and
-    # the weight gradient, tapgemm for the input gradient
-    for name in ("b", "d"):
-        assert picks[name] == {"forward": None, "grad_input": "tapgemm_last", "grad_weight": None}, name
-    assert set(picks["a"].values()) == set(picks["f"].values()) == {"winograd_last"}
-    for name in ("c", "i"):  # 1x1: layout's own matrix product; i: 16 channels, no gain measured
-        assert set(picks[name].values()) == {None}, name
+    for name in ("a", "b", "f", "h", "i"):  # wide products: im2row per sample for all three
+        assert set(picks[name].values()) == {"samplegemm_last"}, name
+    # d: 3 input channels, too few for samplegemm_last's input gradient (tapgemm_last's, as auto runs tapgemm)
+    assert picks["d"] == {"forward": "samplegemm_last", "grad_input": "tapgemm_last",
+                          "grad_weight": "samplegemm_last"}
+    # g2: its forward and weight gradient (16 outputs); the input gradient (6 channels) takes the transposed
+    # views, and with it the whole backward (native_last.choose_all)
+    assert picks["g2"] == {"forward": "samplegemm_last", "grad_input": None, "grad_weight": "samplegemm_last"}
+    assert native_last.choose_all(LAYERS["g2"].spec(), ("grad_input", "grad_weight")) is None
+    assert picks["g1"] == {"forward": None, "grad_input": "tapgemm_last", "grad_weight": None}  # 1 -> 6 channels
+    assert set(picks["c"].values()) == {None}  # 1x1: layout's own matrix product
     # never for padding modes other than zeros, nor for a channels-first call (auto never sees them)
     reflect = conv_spec((2, 8, 9, 9), (8, 1, 3, 3), padding=1, groups=8, padding_mode="reflect")
     assert native_last.choose(reflect, "forward") is None
@@ -244,3 +287,102 @@ def test_property_sweep_against_direct(data):
     xl, dyl = _first(_last(x)), _first(_last(dy))
     for op, a, b, ra, rb in (("forward", xl, w, x, w), ("grad_input", dyl, w, dy, w), ("grad_weight", xl, dyl, x, dy)):
         assert max_rel(algorithms.run(op, spec, a, b, name), algorithms.run(op, spec, ra, rb, "direct")) < 1e-10, op
+
+
+TRANSPOSED = [  # (input shape, transposed weight (C_in, C_out/G, *K), keywords); wide enough for samplegemm_last
+    ((2, 16, 5, 6), (16, 16, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((2, 32, 7, 5), (32, 16, 3, 2), dict(padding=(1, 0), dilation=(1, 2), groups=2)),  # stride 1: dx of a forward
+    ((1, 16, 6), (16, 16, 4), dict(stride=3, padding=2, output_padding=2)),
+    ((2, 16, 3, 4, 3), (16, 16, 2, 3, 2), dict(stride=(1, 2, 1), padding=(0, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("config", TRANSPOSED, ids=[f"t{i}" for i in range(len(TRANSPOSED))])
+def test_conv_transpose_channels_last_runs_natively(monkeypatch, config, dtype):
+    """``conv_transpose``/``conv_transpose_backward`` channels last through the native algorithms (their
+    input gradient / forward), against PyTorch on the permuted numbers and against the channels-first call."""
+    xs, ws, kw = config
+    rng = np.random.default_rng(7)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (xs, ws, ws[1] * kw.get("groups", 1)))
+    y_cf = convgrad.conv_transpose(x, w, b, **kw)
+    dy = rng.standard_normal(y_cf.shape).astype(dtype)
+    g_cf = convgrad.conv_transpose_backward(dy, x, w, **kw)
+    ran = []
+    real_run = native_last.run
+    monkeypatch.setattr(native_last, "run", lambda alg, op, *a, **k: ran.append((alg.name, op)) or real_run(alg, op, *a, **k))
+    fmt = dict(data_format="channels_last", weight_format="IO")
+    xl, wl, dyl = _last(x), _io(w), _last(dy)
+    before = (xl.copy(), wl.copy(), dyl.copy())
+    y = convgrad.conv_transpose(xl, wl, b, **kw, **fmt)
+    g = convgrad.conv_transpose_backward(dyl, xl, wl, **kw, **fmt)
+    assert all(np.array_equal(p, q) for p, q in zip(before, (xl, wl, dyl)))
+    assert {op for _, op in ran} == {"grad_input", "forward", "grad_weight"}, ran  # the native path, every op
+    assert y.dtype == g.input.dtype == g.weight.dtype == dtype
+    tol = 1e-10 if dtype == np.float64 else 1e-4
+    assert max_rel(_first(y), y_cf) < tol and max_rel(_first(g.input), g_cf.input) < tol
+    assert max_rel(_oi(g.weight), g_cf.weight) < tol and max_rel(g.bias, g_cf.bias) < tol
+    # PyTorch, float64, on the same numbers permuted here
+    nd = len(xs) - 2
+    f = (torch.nn.functional.conv_transpose1d, torch.nn.functional.conv_transpose2d,
+         torch.nn.functional.conv_transpose3d)[nd - 1]
+    tx, tw, tb = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b))
+    ty = f(tx, tw, tb, kw.get("stride", 1), kw.get("padding", 0), kw.get("output_padding", 0), kw.get("groups", 1),
+           kw.get("dilation", 1))
+    ty.backward(torch.tensor(dy.astype(np.float64)))
+    for ours, theirs in ((_first(y), ty), (_first(g.input), tx.grad), (_oi(g.weight), tw.grad), (g.bias, tb.grad)):
+        assert max_rel(ours, theirs.detach().numpy()) < (1e-10 if dtype == np.float64 else 1e-4)
+    # unbatched and a subset of the gradients take the same path
+    y0 = convgrad.conv_transpose(xl[0], wl, b, **kw, **fmt)
+    assert max_rel(_first(y0[None]), y_cf[:1]) < tol
+    gw = convgrad.conv_transpose_backward(dyl, xl, wl, **kw, needs=("weight",), **fmt)
+    assert gw.input is None and gw.bias is None and max_rel(_oi(gw.weight), g_cf.weight) < tol
+
+
+@pytest.mark.parametrize("config", [SAMPLE[1], SAMPLE[7], ((2, 16, 6, 5), (8, 16, 1, 1), {})],
+                         ids=["2d", "3d", "1x1"])
+def test_conv_input_and_conv_weight_channels_last_run_natively(monkeypatch, config):
+    """``conv_input``/``conv_weight`` channels last take the native paths (the operand not read is a placeholder)."""
+    xs, ws, kw = config
+    _force(monkeypatch, "samplegemm_last")
+    spec, x, w, _, dy = _arrays(xs, ws, kw, seed=11)
+    ran = []
+    real_run = native_last.run
+    monkeypatch.setattr(native_last, "run", lambda alg, op, *a, **k: ran.append(op) or real_run(alg, op, *a, **k))
+    fmt = dict(data_format="channels_last", weight_format="IO")
+    xl, wl, dyl = _last(x), _io(w), _last(dy)
+    dx = convgrad.conv_input(xl.shape, wl, dyl, **kw, **fmt)
+    dw = convgrad.conv_weight(xl, wl.shape, dyl, **kw, **fmt)
+    if ws[2:] != (1, 1):  # the 1x1 has layout's own product, not an algorithm
+        assert ran == ["grad_input", "grad_weight"]
+    assert max_rel(_first(dx), algorithms.run("grad_input", spec, dy, w, "direct")) < 1e-10
+    assert max_rel(_oi(dw), algorithms.run("grad_weight", spec, x, dy, "direct")) < 1e-10
+    # a bad shape is still the shared path's clear error
+    with pytest.raises(ValueError, match="conv_input"):
+        convgrad.conv_input((2, -1, 5, 6), wl, dyl, **kw, **fmt)
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["Conv2d", "ConvTranspose2d"])
+def test_nn_layers_channels_last_take_the_native_paths(monkeypatch, transposed):
+    """The layers call the plain functions channels last (their plans are channels first): the native paths."""
+    from convgrad import nn
+
+    ran = []
+    real_run = native_last.run
+    monkeypatch.setattr(native_last, "run", lambda alg, op, *a, **k: ran.append((alg.name, op)) or real_run(alg, op, *a, **k))
+    cls = nn.ConvTranspose2d if transposed else nn.Conv2d
+    layers = [cls(16, 16, 3, stride=2, padding=1, dtype=np.float64, rng=np.random.default_rng(1), data_format=f)
+              for f in ("channels_first", "channels_last")]
+    layers[1].weight.value[...] = layers[0].weight.value
+    layers[1].bias.value[...] = layers[0].bias.value
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 16, 7, 6))
+    y_cf = layers[0](x)
+    y = layers[1](_last(x))
+    assert ran and all(name == "samplegemm_last" for name, _ in ran)
+    dy = rng.standard_normal(y_cf.shape)
+    dx_cf, dx = layers[0].backward(dy), layers[1].backward(_last(dy))
+    assert {op for _, op in ran} == {"forward", "grad_input", "grad_weight"}
+    assert max_rel(_first(y), y_cf) < 1e-10 and max_rel(_first(dx), dx_cf) < 1e-10
+    assert max_rel(layers[1].weight.grad, layers[0].weight.grad) < 1e-10
+    assert max_rel(layers[1].bias.grad, layers[0].bias.grad) < 1e-10

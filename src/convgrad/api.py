@@ -280,12 +280,35 @@ def _placeholder(shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype), shape)
 
 
+def _native_masked(fmt, grad_output, known, missing_shape, input_wanted: bool, stride, padding, dilation, groups,
+                   padding_mode, algorithm, func, input_dilation) -> Gradients | None:
+    """``conv_input``/``conv_weight`` in the caller's layout through :meth:`layout.Formats.native_backward`, or ``None``.
+
+    ``input_wanted``: ``known`` is the weight and ``missing_shape`` the input's (channels first);
+    else ``known`` is the input and ``missing_shape`` the weight's. The operand not read is a placeholder.
+    """
+    if not _undilated(input_dilation) or not isinstance(known, np.ndarray):
+        return None
+    try:
+        missing = _placeholder(tuple(missing_shape), known.dtype)
+    except (TypeError, ValueError):  # a bad shape: the shared path reports it
+        return None
+    x, w = (missing, known) if input_wanted else (known, missing)
+    native = fmt.native_backward(grad_output, x, w, ("input",) if input_wanted else ("weight",), stride, padding,
+                                 dilation, groups, padding_mode, algorithm, func)
+    return None if native is None else Gradients(*native)
+
+
 @arrays.boundary  # torch/JAX/DLPack arrays in, the same type out
 def _input_gradient(input_shape, weight, grad_output, stride, padding, dilation, groups, padding_mode, algorithm,
                     func: str, rank: int | None, input_dilation=1, fmt: layout.Formats = layout.DEFAULT) -> np.ndarray:
     """:func:`_backward` with only the input gradient asked for: the input itself is never read."""
     if not fmt.default:  # the caller's layout (layout.py)
         shape, w, r = fmt.shape_operands(_shape(input_shape, func, "input_shape"), weight, groups, func, rank)
+        native = _native_masked(fmt, grad_output, w, shape, True, stride, padding, dilation, groups, padding_mode,
+                                algorithm, func, input_dilation)
+        if native is not None:
+            return native.input
         with fmt.grad_output_errors(r):
             return fmt.data_out(_input_gradient(shape, w, fmt.data_in(grad_output, r, func, "grad_output"), stride,
                                                 padding, dilation, groups, padding_mode, algorithm, func, rank,
@@ -307,6 +330,10 @@ def _weight_gradient(input, weight_shape, grad_output, stride, padding, dilation
         r = len(shape) - 2
         fmt.check_rank(r, func)
         x, dy = (fmt.data_in(a, r, func, name) for a, name in ((input, "input"), (grad_output, "grad_output")))
+        native = _native_masked(fmt, grad_output, x, fmt.weight_shape_in(shape), False, stride, padding, dilation,
+                                groups, padding_mode, algorithm, func, input_dilation)
+        if native is not None:
+            return native.weight
         with fmt.grad_output_errors(r):
             return fmt.weight_out(_weight_gradient(x, fmt.weight_shape_in(shape), dy, stride, padding, dilation,
                                                    groups, padding_mode, algorithm, func, rank, input_dilation))
@@ -327,6 +354,10 @@ def _transpose_forward(input, weight, bias, stride, padding, output_padding, gro
     if not fmt.default:  # the caller's layout (layout.py)
         x, w, r = fmt.operands(input, weight, groups, True, func, rank)
         bias = fmt.bias_in(bias, np.shape(w)[1] * groups if isinstance(groups, int) else None, r, func)
+        native = fmt.native_transpose_forward(x, w, bias, stride, padding, output_padding, groups, dilation,
+                                              algorithm, func)
+        if native is not None:
+            return native
         return fmt.data_out(_transpose_forward(x, w, bias, stride, padding, output_padding, groups, dilation,
                                                algorithm, func, rank), r)
     if dask_array.is_dask_array(input):  # lazy, one task per batch chunk (convgrad[dask])
@@ -345,6 +376,10 @@ def _transpose_backward(grad_output, input, weight, stride, padding, output_padd
                         algorithm, func: str, rank: int | None, fmt: layout.Formats = layout.DEFAULT) -> Gradients:
     if not fmt.default:  # the caller's layout (layout.py)
         x, w, r = fmt.operands(input, weight, groups, True, func, rank)
+        native = fmt.native_transpose_backward(grad_output, x, w, needs, stride, padding, output_padding, groups,
+                                               dilation, algorithm, func)
+        if native is not None:
+            return Gradients(*native)
         with fmt.grad_output_errors(r):
             g = _transpose_backward(fmt.data_in(grad_output, r, func, "grad_output"), x, w, stride, padding,
                                     output_padding, groups, dilation, needs, algorithm, func, rank)

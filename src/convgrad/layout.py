@@ -24,14 +24,16 @@ Conversions here are transposed *views* (no copy): a channels-last input reaches
 strided ``(N, C, *spatial)`` view, and a result computed channels-first is handed back as the
 ``(N, *spatial, C)`` view of it -- so a chain of channels-last calls never copies at the boundary.
 Use ``np.ascontiguousarray`` on a result if its memory order matters. Where reading the views
-across the grain costs more than the arithmetic, ``conv`` and ``conv_backward`` with
-``algorithm="auto"`` compute natively channels last instead, on the caller's arrays, and return
-channels-last results (C-contiguous except where noted): the 1x1 convolution at stride 1 without padding as one matrix
-product (:meth:`Formats.native_forward`; its input gradient is the channels-last view of a
-channels-first array), and the configurations a channels-last algorithm prefers
-(:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers, ``tapgemm_last`` and
-``winograd_last`` where ``auto`` runs ``tapgemm`` or ``winograd``; the latter's results stay
-channels-first arrays).
+across the grain costs more than the arithmetic, ``conv`` and ``conv_backward`` (and
+``conv_input``/``conv_weight``, the same backward with a placeholder for the operand not read, and
+``conv_transpose``/``conv_transpose_backward``, through their spec's input gradient, forward and
+weight gradient) with ``algorithm="auto"`` compute natively channels last instead, on the caller's
+arrays, and return channels-last results (C-contiguous except where noted): the 1x1 convolution at
+stride 1 without padding as one matrix product (:meth:`Formats.native_forward`; its input gradient
+is the channels-last view of a channels-first array), and the configurations a channels-last
+algorithm prefers (:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers,
+``samplegemm_last`` where the products are wide, ``tapgemm_last`` and ``winograd_last`` where
+``auto`` runs ``tapgemm`` or ``winograd``; the latter's results stay channels-first arrays).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import numpy as np
 from . import algorithms, blas, dask_array, native_last, parallel, runtime
 from .bias import check_bias_shape
 from .dtypes import as_real_array, result_dtype
-from .spec import conv_spec
+from .spec import conv_spec, conv_transpose_spec
 
 __all__ = ["Formats", "formats", "layer_channels_last", "coupled_channels_last", "data_to_first", "data_to_last",
            "weight_to_first", "weight_to_last"]
@@ -183,46 +185,56 @@ class Formats:
         rows = last.reshape(-1, spec.in_channels)  # (M, C_in) with M = N * prod(spatial): a view when contiguous
         return rows, w.reshape(spec.out_channels, spec.in_channels).T, last, spec  # w: (C_in, C_out), a view
 
-    def _native_algorithm_forward(self, x, w, bias, spec, func):
+    def _native_algorithm_forward(self, x, w, bias, spec, func, transposed: bool = False):
         """:meth:`native_forward` through a channels-last algorithm (:func:`convgrad.native_last.choose_all`),
-        or ``None``."""
-        chosen = native_last.choose_all(spec, ("forward",))
+        or ``None``. ``transposed``: ``spec``'s input gradient, the transposed convolution of ``x``."""
+        op = "grad_input" if transposed else "forward"
+        chosen = native_last.choose_all(spec, (op,))
         if chosen is None or (bias is not None and np.iscomplexobj(bias)):
             return None
         b = None if bias is None else as_real_array(bias, func, "bias")
-        if b is not None and b.shape != (spec.out_channels,):
+        if b is not None and b.shape != ((spec.in_channels if transposed else spec.out_channels),):
             return None
         compute, out = result_dtype(x, w, b)
         unbatched = x.ndim != w.ndim
-        y = native_last.run(chosen["forward"], "forward", spec, (x[None] if unbatched else x).astype(compute, copy=False),
-                            w.astype(compute, copy=False), None if b is None else b.astype(compute, copy=False))
+        b = None if b is None else b.astype(compute, copy=False)
+        y = native_last.run(chosen[op], op, spec, (x[None] if unbatched else x).astype(compute, copy=False),
+                            w.astype(compute, copy=False), None if transposed else b)
         y = data_to_last(y, spec.ndim)  # (N, *spatial, C_out): C-contiguous
+        if transposed and b is not None:
+            y += b  # along the channels, the last axis
         return (y[0] if unbatched else y).astype(out, copy=False)
 
-    def _native_algorithm_backward(self, grad_output, x, w, wanted, spec, func):
-        """:meth:`native_backward` through channels-last algorithms (every wanted gradient's, or none), or ``None``."""
-        ops = tuple(op for need, op in (("input", "grad_input"), ("weight", "grad_weight")) if need in wanted)
+    def _native_algorithm_backward(self, grad_output, x, w, wanted, spec, func, transposed: bool = False):
+        """:meth:`native_backward` through channels-last algorithms (every wanted gradient's, or none), or ``None``.
+
+        ``transposed``: the gradients of ``spec``'s transposed convolution, whose input gradient is
+        ``spec``'s forward of ``dy`` and whose weight gradient is ``spec``'s with ``x`` and ``dy`` exchanged.
+        """
+        data_op = "forward" if transposed else "grad_input"
+        ops = tuple(op for need, op in (("input", data_op), ("weight", "grad_weight")) if need in wanted)
         chosen = native_last.choose_all(spec, ops) if ops else None
         if chosen is None or np.iscomplexobj(grad_output):
             return None
         unbatched = x.ndim != w.ndim
         dy = as_real_array(grad_output, func, "grad_output")
-        if dy.shape != (*(() if unbatched else (spec.batch,)), *spec.output_size, spec.out_channels):
+        size, channels = (spec.input_size, spec.in_channels) if transposed else (spec.output_size, spec.out_channels)
+        if dy.shape != (*(() if unbatched else (spec.batch,)), *size, channels):
             return None  # the shared path reports it
-        d = data_to_first(dy[None] if unbatched else dy, spec.ndim)  # (N, C_out, *spatial), a view
+        d = data_to_first(dy[None] if unbatched else dy, spec.ndim)  # (N, C, *spatial), a view
         compute, out = result_dtype(dy, x, w)
         d = d.astype(compute, copy=False)
         dx = dw = db = None
-        if "grad_input" in chosen:
-            dx = data_to_last(native_last.run(chosen["grad_input"], "grad_input", spec, d,
-                                              w.astype(compute, copy=False)), spec.ndim)
+        if data_op in chosen:
+            dx = data_to_last(native_last.run(chosen[data_op], data_op, spec, d, w.astype(compute, copy=False)),
+                              spec.ndim)
             dx = (dx[0] if unbatched else dx).astype(out, copy=False)
         if "grad_weight" in chosen:
             xb = (x[None] if unbatched else x).astype(compute, copy=False)
-            dw = self.weight_out(native_last.run(chosen["grad_weight"], "grad_weight", spec, xb, d)).astype(out,
-                                                                                                           copy=False)
+            dw = self.weight_out(native_last.run(chosen["grad_weight"], "grad_weight", spec,
+                                                 *((d, xb) if transposed else (xb, d)))).astype(out, copy=False)
         if "bias" in wanted:
-            db = data_to_last(d, spec.ndim).reshape(-1, spec.out_channels).sum(axis=0).astype(out, copy=False)
+            db = data_to_last(d, spec.ndim).reshape(-1, channels).sum(axis=0).astype(out, copy=False)
         return dx, dw, db
 
     def native_forward(self, x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func):
@@ -253,7 +265,7 @@ class Formats:
                         func):
         """``(dx, dw, db)`` in the caller's layouts without the transposed views, or ``None``.
 
-        ``dx = dy @ w.T``, ``dw = x.T @ dy`` (then the caller's weight layout), ``db = sum_m dy[m]``.
+        ``dx = dy @ w.T``, ``dw = dy.T @ x`` (``(C_out, C_in)``, then the caller's weight layout), ``db = sum_m dy[m]``.
         ``dx`` is computed per batch element as ``(C_in, P) = w.T @ dy[n].T`` (the ``pointwise``
         algorithm on the transposed view of ``dy``), so that BLAS's long dimension runs along the
         positions: CPU time on one thread, layer c, 55 ms against 64 ms for the rows product
@@ -288,13 +300,47 @@ class Formats:
                                              func=func), r)
             dx = (dx[0] if unbatched else dx).astype(out, copy=False)
         if "weight" in wanted:
-            dwt = _rows_gram(rows.astype(compute, copy=False), d)  # (C_in, C_out)
+            # (C_out, C_in) = d.T @ rows: BLAS's long side along C_in's rows, CPU time on one thread on
+            # layer c 53-63 ms against 55-72 for rows.T @ d (channels first: 52-64), 2026-12-02, load 5
+            dwo = _rows_gram(d, rows.astype(compute, copy=False))  # (C_out, C_in)
             shape = (1,) * (w.ndim - 2)
-            dw = (dwt.reshape(*shape, *dwt.shape) if self.weight_io else
-                  np.ascontiguousarray(dwt.T).reshape(*dwt.shape[::-1], *shape)).astype(out, copy=False)
+            dw = (np.ascontiguousarray(dwo.T).reshape(*shape, *dwo.shape[::-1]) if self.weight_io else
+                  dwo.reshape(*dwo.shape, *shape)).astype(out, copy=False)
         if "bias" in wanted:
             db = d.sum(axis=0).astype(out, copy=False)
         return dx, dw, db
+
+    def _native_transpose_spec(self, x, w, stride, padding, output_padding, groups, dilation, algorithm, func):
+        """:meth:`_native_spec` for a transposed convolution: the spec whose input gradient it is, or ``None``."""
+        if not self.channels_last or algorithm != "auto" or not isinstance(x, np.ndarray) or \
+                not isinstance(w, np.ndarray) or w.ndim < 3 or x.ndim not in (w.ndim - 1, w.ndim) or \
+                np.iscomplexobj(x) or np.iscomplexobj(w):
+            return None
+        try:
+            return conv_transpose_spec(x.shape if x.ndim == w.ndim else (1, *x.shape), w.shape, stride, padding,
+                                       output_padding, groups, dilation, func=func)
+        except (TypeError, ValueError):
+            return None
+
+    def native_transpose_forward(self, x, w, bias, stride, padding, output_padding, groups, dilation, algorithm,
+                                 func):
+        """The transposed convolution in the caller's layout through a channels-last algorithm's input
+        gradient (:mod:`convgrad.native_last`), or ``None``: then the transposed views."""
+        spec = self._native_transpose_spec(x, w, stride, padding, output_padding, groups, dilation, algorithm, func)
+        return None if spec is None else self._native_algorithm_forward(x, w, bias, spec, func, transposed=True)
+
+    def native_transpose_backward(self, grad_output, x, w, needs, stride, padding, output_padding, groups, dilation,
+                                  algorithm, func):
+        """``(dx, dw, db)`` of a transposed convolution in the caller's layouts through channels-last
+        algorithms (``dx`` their forward of ``dy``), or ``None``."""
+        spec = self._native_transpose_spec(x, w, stride, padding, output_padding, groups, dilation, algorithm, func)
+        try:
+            wanted = frozenset((needs,) if isinstance(needs, str) else needs)
+        except TypeError:
+            return None
+        if spec is None or not wanted <= {"input", "weight", "bias"}:
+            return None
+        return self._native_algorithm_backward(grad_output, x, w, wanted, spec, func, transposed=True)
 
     def bias_in(self, bias, channels: int | None, rank: int, func: str):
         """A bias in one of the caller's layout's broadcasting forms (:func:`convgrad.bias.bias_forms`) as ``(C,)``.
