@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from . import arrays, batch_split
+from . import arrays, batch_split, pool_tiles
 from .dtypes import as_real_array
 from .spec import positive_ints
 
@@ -170,7 +170,10 @@ def _grad(grad_output, shape, func: str) -> np.ndarray:
 
 def max_forward(x: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """``(y, tap)``: the window maxima and, per output, the row-major number of the tap that held it."""
-    y, tap = _split_max(geom.padded(x, -np.inf), geom, nan_aware=False)
+    if pool_tiles.applies(geom):  # windows that tile the input (2x2 at stride 2): one pass per tap
+        y, tap = pool_tiles.forward(x, geom)
+    else:
+        y, tap = _split_max(geom.padded(x, -np.inf), geom, nan_aware=False)
     if y.dtype.kind == "f" and np.isnan(y).any():  # rare: redo with PyTorch's NaN rule for the index
         y, tap = _split_max(geom.padded(x, -np.inf), geom, nan_aware=True)
     return y, tap
