@@ -84,13 +84,24 @@ def test_relu_pool_ties_and_non_positive_windows():
     x = rng.integers(-2, 2, (4, 3, 8, 9)).astype(np.float64)  # many ties, zeros and all-negative windows
     x[0, 0, :2, :2] = -1.0
     dy = rng.standard_normal((4, 3, 4, 4))
-    for pool in (nn.MaxPool2d(2), nn.MaxPool2d(3, 2), nn.MaxPool2d(2, padding=1)):
+    for pool in (nn.MaxPool2d(2), nn.MaxPool2d(3, 2), nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(3, 1, dilation=2)):
         seq = nn.Sequential(nn.ReLU(), pool)
         y = seq(x)
+        assert isinstance(seq[0]._cache[0], fusion.PooledFirst) == (not pool.ceil_mode)
         dy = rng.standard_normal(y.shape)
         y_ref, dx_ref = _one_by_one([nn.ReLU(), copy.deepcopy(pool)], x, dy)
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(seq.backward(dy), dx_ref)
+
+
+def test_pools_with_padding_are_not_fused():
+    """A window entirely in the padding (dilation 2, padding 1, length 1) pools to -inf after the ReLU, not 0."""
+    x = np.array([[[-3.0], [2.0]]])  # (1, 2, 1)
+    seq = nn.Sequential(nn.ReLU(), nn.MaxPool1d(2, padding=1, dilation=2))
+    y = seq(x)
+    np.testing.assert_array_equal(y, np.full((1, 2, 1), -np.inf))
+    assert seq[0]._cache[0].dtype == bool
+    np.testing.assert_array_equal(seq.backward(np.ones_like(y)), np.zeros_like(x))
 
 
 def test_layers_own_backward_after_a_fused_forward():

@@ -10,7 +10,8 @@ own sums pass. The gate is a byte per value the batch norm keeps, or, when the n
 ``backward`` still gives the unfused result.
 
 **ReLU then max pooling** (LeNet's ``conv, ReLU, MaxPool2d``): ``max_pool(relu(x)) = relu(max_pool(x))``
-(``max(., 0)`` is monotone), so the pool runs on ``x`` and the ReLU on the pooled output, in place --
+(``max(., 0)`` is monotone; pools without padding or ``ceil_mode``, whose windows all hold input
+values), so the pool runs on ``x`` and the ReLU on the pooled output, in place --
 a quarter of the values of a 2x2 pool, and no full-size ReLU output or mask. Backward: the ReLU's
 gate ``[y > 0]`` on the pooled gradient, then the pool's scatter. Where a window's maximum is positive
 it is the same value at the same (first) tap in ``x`` as in ``relu(x)``; where it is not, both forms
@@ -84,8 +85,11 @@ class PooledFirst:
 
 
 def relu_pool_fusable(first, second) -> bool:
-    """Whether ``first`` then ``second`` is a ``ReLU`` then a channels-first ``MaxPool1d/2d/3d`` (exactly those classes)."""
-    return type(first) is ReLU and type(second) in (MaxPool1d, MaxPool2d, MaxPool3d) and not second.channels_last
+    """Whether ``first`` then ``second`` is a ``ReLU`` then a channels-first ``MaxPool1d/2d/3d`` (exactly those
+    classes) without padding or ``ceil_mode``: every window then holds input values (a window entirely in the
+    ``-inf`` padding, possible with dilation, pools to ``-inf`` after the ReLU but to 0 before it)."""
+    return (type(first) is ReLU and type(second) in (MaxPool1d, MaxPool2d, MaxPool3d) and not second.channels_last
+            and not any(second.padding) and not second.ceil_mode)
 
 
 def forward_relu_pool(relu: ReLU, pool, x):
