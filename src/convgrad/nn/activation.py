@@ -81,7 +81,7 @@ class ReLU(_Elementwise):
         if not input_grad:
             return None
         if dy.ndim == 0:
-            return dy * mask
+            return dy * (mask if mask.dtype == bool else mask > 0)
         dx = np.empty(dy.shape, dy.dtype)
         if mask.dtype != bool:  # run in place by a Sequential (nn.fusion): the kept output y, gate [y > 0]
             y = mask
