@@ -4,7 +4,8 @@ The networks and the step are ``convgrad bench --train``'s (:mod:`convgrad.bench
 module's forward and backward is wrapped with a timer inside the real step (cold data, fresh
 arrays, as in training -- not a layer alone on hot caches); a module's *self* time is its time
 minus its children's (a ``BasicBlock``'s own add, ReLU and mask; a ``Sequential``'s loop; and the
-fused ``BatchNorm2d`` + ``ReLU`` passes a container runs itself, :mod:`convgrad.nn.fusion`). What
+fused ``BatchNorm2d`` + ``ReLU`` passes a container runs itself, :mod:`convgrad.nn.fusion`; a fused
+``ReLU`` + max pool is reported as ``MaxPool2d+ReLU``, PyTorch's two modules as two rows). What
 no module accounts for -- the loss, ``zero_grad``, the optimizer step -- is reported as "rest".
 PyTorch's side is its step under ``torch.profiler``: the time inside its operators (the profiler's
 "self CPU time": wall time on the calling thread, the operator's own OpenMP threads included),
@@ -50,7 +51,7 @@ def _profile_convgrad(net: str, dtype: str, steps: int) -> dict:
             finally:
                 elapsed = time.perf_counter() - start
                 children = stack.pop()[0]
-                spans[f"{name} {which[0].upper()}"] += elapsed - children
+                spans[f"{name} {which.lstrip('_')[0].upper()}"] += elapsed - children
                 if stack:
                     stack[-1][0] += elapsed
 
@@ -62,6 +63,9 @@ def _profile_convgrad(net: str, dtype: str, steps: int) -> dict:
         for which in ("forward", "backward"):
             name = type(m).__name__
             wrap(m, "Conv" if name in ("Conv1d", "Conv2d", "Conv3d") else name, which)  # PyTorch's kind
+        if hasattr(m, "_forward_then_relu"):  # a max pool's passes with the ReLU before it fused (nn.fusion)
+            for which in ("_forward_then_relu", "_backward_then_relu"):
+                wrap(m, f"{type(m).__name__}+ReLU", which)
     return _run(step, x, y, spans, steps)
 
 

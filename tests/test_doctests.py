@@ -15,12 +15,13 @@ import convgrad.layout
 import convgrad.nn.bn_passes
 import convgrad.parallel
 import convgrad.planning
+import convgrad.pool_tiles
 import convgrad.pooling
 import convgrad.reparam
 
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
            convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning, convgrad.algorithms.samplegemm,
-           convgrad.nn.bn_passes, convgrad.memory, convgrad.nn.module,
+           convgrad.nn.bn_passes, convgrad.memory, convgrad.nn.module, convgrad.pool_tiles,
            importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from . import arrays, batch_split
+from . import arrays, batch_split, pool_tiles
 from .dtypes import as_real_array
 from .spec import positive_ints
 
@@ -170,7 +170,10 @@ def _grad(grad_output, shape, func: str) -> np.ndarray:
 
 def max_forward(x: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """``(y, tap)``: the window maxima and, per output, the row-major number of the tap that held it."""
-    y, tap = _split_max(geom.padded(x, -np.inf), geom, nan_aware=False)
+    if pool_tiles.applies(geom):  # windows that tile the input (2x2 at stride 2): one pass per tap
+        y, tap = pool_tiles.forward(x, geom)
+    else:
+        y, tap = _split_max(geom.padded(x, -np.inf), geom, nan_aware=False)
     if y.dtype.kind == "f" and np.isnan(y).any():  # rare: redo with PyTorch's NaN rule for the index
         y, tap = _split_max(geom.padded(x, -np.inf), geom, nan_aware=True)
     return y, tap
@@ -230,6 +233,8 @@ def _greater(v: np.ndarray, cur: np.ndarray, nan_aware: bool) -> np.ndarray:
 def max_backward(dy: np.ndarray, tap: np.ndarray, geom: Geometry) -> np.ndarray:
     """``dx``: each output gradient sent to the input position its tap read (summed where windows overlap)."""
     lead = dy.shape[: dy.ndim - len(geom.size)]
+    if pool_tiles.applies(geom) and dy.size >= pool_tiles.BACKWARD_MIN:  # one strided write per tap
+        return pool_tiles.backward(dy, tap, geom)
     if geom.disjoint:  # every position gets at most one gradient: one scatter per slice of the batch
         dxp = np.empty(lead + geom.padded_size, dtype=dy.dtype)
         plane = math.prod(geom.padded_size)

@@ -72,13 +72,28 @@ class ReLU(_Elementwise):
         (mask,) = self._recall()
         if isinstance(mask, GateOf):  # fused into the BatchNorm2d before it: that layer holds the gate
             mask = mask.layer._relu_gate()
+        elif not isinstance(mask, np.ndarray):  # a fusion.PooledFirst: the pool after it ran first
+            raise RuntimeError(
+                f"ReLU.backward: the last forward ran fused with the {type(mask.layer).__name__} after it inside a "
+                "Sequential (pool first, then the ReLU on the pooled values), so the ReLU's own input gradient was "
+                "never set up; call the Sequential's backward (or run the ReLU's forward on its own first)")
         dy = self._grad(grad_output, mask.shape)
         if not input_grad:
             return None
         if dy.ndim == 0:
-            return dy * mask
+            return dy * (mask if mask.dtype == bool else mask > 0)
         dx = np.empty(dy.shape, dy.dtype)
-        batch_split.run(dy.shape[0], dy.nbytes, lambda a, b: np.multiply(dy[a:b], mask[a:b], out=dx[a:b]))
+        if mask.dtype != bool:  # run in place by a Sequential (nn.fusion): the kept output y, gate [y > 0]
+            y = mask
+
+            def work(a, b):
+                gate = np.greater(y[a:b], 0)
+                np.multiply(dy[a:b], gate, out=dx[a:b])
+        else:
+            def work(a, b):
+                np.multiply(dy[a:b], mask[a:b], out=dx[a:b])
+
+        batch_split.run(dy.shape[0], dy.nbytes, work)
         return dx
 
 

@@ -47,13 +47,20 @@ class Sequential(Module):
         return self._layers[index]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Every layer in order; a ``BatchNorm2d`` followed by a ``ReLU`` runs as one pass (:mod:`.fusion`)."""
+        """Every layer in order; a ``BatchNorm2d`` or max pooling with a ``ReLU``, and a ``ReLU`` on a convolution's or
+        ``Linear``'s output, run fused (:mod:`.fusion`)."""
         layers, i = self._layers, 0
         while i < len(layers):
             if i + 1 < len(layers) and fusion.fusable(layers[i], layers[i + 1]):
                 kept = i + 2 < len(layers) and fusion.keeps_input(layers[i + 2])
                 x = fusion.forward_bn_relu(layers[i], layers[i + 1], x, output_kept=kept)
                 i += 2
+            elif i + 1 < len(layers) and fusion.relu_pool_fusable(layers[i], layers[i + 1]):
+                x = fusion.forward_relu_pool(layers[i], layers[i + 1], x)
+                i += 2
+            elif fusion.relu_in_place(layers, i):
+                x = fusion.forward_relu_in_place(layers[i], x)
+                i += 1
             else:
                 x = layers[i].forward(x)
                 i += 1
@@ -69,6 +76,10 @@ class Sequential(Module):
         while i >= 0:
             if i > 0 and fusion.fused_with(layers[i], layers[i - 1]):  # a fused BatchNorm2d + ReLU: one backward
                 grad = layers[i - 1]._backward(grad, relu=True, input_grad=input_grad or i > 1)
+                layers[i]._release()
+                i -= 1
+            elif i > 0 and fusion.relu_pool_fused(layers[i], layers[i - 1]):  # a ReLU then a max pool, run as one
+                grad = fusion.backward_relu_pool(layers[i], grad, input_grad=input_grad or i > 1)
                 layers[i]._release()
                 i -= 1
             else:

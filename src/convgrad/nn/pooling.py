@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from .. import layout, pooling
 from ..dtypes import as_real_array
 from .module import Module, format_args
@@ -71,11 +73,33 @@ class _MaxPoolNd(_Pool):
         return self._out(y)
 
     def backward(self, grad_output, *, input_grad: bool = True):
-        tap, geom = self._recall()
+        cache = self._recall()
+        if len(cache) != 2:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward: the last forward ran fused with the ReLU before it inside a "
+                "Sequential (relu(pool(x)) for pool(relu(x))); call the Sequential's backward (or run this "
+                "layer's forward on its own first)")
+        tap, geom = cache
         dy = self._grad(grad_output, tap.shape)
         if not input_grad:
             return None
         return self._out(pooling.max_backward(dy, tap, geom))
+
+    def _forward_then_relu(self, x):
+        """``max(pool(x), 0)``, which is ``pool(max(x, 0))`` (:mod:`convgrad.nn.fusion`); keeps the taps and the output."""
+        x, geom = self._input(x)
+        y, tap = pooling.max_forward(x, geom)
+        np.maximum(y, y.dtype.type(0), out=y)  # a fresh array
+        self._remember(tap, geom, y)
+        return y
+
+    def _backward_then_relu(self, grad_output, *, input_grad: bool = True):
+        """``dL/dx`` of :meth:`_forward_then_relu`: the gradient gated by ``[y > 0]``, then scattered to the taps."""
+        tap, geom, y = self._recall()
+        dy = self._grad(grad_output, tap.shape)
+        if not input_grad:
+            return None
+        return pooling.max_backward(np.where(y > 0, dy, dy.dtype.type(0)), tap, geom)
 
     def extra_repr(self) -> str:
         return format_args(
