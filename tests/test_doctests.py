@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 import convgrad.algorithms.samplegemm
+import convgrad.algorithms.winograd2d
 import convgrad.algorithms.work
 import convgrad.api
 import convgrad.general
@@ -20,7 +21,7 @@ import convgrad.reparam
 
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
            convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning, convgrad.algorithms.samplegemm,
-           convgrad.nn.bn_passes,
+           convgrad.nn.bn_passes, convgrad.algorithms.winograd2d,
            importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 

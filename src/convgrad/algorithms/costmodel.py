@@ -51,6 +51,8 @@ COEFFICIENTS = {
     # comparison is calibrated without refitting the others (benchmarks/fit_samplegemm.py; it also
     # fits samplegemm.SAMPLE_CALLS, and benchmarks/auto_vs_fastest.py checks the picks on the networks)
     "samplegemm": 3.74e-11,
+    # winograd2d: provisional (winograd's), refitted below
+    "winograd2d": 1.487e-10,
 }
 
 #: Seconds of fixed Python work per operation beyond what ``calls`` counts (planning, layouts,
@@ -69,6 +71,7 @@ SETUP = {
     "im2row": 6.13e-06,
     "rowgemm": 1.63e-05,
     "samplegemm": 3.51e-05,
+    "winograd2d": 0,
 }
 
 #: The thread count the coefficients were fitted with: estimates for other counts are scaled.
