@@ -62,7 +62,6 @@ from .base import Algorithm
 from .registry import register
 from .work import Work, efficiency
 
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])  # (4, 3)
 
 #: Bytes of one block of ``V`` and ``M`` (16 planes each): the block's products read ``V`` from the
 #: cache the column pass left it in. At least :data:`MIN_WIDTH` columns (thinner products lose more).
@@ -128,7 +127,10 @@ class _Plan:
         self.width = min(width, self.chunk * geo.T)
 
     def blocks(self, p: int):
-        return [(b0, min(p, b0 + self.width)) for b0 in range(0, p, self.width)]
+        """``(start, stop)`` of ``p`` columns in blocks of at most ``width``, as even as can be (no thin last block)."""
+        count = -(-p // self.width)
+        bounds = [p * i // count for i in range(count + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _input_scratch(geo: _Geometry, c: int, pl: _Plan, dtype) -> dict:
@@ -181,15 +183,50 @@ def _column_transform(s: dict, c: int, b0: int, b1: int) -> None:
         np.subtract(o0, o1, out=v[4 * a + 3])
 
 
+def _g_rows(t: np.ndarray, out: np.ndarray) -> None:
+    """``out[a] = sum_i G[a, i] t[i]`` along the first axis (3 -> 4), a few whole-array passes."""
+    h = t[0] + t[2]
+    h *= 0.5
+    k = t[1] * 0.5
+    np.copyto(out[0], t[0])  # G = [[ 1,   0,   0 ],
+    np.add(h, k, out=out[1])  #     [1/2, 1/2, 1/2],
+    np.subtract(h, k, out=out[2])  # [1/2,-1/2, 1/2],
+    np.copyto(out[3], t[2])  #      [ 0,   0,   1 ]]
+
+
+def _gt_rows(d: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = sum_a G[a, i] d[a]`` along the first axis (4 -> 3): the adjoint of :func:`_g_rows`."""
+    h = d[1] + d[2]
+    h *= 0.5
+    np.add(d[0], h, out=out[0])
+    np.subtract(d[1], d[2], out=out[1])
+    out[1] *= 0.5
+    np.add(h, d[3], out=out[2])
+
+
 def _weight_transform(w: np.ndarray, groups: int) -> np.ndarray:
-    """``U = G w GT``: ``(O, C_g, 3, 3)`` -> ``(16*G*O_g, C_g)``, rows ``(k*G + g)*O_g + o``."""
+    """``U = G w GT``: ``(O, C_g, 3, 3)`` -> ``(16*G*O_g, C_g)``, rows ``(k*G + g)*O_g + o`` (``k = 4a + b``)."""
     o, cg = w.shape[:2]
-    g = _G.astype(w.dtype)
-    with blas.single_threaded():  # thin products BLAS might thread: its threads would spin into the chunks
-        u = w.reshape(-1, 3) @ g.T  # (O*C_g*3, 4): (O, C_g, i, b)
-        u = u.reshape(o, cg, 3, 4).transpose(0, 1, 3, 2).reshape(-1, 3) @ g.T  # (O*C_g*4, 4): (O, C_g, b, a)
-    u = u.reshape(o, cg, 4, 4).transpose(3, 2, 0, 1)  # (a, b, O, C_g)
-    return np.ascontiguousarray(u).reshape(16 * o, cg)  # O = G*O_g in order: rows (k*G + g)*O_g + o
+    # scratch from the workspace: fresh memory would cost a page fault per page (1 MiB at 128 x 128)
+    wt = workspace.empty((3, 3, o, cg), w.dtype)  # (i, j, O, C_g): the passes run contiguous
+    np.copyto(wt.reshape(9, o * cg), w.reshape(o * cg, 9).T)
+    t = workspace.empty((4, 3, o, cg), w.dtype)
+    _g_rows(wt, t)  # G along the kernel's rows: (a, j, O, C_g)
+    u = workspace.empty((4, 4, o, cg), w.dtype)
+    for a in range(4):
+        _g_rows(t[a], u[a])  # ... and along its columns: (a, b, O, C_g)
+    return u.reshape(16 * o, cg)  # O = G*O_g in order: rows (k*G + g)*O_g + o
+
+
+def _weight_gradient_transform(du: np.ndarray, o: int, cg: int) -> np.ndarray:
+    """``dw = GT dU G``: ``dU`` ``(16*O, C_g)`` (rows ``k*O + o``) -> ``(O, C_g, 3, 3)``, the adjoint of :func:`_weight_transform`."""
+    du = du.reshape(4, 4, o, cg)  # (a, b, O, C_g)
+    t = workspace.empty((3, 4, o, cg), du.dtype)
+    _gt_rows(du, t)  # (i, b, O, C_g)
+    dw = workspace.empty((3, 3, o, cg), du.dtype)
+    for i in range(3):
+        _gt_rows(t[i], dw[i])  # (i, j, O, C_g)
+    return np.ascontiguousarray(dw.reshape(9, o * cg).T).reshape(o, cg, 3, 3)
 
 
 def _correlate(x: np.ndarray, w: np.ndarray, y: np.ndarray, lo, groups: int, bias=None) -> None:
@@ -296,23 +333,20 @@ class Winograd2D(Algorithm):
         form = grad_input_as_forward(spec) if op == "grad_input" else spec
         n, G, og, cg = spec.batch, spec.groups, form.out_per_group, form.in_per_group
         c_in, c_out = form.in_channels, form.out_channels
-        (th, tw) = (-(-o // 2) for o in form.output_size)
-        hp, wp = 2 * th + 2, 2 * tw + 2
-        tiles = n * th * tw
-        flops = 2.0 * 16 * G * og * cg * tiles
-        chunk = max(1, min(n, CHUNK_BYTES // (16 * (c_in + c_out) * th * tw * 4)))
-        cols = chunk * th * tw  # the columns of one product
-        k, m = {"forward": (cg, min(og, cols)), "grad_input": (cg, min(og, cols)),
-                "grad_weight": (cols, min(og, cg))}[op]
+        geo = _geometry(form.pad_lo, form.input_size, form.output_size)
+        cols = n * geo.T  # tile columns, margins included
+        flops = 2.0 * 16 * G * og * cg * cols
+        pl = _Plan(geo, c_in, c_out, n, 4, 16 * c_out * cg * 4)
+        chunks = len(pl.chunking.chunks()) if n else 0
+        blocks = max(1, chunks * -(-(pl.chunk * geo.T) // pl.width))
+        width = min(pl.width, cols)  # the columns of one product
+        k, m = (width, min(og, cg)) if op == "grad_weight" else (cg, min(og, width))
         inputs = n * c_in * math.prod(form.input_size)
         outputs = n * c_out * math.prod(form.output_size)
-        # input side: the padded copy, the row pass (4 planes of half the rows), the column pass (16 planes)
-        elem = inputs + n * c_in * hp * wp + 4 * n * c_in * th * wp + 16 * c_in * tiles
-        # output side: forward 8 + 4 planes of the products' size and the strided output; grad_weight the
-        # padded dy copy and 8 + 16 planes
-        elem += (12 * c_out * tiles + outputs) if op != "grad_weight" else (outputs + 24 * c_out * tiles)
-        chunks = -(-n // chunk)
-        calls = chunks * (16 * G + 40)
+        # values written: the parity planes, the row pass (8 planes) and the column pass (16) of the input;
+        # forward: 16 + 8 planes of the output transform and y; grad_weight: dy's planes, 4 + 8 planes
+        elem = inputs + 24 * c_in * cols + outputs + (12 if op == "grad_weight" else 24) * c_out * cols
+        calls = blocks * (16 * G + 14) + chunks * 12
         return Work(flops / efficiency(k, m), elem, calls)
 
     def forward(self, x, w, spec, bias=None):
@@ -345,57 +379,60 @@ class Winograd2D(Algorithm):
 
         def scratch():
             s = _input_scratch(geo, c, pl, x.dtype)
-            dm = workspace.empty((16 * o, pl.width), x.dtype)  # plane k of a block at rows [k*O, (k+1)*O)
+            dm = workspace.empty((8 * o, pl.width), x.dtype)  # dM[a, 1] and dM[a, 2] of a block: rows (2a + b - 1)*O
             du = workspace.zeros(shape, x.dtype)
-            # dy[n, :, 2i + r, 2j + t] at [r, t, :, (n, i, j)]; zero beyond the output and in the margins
-            s.update(dy=workspace.zeros((2, 2, o, pl.chunk * geo.T), x.dtype),
-                     e=workspace.empty((4, 2, o, pl.chunk * geo.T), x.dtype),
-                     dm=dm, dm_buf=blas.Buffer(dm), du=du, du_buf=blas.Buffer(du))
+            # dy[n, :, 2i + r, 2j + t] at rows (2r + t)*O of (n, i, j); zero beyond the output and in the margins
+            dyp = workspace.zeros((4 * o, pl.chunk * geo.T), x.dtype)
+            e = workspace.empty((4 * o, pl.chunk * geo.T), x.dtype)  # rows (2(a-1) + t)*O: A's rows 1 and 2 of dy
+            s.update(dy=dyp, dy_buf=blas.Buffer(dyp), e=e, e_buf=blas.Buffer(e), dm=dm, dm_buf=blas.Buffer(dm), du=du,
+                     du_buf=blas.Buffer(du))
             return s
 
         def process(s, n0, n1):
             nb = n1 - n0
             p = nb * geo.T
             _row_transform(x[n0:n1], geo, s)
-            dyp = s["dy"][:, :, :, :p]  # (2, 2, O, P)
+            dyp = s["dy"][:, :p].reshape(2, 2, o, p)  # (r, t, O, P)
             dyc = dy[n0:n1].transpose(1, 0, 2, 3)  # (O, nb, H_out, W_out)
             for r in (0, 1):
                 for t in (0, 1):
                     kr, kc = geo.kept[r][t]
                     dyp[r, t].reshape(o, nb, th, geo.width)[:, :, :kr, :kc] = dyc[:, :, r::2, t::2]
-            e = s["e"][:, :, :, :p]  # A on the rows: (a, t, O, P)
-            for t in (0, 1):
-                np.copyto(e[0, t], dyp[0, t])  # A = AT^T = [[1, 0],
-                np.add(dyp[0, t], dyp[1, t], out=e[1, t])  #    [1, 1],
-                np.subtract(dyp[0, t], dyp[1, t], out=e[2, t])  # [1,-1],
-                np.negative(dyp[1, t], out=e[3, t])  #           [0,-1]]
+            # A on the rows, E[a, t] = sum_r A[a, r] dY[r, t] with A = AT^T = [[1, 0], [1, 1], [1, -1], [0, -1]]:
+            # rows 0 and 3 are dY's own rows (row 3 negated, by the products' alpha), rows 1 and 2 are made here
+            e = s["e"][:, :p].reshape(2, 2, o, p)
+            np.add(dyp[0], dyp[1], out=e[0])
+            np.subtract(dyp[0], dyp[1], out=e[1])
+            dybuf, ebuf = s["dy_buf"], s["e_buf"]
+            rows = [(dybuf, 0, 1.0), (ebuf, 0, 1.0), (ebuf, 2 * o, 1.0), (dybuf, 2 * o, -1.0)]  # E[a, 0] at (buffer, row, sign)
             vbuf, dmbuf, dubuf = s["v_buf"], s["dm_buf"], s["du_buf"]
             for b0, b1 in pl.blocks(p):
                 n = b1 - b0
                 _column_transform(s, c, b0, b1)
-                dm = s["dm"][:, :n].reshape(4, 4, o, n)
-                for a in range(4):  # ... AT on the right
-                    e0, e1 = e[a, 0, :, b0:b1], e[a, 1, :, b0:b1]
-                    np.copyto(dm[a, 0], e0)
-                    np.add(e0, e1, out=dm[a, 1])
-                    np.subtract(e0, e1, out=dm[a, 2])
-                    np.negative(e1, out=dm[a, 3])
+                dm = s["dm"][:, :n].reshape(4, 2, o, n)
+                for a, (buf, row, _) in enumerate(rows):  # ... AT on the right: dM[a] = E[a] @ A^T, signs aside
+                    e0, e1 = buf.array[row : row + o, b0:b1], buf.array[row + o : row + 2 * o, b0:b1]
+                    np.add(e0, e1, out=dm[a, 0])  # dM[a, 1] = E[a, 0] + E[a, 1]
+                    np.subtract(e0, e1, out=dm[a, 1])  # dM[a, 2] = E[a, 0] - E[a, 1]
                 for k in range(16):
+                    a, b = divmod(k, 4)
+                    buf, row, sign = rows[a]
+                    if b == 0:  # dM[a, 0] = E[a, 0]
+                        src, r0, c0, alpha = buf, row, b0, sign
+                    elif b == 3:  # dM[a, 3] = -E[a, 1]
+                        src, r0, c0, alpha = buf, row + o, b0, -sign
+                    else:
+                        src, r0, c0, alpha = dmbuf, (2 * a + b - 1) * o, 0, sign
                     for g in range(G):
-                        r0 = (k * G + g) * og
-                        blas.gemm_blocks(dmbuf.block(k * o + g * og, k * o + (g + 1) * og, 0, n),
+                        d0 = (k * G + g) * og
+                        blas.gemm_blocks(src.block(r0 + g * og, r0 + (g + 1) * og, c0, c0 + n),
                                          vbuf.block(k * c + g * cg, k * c + (g + 1) * cg, 0, n).T,
-                                         dubuf.block(r0, r0 + og, 0, cg), beta=1.0)
+                                         dubuf.block(d0, d0 + og, 0, cg), alpha=alpha, beta=1.0)
 
         if spec.batch == 0:
             return np.zeros(spec.weight_shape, dtype=x.dtype)
         du = parallel.run_chunks(pl.chunking, scratch, process, reduce=("du",))["du"]
-        gm = _G.astype(du.dtype)
-        with blas.single_threaded():  # dw = GT dU G
-            t = gm.T @ du.reshape(4, -1)  # (3, 4*O*C_g): (i, b, O, C_g)
-            t = gm.T @ t.reshape(3, 4, -1).transpose(1, 0, 2).reshape(4, -1)  # (3, 3*O*C_g): (j, i, O, C_g)
-        dw = t.reshape(3, 3, o, cg).transpose(2, 3, 1, 0)  # (O, C_g, i, j)
-        return np.ascontiguousarray(dw).reshape(spec.weight_shape)
+        return _weight_gradient_transform(du, o, cg)
 
 
 register(Winograd2D())
