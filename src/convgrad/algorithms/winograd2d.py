@@ -138,7 +138,7 @@ def _input_scratch(geo: _Geometry, c: int, pl: _Plan, dtype) -> dict:
     v = workspace.empty((16 * c, pl.width), dtype)  # plane k of a block at rows [k*C, (k+1)*C)
     return {"padded": workspace.zeros((2, 2, c, pl.chunk, th + 1, geo.width), dtype),  # zeros outside the input stay
             # after the row transform, per column parity; one more column: a margin reads one beyond
-            "rows": workspace.zeros((4, 2, c, pl.chunk * geo.T + 1), dtype),
+            "rows": workspace.empty((4, 2, c, pl.chunk * geo.T + 1), dtype),
             "v": v, "v_buf": blas.Buffer(v)}
 
 
@@ -164,6 +164,7 @@ def _row_transform(x: np.ndarray, geo: _Geometry, s: dict) -> None:
     np.add(d[1], d[2], out=tv[1])  #            [0, 1, 1, 0],
     np.subtract(d[2], d[1], out=tv[2])  #       [0,-1, 1, 0],
     np.subtract(d[1], d[3], out=tv[3])  #       [0, 1, 0,-1]]
+    t[:, :, :, p] = 0  # what the last margin tile reads beyond the chunk: finite (its dM is 0, and 0 * nan = nan)
 
 
 def _column_transform(s: dict, c: int, b0: int, b1: int) -> None:
@@ -306,7 +307,6 @@ class Winograd2D(Algorithm):
 
     name = "winograd2d"
     bias_ops = frozenset({"forward"})
-    auto_candidate = False  # until its cost-model coefficient is fitted
 
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:
         if spec.ndim != 2:
