@@ -19,13 +19,14 @@ one matrix product over all tiles ``P = (n, i, j)`` of a chunk of the batch::
 
 so a 3x3 layer does 16 products' worth of ``O_g x C_g`` per 2x2 outputs instead of 36: 2.25x
 fewer multiplications than a direct (im2col) product, for elementwise transforms of the input
-(``4 + 16`` whole-array passes: rows, then columns) and of the output (``8 + 4``).
+(``4 + 16`` whole-array passes: rows, then columns) and of the output (``16 + 8``).
 
 ``grad_input`` is the forward of the transposed problem (``dy`` correlated with the flipped
 kernel, :func:`convgrad.reparam.grad_input_as_forward`: at stride 1 there is no input dilation).
 ``grad_weight`` is the exact adjoint of the forward formula::
 
-    dM[k] = (A dY AT)[k]          (O_g, P)            dY the 2x2 output tile of dy (zero beyond the output)
+    dM[k] = (A dY AT)[k]          (O_g, P)            dY the 2x2 output tile of dy (zero beyond the output);
+                                                      rows 0 and 3 of A dY are dy's own (negated by the products' alpha)
     dU[k] = sum_P dM[k] @ V[k].T  (O_g, C_g)          per-worker partial sums
     dw    = GT dU G
 
@@ -33,15 +34,24 @@ so all three operations are exact in exact arithmetic. In float32 the error stay
 factor of PyTorch's (the transforms' entries are 0, +-1/2, +-1; measured in
 ``tests/test_winograd2d.py``).
 
-**Layout.** A chunk of ``nb`` samples is copied channel first into a zero-padded buffer
-``(C, nb, 2*th + 2, 2*tw + 2)`` (``th, tw = ceil(H_out/2), ceil(W_out/2)`` tiles; the padding
-and anything beyond the input stay zero from chunk to chunk). The row transform reads every
-other row of it (strided views, four passes over whole rows); the column transform writes ``V``
-as 16 planes ``(C, nb*th*tw)``, contiguous in ``P``, so each product is one BLAS call on a whole
-chunk -- no margins are computed (the 1-D ``winograd`` wastes one tile column per row). The
-output transform writes the four output phases ``y[..., r::2, s::2]`` (cropped at odd sizes:
-the last tile row or column is partly outside the output and its extra values are dropped).
-Chunks run on convgrad's workers with BLAS on one thread (:func:`convgrad.parallel.run_chunks`).
+**Layout.** A chunk of ``nb`` samples is copied channel first into four zero-padded parity planes
+``xp[rp, cp] = padded[:, :, rp::2, cp::2]``, ``(C, nb, th + 1, tw + 1)`` each (``th, tw =
+ceil(H_out/2), ceil(W_out/2)`` tiles; the padding and anything beyond the input stay zero from
+chunk to chunk). Row ``a`` of tile ``i`` is then row ``i + a//2`` of plane ``rp = a % 2``: the row
+transform is four passes over whole planes. Column ``b`` of tile ``j`` is flat position
+``j + b//2`` of the column-parity-``b % 2`` plane, so the column transform is 16 passes over flat
+rows ``(C, P)`` with ``P = nb * th * (tw + 1)``: one margin tile column per tile row, computed and
+dropped (6 % of the columns at 32x32, 25 % at 8x8 -- the alternative, runs of ``tw`` values,
+measured 3-5x slower for that pass). ``V`` and the products are made one block of columns at a
+time; each product is one BLAS call over the block. The output transform writes the four output
+phases ``y[..., r::2, s::2]`` (cropped at odd sizes: the last tile row or column is partly outside
+the output). Chunks run on convgrad's workers with BLAS on one thread
+(:func:`convgrad.parallel.run_chunks`).
+
+**Speed.** The products have ``K = C_g`` where an im2col has ``9 C_g``: OpenBLAS runs them at
+35-45 GFLOP/s per core with 32 channels (against ~80 for im2col's), and the transforms are
+memory-bound NumPy passes, so the 2.25x fewer multiplications pay off only on wide layers
+(measured faster from 128-256 channels; see the README's algorithm table).
 
 **Non-finite values.** A tile mixes its 16 inputs, so a NaN or inf would reach outputs that do
 not read it: :meth:`Winograd2D.spreads_nonfinite` tells the dispatcher, which recomputes a
@@ -63,8 +73,9 @@ from .registry import register
 from .work import Work, efficiency
 
 
-#: Bytes of one block of ``V`` and ``M`` (16 planes each): the block's products read ``V`` from the
-#: cache the column pass left it in. At least :data:`MIN_WIDTH` columns (thinner products lose more).
+#: Bytes of one block of ``V`` and ``M`` (16 planes each), and at least :data:`MIN_WIDTH` columns:
+#: thin products lose more than the cache gains (measured, one core, OpenBLAS sgemm (32, 32) @ (32, N):
+#: 15 GFLOP/s at N = 128, 25 at 512, 64 at 4352; blocks of 128-512 columns made the layer slower).
 BLOCK_BYTES = 2**22
 MIN_WIDTH = 2048
 #: Bytes of one chunk's parity planes and row-transformed planes (input and output side).
