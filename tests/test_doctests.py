@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 import convgrad.algorithms.samplegemm
+import convgrad.algorithms.winograd2d
 import convgrad.algorithms.work
 import convgrad.api
 import convgrad.general
@@ -22,6 +23,7 @@ import convgrad.reparam
 MODULES = [convgrad.api, convgrad.higher, convgrad.layout, convgrad.reparam, convgrad.parallel, convgrad.algorithms.work,
            convgrad.pooling, convgrad.general, convgrad.lax, convgrad.planning, convgrad.algorithms.samplegemm,
            convgrad.nn.bn_passes, convgrad.memory, convgrad.nn.module, convgrad.pool_tiles,
+           convgrad.algorithms.winograd2d,
            importlib.import_module("convgrad.explain.general")]  # (convgrad.explain is also the function)
 
 

@@ -279,6 +279,7 @@ def test_auto_never_picks_gemm_beyond_the_workspace():
 
 CONTRACT = {
     "winograd": ((2, 4, 7, 6), (6, 2, 3, 3), dict(padding=(1, 0), dilation=(1, 2), groups=2)),
+    "winograd2d": ((2, 4, 7, 6), (6, 2, 3, 3), dict(padding=(1, 2), groups=2)),
     "pointwise": ((2, 4, 7, 6), (6, 2, 1, 1), dict(groups=2)),
     "depthwise": ((2, 4, 7, 6), (8, 1, 3, 2), dict(stride=(2, 1), padding=(1, 0), groups=4)),
     "fft": ((2, 4, 9, 6), (6, 2, 5, 3), dict(padding=(2, 0), dilation=(1, 2), groups=2)),
