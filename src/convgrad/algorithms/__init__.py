@@ -218,7 +218,13 @@ def _execute(alg: Algorithm, op: str, spec: ConvSpec, a, b, bias, small: bool) -
 #: wait. Layer g1 (1 -> 6 channels, 28x28, N=64) forward took 1.6-8 ms on two threads, 1.3 ms on
 #: one; g2's forward with gemm, right after PyTorch's calls (whose OpenMP threads spin on for
 #: milliseconds): 0.6 ms on two BLAS threads but 2.4-4.7 ms in some of the calls, 0.7-0.8 ms on one.
-SMALL_WORK = 4e-3
+#: Lowered from 4 ms to 1 ms (2026-12-02): the estimates are of hot-cache calls alone, and inside a
+#: training step the operations take longer -- at 4 ms, 14 of ResNet-8's 24 convolution operations
+#: (9-20 ms each in the step) ran on one core. Steps of ``convgrad bench --train`` (float32, quiet,
+#: two alternating rounds, 4 ms -> 1 ms -> 0.5 ms): ResNet-8 190/175 -> 151/152 -> 147/162 ms, VGG
+#: 268/314 -> 258/228 -> 348/308, 1-D CNN 5.4/6.6 -> 4.5/4.7 -> 6.5/6.0, LeNet-5 15.8/12.5 ->
+#: 14.7/12.9 -> 14.3/13.3; the layer benchmark's g1/g2 moved more between runs than between settings.
+SMALL_WORK = 1e-3
 
 
 @functools.lru_cache(maxsize=1024)
