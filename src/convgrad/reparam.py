@@ -28,7 +28,7 @@ import numpy as np
 
 from .spec import ConvSpec
 
-__all__ = ["ForwardForm", "grad_input_as_forward", "grad_weight_as_forward", "grad_input_kernel"]
+__all__ = ["ForwardForm", "grad_input_as_forward", "grad_weight_as_forward", "grad_input_kernel", "zero_unread"]
 
 
 @dataclass(frozen=True)
@@ -134,3 +134,15 @@ def grad_input_kernel(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
     wf = np.flip(w, axis=tuple(range(2, 2 + nd)))
     wf = wf.reshape((G, spec.out_per_group, spec.in_per_group) + spec.kernel_size).swapaxes(1, 2)  # (G, C_g, O_g, *K)
     return np.ascontiguousarray(wf).reshape((spec.in_channels, spec.out_per_group) + spec.kernel_size)
+
+
+def zero_unread(dx: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """``dx`` with the input positions no output reads (``spec.unread_inputs``, the tail of each dim) set to 0.
+
+    For an input gradient computed as :func:`grad_input_as_forward` by an algorithm that mixes
+    positions (Winograd tiles): there the unread tail holds a rounding residue, not the exact 0.
+    """
+    for j, unread in enumerate(spec.unread_inputs):
+        if unread:
+            dx[(slice(None), slice(None)) + (slice(None),) * j + (slice(-unread, None),)] = 0
+    return dx

@@ -49,7 +49,7 @@ import math
 import numpy as np
 
 from .. import blas, parallel, runtime, workspace
-from ..reparam import grad_input_as_forward, grad_input_kernel
+from ..reparam import grad_input_as_forward, grad_input_kernel, zero_unread
 from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
 from .work import Work, efficiency
@@ -283,9 +283,7 @@ class Winograd(Algorithm):
         form = grad_input_as_forward(spec)
         _correlate(dy, grad_input_kernel(w, spec), dx, form.pad_lo, form.dilation, form.groups,
                    planes_last=self.planes_last)
-        for j, unread in enumerate(spec.unread_inputs):  # exactly zero, not a tile's rounding residue
-            if unread:
-                dx[(slice(None), slice(None)) + (slice(None),) * j + (slice(-unread, None),)] = 0
+        zero_unread(dx, spec)  # exactly zero, not a tile's rounding residue
         return dx
 
     def grad_weight(self, x, dy, spec):

@@ -66,7 +66,7 @@ import math
 import numpy as np
 
 from .. import blas, parallel, workspace
-from ..reparam import grad_input_as_forward, grad_input_kernel
+from ..reparam import grad_input_as_forward, grad_input_kernel, zero_unread
 from ..spec import ConvSpec, conv_spec
 from .base import Algorithm
 from .registry import register
@@ -375,9 +375,7 @@ class Winograd2D(Algorithm):
             return dx
         form = grad_input_as_forward(spec)
         _correlate(dy, grad_input_kernel(w, spec), dx, form.pad_lo, spec.groups)
-        for j, unread in enumerate(spec.unread_inputs):  # exactly zero, not a tile's rounding residue
-            if unread:
-                dx[(slice(None), slice(None)) + (slice(None),) * j + (slice(-unread, None),)] = 0
+        zero_unread(dx, spec)  # exactly zero, not a tile's rounding residue
         return dx
 
     def grad_weight(self, x, dy, spec):
