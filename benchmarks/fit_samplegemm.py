@@ -86,21 +86,26 @@ def _spec(row):
     return conv_spec(tuple(row["xs"]), tuple(row["ws"]), **row["kw"])
 
 
+def targets(rows, name: str):
+    """``(spec, target, work)`` for every row that timed ``name`` and others: ``name``'s time scaled by the
+    model's own error on the other candidates of that row (geometric mean), and its declared work."""
+    for row in rows:
+        t = row["times"]
+        others = {k: v for k, v in t.items() if k != name}
+        if name not in t or not others:
+            continue
+        spec = _spec(row)
+        scale = math.exp(statistics.fmean(math.log(costmodel.estimate(k, spec, row["op"], 1) / v) for k, v in others.items()))
+        yield spec, t[name] * scale, REGISTRY[name].work(spec, row["op"])
+
+
 def fit(rows) -> tuple[float, float, float]:
     """``(elementwise coefficient, setup, sample calls)`` fitted to the rows."""
     from scipy.optimize import nnls
 
     c = costmodel.COEFFICIENTS
     a, b = [], []
-    for row in rows:
-        t = row["times"]
-        others = {k: v for k, v in t.items() if k != NAME}
-        if NAME not in t or not others:
-            continue
-        spec = _spec(row)
-        scale = math.exp(statistics.fmean(math.log(costmodel.estimate(k, spec, row["op"], 1) / v) for k, v in others.items()))
-        target = t[NAME] * scale
-        wk = REGISTRY[NAME].work(spec, row["op"])
+    for spec, target, wk in targets(rows, NAME):
         samples = spec.batch * spec.groups
         known = c["gemm"] * wk.gemm + c["run"] * wk.runs + c["call"] * (wk.calls - samples * samplegemm.SAMPLE_CALLS)
         a.append(np.array([wk.elem, 1.0, c["call"] * samples]) / target)

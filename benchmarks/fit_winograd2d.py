@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import sys
 import time
 
@@ -61,15 +59,7 @@ def fit(rows) -> tuple[float, float]:
 
     c = costmodel.COEFFICIENTS
     a, b = [], []
-    for row in rows:
-        t = row["times"]
-        others = {k: v for k, v in t.items() if k != NAME}
-        if NAME not in t or not others:
-            continue
-        spec = fit_samplegemm._spec(row)
-        scale = math.exp(statistics.fmean(math.log(costmodel.estimate(k, spec, row["op"], 1) / v) for k, v in others.items()))
-        target = t[NAME] * scale
-        wk = REGISTRY[NAME].work(spec, row["op"])
+    for spec, target, wk in fit_samplegemm.targets(rows, NAME):
         known = c["gemm"] * wk.gemm + c["run"] * wk.runs + c["call"] * wk.calls
         a.append(np.array([wk.elem, 1.0]) / target)
         b.append((target - known) / target)

@@ -151,6 +151,12 @@ class _Worker:
         np.copyto(cols.reshape(src.shape), src)
         return cols.reshape(nb, spec.groups, m, geo.width)
 
+    def blocks(self, xl: np.ndarray, whole: np.ndarray | None, n0: int, n1: int):
+        """``(r0, r1, rows)`` for every block of output rows of the samples ``[n0, n1)`` (:meth:`load`, :meth:`rows`)."""
+        win = self.load(xl, whole, n0, n1)
+        for r0, r1 in self.geo.blocks():
+            yield r0, r1, self.rows(win, r0, r1)  # (nb, G, m, T*C_g)
+
 
 @functools.lru_cache(maxsize=256)
 def _grad_input_spec(spec: ConvSpec) -> ConvSpec | None:
@@ -243,10 +249,8 @@ class SampleGemmLast(Algorithm):
                     "out": workspace.empty(plan.chunk * extra, x.dtype) if extra else None}
 
         def process(scratch, n0, n1):
-            nb, s = n1 - n0, scratch["worker"]
-            win = s.load(xl, whole, n0, n1)
-            for r0, r1 in geo.blocks():
-                rows = s.rows(win, r0, r1)  # (nb, G, m, T*C_g)
+            nb = n1 - n0
+            for r0, r1, rows in scratch["worker"].blocks(xl, whole, n0, n1):  # rows: (nb, G, m, T*C_g)
                 m = rows.shape[2]
                 target = yl[n0:n1, r0:r1].reshape(nb * m, spec.out_channels)  # (nb*m, O): a view of y
                 if G == 1:
@@ -280,10 +284,8 @@ class SampleGemmLast(Algorithm):
             return {"worker": _Worker(spec, geo, plan.chunk, x.dtype), "dw": np.zeros((G, geo.width, og), x.dtype)}
 
         def process(scratch, n0, n1):
-            nb, s = n1 - n0, scratch["worker"]
-            win = s.load(xl, whole, n0, n1)
-            for r0, r1 in geo.blocks():
-                rows = s.rows(win, r0, r1)  # (nb, G, m, T*C_g)
+            nb = n1 - n0
+            for r0, r1, rows in scratch["worker"].blocks(xl, whole, n0, n1):  # rows: (nb, G, m, T*C_g)
                 m = rows.shape[2]
                 d = dyl[n0:n1, r0:r1].reshape(nb * m, spec.out_channels)  # (nb*m, O): a view when contiguous
                 if G == 1:
