@@ -3,6 +3,8 @@ PyTorch on the LeNet layers it is chosen for, and where ``auto`` picks it."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import convgrad
 from convgrad import algorithms
@@ -24,11 +26,12 @@ def _run(op, spec, x, w, dy, name):
 
 
 @pytest.mark.parametrize("spec", [
-    conv_spec((7, 1, 9, 9), (3, 1, 5, 5), padding=2),  # flat windows, padded: the zeros must stay put
+    conv_spec((7, 1, 9, 9), (3, 1, 5, 5), padding=2),  # 'same': unpadded flat layout, the margins must stay zero
+    conv_spec((7, 2, 9, 8), (3, 2, 3, 3), padding=(1, 0)),  # flat windows, padded and widened
     conv_spec((7, 2, 10), (4, 2, 3), stride=2, padding=1),  # strided windows, padded
     conv_spec((7, 3, 6, 5), (4, 3, 2, 2)),  # flat, unpadded
     conv_spec((7, 2, 9), (2, 2, 3), stride=2),  # strided, unpadded: x read in place
-], ids=["flat-padded", "strided-padded", "flat-unpadded", "strided-unpadded"])
+], ids=["same-margins", "flat-padded", "strided-padded", "flat-unpadded", "strided-unpadded"])
 def test_chunks_of_every_size_agree_with_direct(monkeypatch, spec):
     """Small chunks (1 to 3 elements, the last one shorter) on two workers: each worker's buffers are
     reused for chunks of different sizes, and the padding written once must stay zero."""
@@ -68,3 +71,48 @@ def test_auto_picks_it_for_few_channel_layers_only():
     # a long 1-D layer with many channels: one sample's im2col matrix (37 MB) is beyond the caches
     long_1d = conv_spec((16, 64, 16000), (64, 64, 9), padding=4)
     assert all(algorithms.choose(long_1d, op).name != "samplegemm" for op in OPS)
+
+
+@st.composite
+def same_after_first(draw):
+    """Stride-1 configurations whose output keeps the input's sizes along every dim after the first."""
+    ndim = draw(st.integers(2, 3))
+    size = [draw(st.integers(1, 6)) for _ in range(ndim)]
+    kernel = [draw(st.integers(1, 4)) for _ in range(ndim)]
+    dilation = [draw(st.integers(1, 2)) for _ in range(ndim)]
+    padding = []
+    for d in range(ndim):
+        k_eff = (kernel[d] - 1) * dilation[d] + 1
+        lo = draw(st.integers(0, k_eff + 1))
+        # after the first dim: lo + hi = K_eff - 1 (output size = input size); the first dim is free
+        hi = k_eff - 1 - lo if d else draw(st.integers(max(0, k_eff - size[0] - lo), k_eff + 1))
+        if hi < 0:
+            lo, hi = k_eff - 1, 0
+        padding.append((lo, hi))
+    groups = draw(st.sampled_from([1, 2]))
+    cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    return conv_spec((draw(st.integers(1, 3)), cin, *size), (cout, cin // groups, *kernel),
+                     dilation=dilation, padding=padding, groups=groups)
+
+
+@settings(max_examples=40, deadline=None)
+@given(spec=same_after_first())
+def test_same_convolutions_use_the_unpadded_layout_and_agree_with_direct(spec):
+    """The unpadded flat layout (the grid is the output; taps that leave the input along a later dim
+    wrap into a neighbouring row and are zeroed): kernels wider than the input, one-sided padding,
+    dilation and groups, on two workers with one element per chunk (buffers reused)."""
+    assert samplegemm.geometry(spec).halo
+    x, w, dy = _operands(spec, seed=sum(spec.input_shape))
+    with convgrad.settings(num_threads=2):
+        for op in OPS:
+            np.testing.assert_allclose(_run(op, spec, x, w, dy, "samplegemm"), _run(op, spec, x, w, dy, "direct"),
+                                       rtol=1e-10, atol=1e-10, err_msg=f"{op}, {spec}")
+
+
+def test_the_unpadded_layout_zeroes_only_the_wrapped_taps():
+    """3x3 'same': only the left and right kernel columns wrap; the vertical taps read the zero margins."""
+    geo = samplegemm.geometry(conv_spec((2, 4, 6, 5), (3, 4, 3, 3), padding=1))
+    assert geo.halo and not geo.widened and geo.length == 30 and geo.front == 6
+    assert [(i[3], i[5]) for i in geo.zeros] == [(0, slice(0, 1)), (2, slice(4, 5))]
+    assert not samplegemm.geometry(conv_spec((2, 4, 6, 5), (3, 4, 3, 3), padding=(1, 0))).halo  # widened grid
+    assert not samplegemm.geometry(conv_spec((2, 4, 6, 5), (3, 4, 3, 3), padding=1, stride=2)).halo
