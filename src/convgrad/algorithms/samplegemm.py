@@ -118,6 +118,7 @@ class Geometry:
         else:
             self.grid_shape, self.length, self.offsets, self.widened = tuple(out), math.prod(out), (), False
             self.row = 0 if _covers(spec) else math.prod(span)
+        self.kept = _kept(spec)
         self.cols = spec.in_channels * self.taps * self.length  # one sample's im2col matrix
         self.padded = spec.in_channels * self.row  # one sample's padded input (0: x is read directly)
         self.grid = spec.out_channels * self.length if self.widened else 0  # one sample's output grid
@@ -234,6 +235,13 @@ class _Chunks:
             s["grid_real"] = s["grid"].reshape((nb, spec.out_channels, *geo.grid_shape))[geo.crop()]
         if self.sizes["extra"]:
             s["extra"] = workspace.empty(nb * self.sizes["extra"], dtype)
+        if "windows" in s:
+            # the views a full chunk uses, made once: a chunk then costs a handful of NumPy calls
+            # (their Python runs under the GIL, one worker at a time)
+            cols = s["cols"].reshape(s["windows"].shape)
+            grid = s["cols"].reshape((nb, spec.in_channels, *spec.kernel_size, *geo.grid_shape))  # (nb, C, *K, *grid)
+            s["full"] = (nb, cols, tuple(grid[index] for index in geo.zeros),
+                         s["cols"].reshape(nb, spec.groups, spec.in_per_group * geo.taps, geo.length))
         return s
 
 
@@ -280,11 +288,22 @@ def columns(x: np.ndarray, whole: np.ndarray | None, n0: int, n1: int, geo: Geom
     ``whole`` is the window view of all of ``x`` when it is read unpadded (else ``None``).
     """
     spec, nb = geo.spec, n1 - n0
+    full = s.get("full")
+    if full is not None and full[0] == nb:
+        _, cols, zeros, result = full
+        if geo.halo:
+            np.copyto(s["body"], x[n0:n1].reshape(s["body"].shape))  # the margins stay zero
+        else:
+            np.copyto(s["body"], x[(slice(n0, n1), slice(None), *geo.kept)])  # the padding stays zero
+        np.copyto(cols, s["windows"])
+        for z in zeros:
+            z.fill(0)
+        return result
     if geo.halo:
         np.copyto(s["body"][:nb], x[n0:n1].reshape(nb, spec.in_channels, -1))  # the margins stay zero
         src = s["windows"][:nb]
     elif whole is None:
-        np.copyto(s["body"][:nb], x[(slice(n0, n1), slice(None), *_kept(spec))])  # the padding stays zero
+        np.copyto(s["body"][:nb], x[(slice(n0, n1), slice(None), *geo.kept)])  # the padding stays zero
         src = s["windows"][:nb]
     else:
         src = whole[n0:n1]
