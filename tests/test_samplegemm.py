@@ -32,11 +32,15 @@ def _run(op, spec, x, w, dy, name):
     conv_spec((7, 3, 6, 5), (4, 3, 2, 2)),  # flat, unpadded
     conv_spec((7, 2, 9), (2, 2, 3), stride=2),  # strided, unpadded: x read in place
 ], ids=["same-margins", "flat-padded", "strided-padded", "flat-unpadded", "strided-unpadded"])
-def test_chunks_of_every_size_agree_with_direct(monkeypatch, spec):
+@pytest.mark.parametrize("accumulate", [False, True], ids=["stacked-dw", "accumulated-dw"])
+def test_chunks_of_every_size_agree_with_direct(monkeypatch, spec, accumulate):
     """Small chunks (1 to 3 elements, the last one shorter) on two workers: each worker's buffers are
-    reused for chunks of different sizes, and the padding written once must stay zero."""
+    reused for chunks of different sizes, and the padding written once must stay zero. The weight
+    gradient both ways: per-sample products summed per chunk, and each added into the sum by BLAS."""
     x, w, dy = _operands(spec)
     per_item = samplegemm.geometry(spec).cols * 8
+    monkeypatch.setattr(samplegemm, "ACCUMULATE_FLOPS", 0 if accumulate else float("inf"))
+    assert samplegemm._accumulates(spec) == (accumulate and spec.groups == 1)
     for items in (1, 2, 3):
         monkeypatch.setattr(samplegemm, "CHUNK_BYTES", items * per_item)
         samplegemm._cached_chunks.cache_clear()
