@@ -120,3 +120,27 @@ def test_the_unpadded_layout_zeroes_only_the_wrapped_taps():
     assert [(i[3], i[5]) for i in geo.zeros] == [(0, slice(0, 1)), (2, slice(4, 5))]
     assert not samplegemm.geometry(conv_spec((2, 4, 6, 5), (3, 4, 3, 3), padding=(1, 0))).halo  # widened grid
     assert not samplegemm.geometry(conv_spec((2, 4, 6, 5), (3, 4, 3, 3), padding=1, stride=2)).halo
+
+
+@pytest.mark.parametrize("spec", [
+    conv_spec((3, 3, 7, 6), (4, 3, 3, 3), padding=1),  # blocks of 2 rows, the last one shorter
+    conv_spec((3, 2, 9, 8), (3, 2, 3, 3), padding=2, dilation=2),
+    conv_spec((2, 2, 4, 5, 6), (3, 2, 3, 3, 3), padding=1),  # 3-D: blocks of whole 5x6 planes
+    conv_spec((3, 1, 11, 9), (2, 1, 5, 5), padding=[(4, 0), (2, 2)]),  # one row a block, one-sided padding
+], ids=["3x3", "dilated", "3d", "rows"])
+def test_a_sample_in_blocks_of_output_rows_agrees_with_direct(monkeypatch, spec):
+    """A sample whose im2col matrix exceeds the chunk is built and multiplied a block of output rows
+    at a time (forward, the input gradient as a forward of dy, the accumulated weight gradient)."""
+    x, w, dy = _operands(spec, seed=5)
+    monkeypatch.setattr(samplegemm, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(samplegemm, "ACCUMULATE_FLOPS", 0)
+    samplegemm._cached_chunks.cache_clear()
+    try:
+        assert len(samplegemm.chunks_for(spec, 8).blocks) > 1 and samplegemm._accumulates(spec)
+        for threads in (1, 2):
+            with convgrad.settings(num_threads=threads):
+                for op in OPS:
+                    np.testing.assert_allclose(_run(op, spec, x, w, dy, "samplegemm"), _run(op, spec, x, w, dy, "direct"),
+                                               rtol=1e-10, atol=1e-10, err_msg=f"{op}, {threads} threads")
+    finally:
+        samplegemm._cached_chunks.cache_clear()
