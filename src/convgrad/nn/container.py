@@ -73,6 +73,7 @@ class Sequential(Module):
         forward's activations, shrinking as the backward pass proceeds).
         """
         grad, layers, i = grad_output, self._layers, len(self._layers) - 1
+        owned = False  # whether grad is an array of this pass's own, which a layer may write over (not the caller's)
         while i >= 0:
             if i > 0 and fusion.fused_with(layers[i], layers[i - 1]):  # a fused BatchNorm2d + ReLU: one backward
                 grad = layers[i - 1]._backward(grad, relu=True, input_grad=input_grad or i > 1)
@@ -82,8 +83,11 @@ class Sequential(Module):
                 grad = fusion.backward_relu_pool(layers[i], grad, input_grad=input_grad or i > 1)
                 layers[i]._release()
                 i -= 1
+            elif owned and fusion.overwrites_gradient(layers[i]):
+                grad = layers[i]._backward(grad, input_grad=input_grad or i > 0, overwrite=True)
             else:
                 grad = layers[i].backward(grad, input_grad=input_grad or i > 0)
+            owned = fusion.fresh_gradient(layers[i], owned)
             layers[i]._release()
             i -= 1
         return grad

@@ -162,7 +162,16 @@ class _ConvBase(Module):
                 or grad_output.dtype != plan.dtype or self.weight.value.shape != plan.weight_shape \
                 or self.weight.value.dtype != plan.dtype:
             return None
-        return plan.backward(grad_output, x, self.weight.value, needs=self._needs(input_grad))
+        needs = self._needs(input_grad)
+        params = tuple(n for n in needs if n != "input")
+        if "input" not in needs or not params:
+            return plan.backward(grad_output, x, self.weight.value, needs=needs)
+        # the weight gradient first: its scratch (the input's columns) then does not sit beside the input
+        # gradient, which does not exist yet (ResNet-8's float32 step: peak live 46.7 -> 45.6 MiB, in the last
+        # block's conv2, whose weight gradient takes 6.5 MiB of scratch and its input gradient 1.7)
+        grads = plan.backward(grad_output, x, self.weight.value, needs=params)
+        dx = plan.backward(grad_output, x, self.weight.value, needs=("input",)).input
+        return api.Gradients(dx, grads.weight, grads.bias)
 
     def _accumulate(self, grads: api.Gradients) -> None:
         if grads.weight is not None:

@@ -18,6 +18,11 @@ it is the same value at the same (first) tap in ``x`` as in ``relu(x)``; where i
 send no gradient to the window: the values agree exactly. The two layers' own ``backward`` refuse
 after such a forward (their intermediate, ``relu(x)`` at full size, was never made).
 
+**A gradient written over** (``BasicBlock`` after a layer whose backward returns a new array, in a
+``Sequential``): the gradient between two layers is the container's own scratch, so the block writes its
+gated gradient ``dz = dy * [y > 0]`` over ``dy`` instead of into a new array (:func:`fresh_gradient`,
+:func:`overwrites_gradient`). A gradient the caller passed in, or a view of it, is never written.
+
 **ReLU in place** (``conv/Linear, ReLU, conv/Linear``): the layer before returned a fresh array that
 nothing else holds, so the ReLU overwrites it with ``max(y, 0)`` (no new array, one pass instead of
 two) and, since the next layer keeps its input ``y`` until its backward anyway, reads its gate
@@ -36,7 +41,7 @@ from .linear import Linear
 from .pooling import MaxPool1d, MaxPool2d, MaxPool3d
 
 __all__ = ["fusable", "forward_bn_relu", "keeps_input", "fused_with", "relu_pool_fusable", "forward_relu_pool",
-           "relu_pool_fused", "backward_relu_pool", "relu_in_place"]
+           "relu_pool_fused", "backward_relu_pool", "relu_in_place", "fresh_gradient", "overwrites_gradient"]
 
 
 def fusable(first, second) -> bool:
@@ -138,3 +143,27 @@ def forward_relu_in_place(relu: ReLU, x: np.ndarray) -> np.ndarray:
     batch_split.run(x.shape[0], x.nbytes, lambda a, b: np.maximum(x[a:b], zero, out=x[a:b]))
     relu._remember(x)
     return x
+
+
+# -- a gradient between two layers, written over --------------------------------------------------
+
+
+def fresh_gradient(layer, owned: bool) -> bool:
+    """Whether ``layer.backward`` just returned an array nothing else refers to (``owned``: whether its
+    ``grad_output`` was one): ``Linear``, ``AdaptiveAvgPool2d`` and ``BasicBlock`` return new arrays, a
+    ``Flatten`` a view of its ``grad_output``. Other layers count as not fresh (a subclass or a user's
+    layer may return an array it keeps)."""
+    from .residual import AdaptiveAvgPool2d, BasicBlock
+
+    if type(layer) is Flatten:
+        return owned
+    return type(layer) in (Linear, AdaptiveAvgPool2d, BasicBlock)
+
+
+def overwrites_gradient(layer) -> bool:
+    """Whether ``layer._backward(grad, overwrite=True)`` may write over a ``grad`` that is scratch
+    (:func:`fresh_gradient`): a ``BasicBlock``, whose gated gradient ``dz = dy * [y > 0]`` then takes
+    ``dy``'s place -- one array of the block's output size fewer during its whole backward."""
+    from .residual import BasicBlock
+
+    return type(layer) is BasicBlock

@@ -102,17 +102,29 @@ class BasicBlock(Module):
         return y
 
     def backward(self, grad_output, *, input_grad: bool = True):
+        return self._backward(grad_output, input_grad=input_grad)
+
+    def _backward(self, grad_output, *, input_grad: bool = True, overwrite: bool = False):
+        """``backward``; with ``overwrite`` ``grad_output`` is the caller's own scratch (a ``Sequential``'s
+        gradient between two layers, :func:`.fusion.fresh_gradient`) and ``dz`` is written over it."""
         y, fused = self._recall()
         dy = as_real_array(grad_output, "BasicBlock.backward", "grad_output")
         if dy.shape != y.shape:
             raise ValueError(f"BasicBlock.backward: grad_output must have shape {y.shape}, got {dy.shape}")
+        # dz in dy's own array when it is scratch (the caller holds dy until this returns: one array, not two)
+        over = overwrite and type(dy) is np.ndarray and dy.flags.c_contiguous and dy.flags.writeable \
+            and dy.dtype == np.result_type(dy, y)
         if fused:
             # dz = dy * [y > 0] inside bn2's sums pass (the residual add and ReLU ran in its forward)
-            dz = np.empty(y.shape, np.result_type(dy, y))  # a float64 gradient stays float64, as unfused
+            dz = dy if over else np.empty(y.shape, np.result_type(dy, y))  # a float64 gradient stays float64
             d = self.bn2._backward(dy, gate=y, dz_out=dz)
         else:
-            dz = dy * (y > 0)
+            dz = np.multiply(dy, y > 0, out=dy if over else None)
             d = self.bn2.backward(dz)
+        # y was kept for the gate only: it goes now rather than after the whole block (the block's last output,
+        # 1-4 MiB in ResNet-8, held through its four convolutions' backward); a second backward still raises
+        self._cache = None
+        del y
         self.bn2._release()
         d = self.conv2.backward(d)
         self.conv2._release()
