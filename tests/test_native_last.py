@@ -1,5 +1,5 @@
-"""The native channels-last algorithms (``depthwise_last``, ``samplegemm_last``, ``tapgemm_last``, ``winograd_last``)
-and their dispatch.
+"""The native channels-last algorithms (``depthwise_last``, ``rowgemm_last``, ``samplegemm_last``, ``tapgemm_last``,
+``winograd_last``) and their dispatch.
 
 Checked three ways, none sharing code with the algorithms: on channels-last operands against
 ``direct``'s plain loops (all three operations, float64 to 1e-10, results laid out channels last);
@@ -25,9 +25,10 @@ from convgrad.bench.layers import LAYERS
 from convgrad.spec import conv_spec
 
 torch.set_num_threads(1)
-NATIVE = ["depthwise_last", "samplegemm_last", "tapgemm_last", "winograd_last"]
+NATIVE = ["depthwise_last", "rowgemm_last", "samplegemm_last", "tapgemm_last", "winograd_last"]
 #: Whether the algorithm's data results are laid out channels last (winograd_last's stay channels first).
-RESULTS_LAST = {"depthwise_last": True, "samplegemm_last": True, "tapgemm_last": True, "winograd_last": False}
+RESULTS_LAST = {"depthwise_last": True, "rowgemm_last": True, "samplegemm_last": True, "tapgemm_last": True,
+                "winograd_last": False}
 
 
 def _last(a):
@@ -87,7 +88,18 @@ SAMPLE = [  # stride 1 (dx as the forward of dy by the flipped kernel) and not (
     ((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), dict(padding=(0, 0, 1))),  # 3-D, as layer i
     ((1, 2, 5, 4, 6), (4, 2, 2, 3, 3), dict(padding=1, stride=(1, 1, 2))),  # 3-D strided, batch 1
 ]
+ROW = [  # stride 1 along every dim but the last
+    ((3, 6, 14, 14), (16, 6, 5, 5), {}),  # LeNet's second layer (g2), smaller batch
+    ((3, 4, 9, 8), (6, 2, 3, 3), dict(stride=(1, 2), dilation=(2, 1), padding=1, groups=2)),
+    ((2, 3, 9, 10), (4, 3, 3, 3), dict(stride=(1, 3), padding=((2, 1), (0, 2)))),  # unread tail along the last dim
+    ((2, 5, 8, 9), (6, 5, 3, 3), dict(dilation=(1, 2), padding="same")),  # dilated last dim: col2im tap by tap
+    ((1, 5, 6, 7), (3, 5, 2, 4), dict(padding=4)),  # batch 1, padding beyond the kernel: rows read no input
+    ((3, 2, 11), (4, 2, 2), dict(stride=3, padding=((0, 2),))),  # 1-D: one product, no outer taps
+    ((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), dict(padding=(0, 0, 1))),  # 3-D: the widened grid's junk rows
+    ((1, 2, 5, 4, 6), (4, 2, 2, 3, 3), dict(padding=1, stride=(1, 1, 2))),  # 3-D strided last dim
+]
 CASES = [pytest.param(c, "depthwise_last", id=f"dw{i}") for i, c in enumerate(DEPTHWISE)] + \
+        [pytest.param(c, "rowgemm_last", id=f"row{i}") for i, c in enumerate(ROW)] + \
         [pytest.param(c, "samplegemm_last", id=f"sample{i}") for i, c in enumerate(SAMPLE)] + \
         [pytest.param(c, "tapgemm_last", id=f"tap{i}") for i, c in enumerate(GENERAL)] + \
         [pytest.param(c, "winograd_last", id=f"wino{i}") for i, c in enumerate(WINOGRAD)]
@@ -152,6 +164,42 @@ def test_samplegemm_last_in_blocks_of_output_rows(monkeypatch, config):
             assert max_rel(getattr(alg, op)(a, b, spec), ref) < 1e-10, op
     finally:
         samplegemm_last.geometry.cache_clear()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("config", [ROW[0], ROW[1], ROW[6]], ids=["lenet2", "groups", "3d"])
+def test_rowgemm_last_in_chunks_of_unequal_size(monkeypatch, config, threads):
+    """Chunks of 2 and 1 samples (buffers sized for the largest, offsets per chunk) on one and two workers."""
+    from convgrad import runtime
+    from convgrad.algorithms import rowgemm_last
+
+    xs, ws, kw = config
+    config = ((5, *xs[1:]), ws, kw)
+    spec, x, w, _, dy = _arrays(*config, seed=7)
+    geo = rowgemm_last.geometry(spec)
+    monkeypatch.setattr(rowgemm_last, "CHUNK_BYTES", 2 * (geo.rows + geo.grid) * x.itemsize)
+    with runtime.settings(num_threads=threads):
+        assert geo.plan(x.itemsize).chunk == 2
+        xl, dyl = _first(_last(x)), _first(_last(dy))
+        alg = REGISTRY["rowgemm_last"]
+        for op, a, b, ra, rb in (("forward", xl, w, x, w), ("grad_input", dyl, w, dy, w),
+                                 ("grad_weight", xl, dyl, x, dy)):
+            ref = algorithms.run(op, spec, ra, rb, "direct")
+            assert max_rel(getattr(alg, op)(a, b, spec), ref) < 1e-10, op
+
+
+def test_rowgemm_last_takes_only_few_channels():
+    """From 2 to 16 channels on both sides, one group, stride 1 along the outer dims; the rest stays where it was."""
+    alg = REGISTRY["rowgemm_last"]
+    lenet2 = conv_spec((64, 6, 14, 14), (16, 6, 5, 5))
+    assert alg.prefers_channels_last(lenet2, "grad_input")
+    assert not alg.prefers_channels_last(lenet2, "forward")  # samplegemm_last's: 16 outputs, runs of 30
+    assert not alg.prefers_channels_last(conv_spec((64, 1, 28, 28), (6, 1, 5, 5), padding=2), "grad_input")
+    assert not alg.prefers_channels_last(conv_spec((8, 32, 14, 14), (32, 32, 3, 3), padding=1), "grad_input")
+    assert not alg.prefers_channels_last(conv_spec((8, 8, 14, 14), (8, 4, 3, 3), padding=1, groups=2), "grad_input")
+    strided = conv_spec((8, 6, 14, 14), (16, 6, 3, 3), stride=2)
+    assert alg.unsupported(strided, "grad_input") is not None and native_last.choose(strided, "grad_input") is None \
+        or native_last.choose(strided, "grad_input").name != "rowgemm_last"
 
 
 def _force(monkeypatch, name):
@@ -248,10 +296,11 @@ def test_the_benchmark_layers_go_where_they_measured_faster():
     # d: 3 input channels, too few for samplegemm_last's input gradient (tapgemm_last's, as auto runs tapgemm)
     assert picks["d"] == {"forward": "samplegemm_last", "grad_input": "tapgemm_last",
                           "grad_weight": "samplegemm_last"}
-    # g2: its forward and weight gradient (16 outputs); the input gradient (6 channels) takes the transposed
-    # views, and with it the whole backward (native_last.choose_all)
-    assert picks["g2"] == {"forward": "samplegemm_last", "grad_input": None, "grad_weight": "samplegemm_last"}
-    assert native_last.choose_all(LAYERS["g2"].spec(), ("grad_input", "grad_weight")) is None
+    # g2: its forward and weight gradient (16 outputs) on samplegemm_last, the input gradient (6 channels) on
+    # rowgemm_last, so the whole backward is native (native_last.choose_all)
+    assert picks["g2"] == {"forward": "samplegemm_last", "grad_input": "rowgemm_last",
+                           "grad_weight": "samplegemm_last"}
+    assert native_last.choose_all(LAYERS["g2"].spec(), ("grad_input", "grad_weight")) is not None
     # 1 -> 6 channels: the transposed views (auto runs g1's input gradient on rowgemm on two threads since
     # SMALL_WORK is 1 ms; on one thread it had run tapgemm, whose channels-last version was taken then)
     assert picks["g1"] == {"forward": None, "grad_input": None, "grad_weight": None}
@@ -263,7 +312,7 @@ def test_the_benchmark_layers_go_where_they_measured_faster():
                for op in ("forward", "grad_input", "grad_weight"))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.data())
 def test_property_sweep_against_direct(data):
     name = data.draw(st.sampled_from(NATIVE))
@@ -274,6 +323,8 @@ def test_property_sweep_against_direct(data):
     if name == "winograd_last":
         kernel, stride = kernel[:-1] + (3,), (1,) * nd
         size = size[:-1] + (max(size[-1], 5),)
+    if name == "rowgemm_last":  # stride 1 along the outer dims
+        stride = (1,) * (nd - 1) + stride[-1:]
     dilation = tuple(data.draw(st.integers(1, 2)) if (k - 1) * 2 + 1 <= s else 1 for k, s in zip(kernel, size))
     padding = tuple((data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))) for _ in range(nd))
     if name == "depthwise_last":
