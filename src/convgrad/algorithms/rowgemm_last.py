@@ -91,10 +91,17 @@ def geometry(spec: ConvSpec) -> Geometry:
     return Geometry(spec)
 
 
-def tap_weights(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
-    """``w`` ``(O, C_g, *K)`` as ``(T_outer * G * K_w * C_g, O_g)``: one ``(K_w*C_g, O_g)`` matrix per outer tap and group."""
+def tap_weights(w: np.ndarray, spec: ConvSpec, transposed: bool = False) -> np.ndarray:
+    """``w`` ``(O, C_g, *K)`` as ``(T_outer * G * K_w * C_g, O_g)``: one ``(K_w*C_g, O_g)`` matrix per outer tap and group.
+
+    ``transposed``: ``(T_outer * G * O_g, K_w * C_g)``, each matrix transposed (the input gradient's
+    operand: BLAS reads it ~4 % faster than the transposed view of the other).
+    """
     G, og, cg, nd = spec.groups, spec.out_per_group, spec.in_per_group, spec.ndim
     wg = w.reshape(G, og, cg, *spec.kernel_size)  # (G, O_g, C_g, *K)
+    if transposed:
+        wt = wg.transpose(*range(3, 2 + nd), 0, 1, 2 + nd, 2)  # (*K_outer, G, O_g, K_w, C_g)
+        return np.ascontiguousarray(wt).reshape(-1, spec.kernel_size[-1] * cg)
     wt = wg.transpose(*range(3, 2 + nd), 0, 2 + nd, 2, 1)  # (*K_outer, G, K_w, C_g, O_g)
     return np.ascontiguousarray(wt).reshape(-1, og)
 
@@ -300,7 +307,7 @@ class RowGemmLast(Algorithm):
             return Gemm().grad_input(dy, w, spec)
         G, og, cg, c, nd = spec.groups, spec.out_per_group, spec.in_per_group, spec.in_channels, spec.ndim
         kw, kc = spec.kernel_size[-1], spec.kernel_size[-1] * spec.in_per_group
-        wb = blas.Buffer(tap_weights(w, spec))  # (T_outer*G*K_w*C_g, O_g)
+        wb = blas.Buffer(tap_weights(w, spec, transposed=True))  # (T_outer*G*O_g, K_w*C_g)
         dyl = _last(dy)  # (N, *Hout, O)
         dxl, dx = channels_last_result((spec.batch, *spec.input_size, c), dy.dtype, zero=not _covers(spec))
         geo = geometry(spec)
@@ -312,13 +319,13 @@ class RowGemmLast(Algorithm):
             _, lay = chunk_layout(spec, nb)
             s.load_dy(dyl, lay, n0, n1)
             rows = s.rows[: (lay.columns + lay.tail) * geo.width]
-            rows[...] = 0
+            rows[lay.ext * geo.width:] = 0  # the first outer tap (offset 0) overwrites rows [0, E)
             rb, gb = s.rows_buf, s.grid_buf
             for t, off in enumerate(lay.offsets):
                 for g in range(G):
-                    r = (t * G + g) * kc
-                    blas.gemm_blocks(gb.block(0, lay.ext, g * og, (g + 1) * og), wb.block(r, r + kc, 0, og).T,
-                                     rb.block(off, off + lay.ext, g * kc, (g + 1) * kc), beta=1.0)
+                    r = (t * G + g) * og
+                    blas.gemm_blocks(gb.block(0, lay.ext, g * og, (g + 1) * og), wb.block(r, r + og, 0, kc),
+                                     rb.block(off, off + lay.ext, g * kc, (g + 1) * kc), beta=0.0 if t == 0 else 1.0)
             # (*span_outer, nb, W_out, G, K_w, C_g): the rows of real positions (the tail is junk)
             drows = rows[: lay.columns * geo.width].reshape(*spec.read_span[:-1], nb, wo, G, kw, cg)
             dxp = s.padded[:nb] if geo.padded else dxl[n0:n1]  # (nb, *span, C)
