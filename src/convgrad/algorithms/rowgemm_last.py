@@ -13,26 +13,28 @@ rows of the output grid)::
 
     rows[(h, n, i), g, (j, c)] = xp[n, h, i*S + j*D, g*C_g + c]        (columns, G, K_w*C_g)
 
-    forward      y_grid[:, g]              += rows[off(k) : off(k)+E, g] @ w_k[g]        (E, K_w*C_g) @ (K_w*C_g, O_g)
-    grad_weight  w_k[g]                    += rows[off(k) : off(k)+E, g].T @ dy_grid[:, g]
-    grad_input   drows[off(k) : off(k)+E, g] += dy_grid[:, g] @ w_k[g].T
+    forward      y_grid[:, g]  += rows[off(k) : off(k)+E, g] @ w_k[g]        (E, K_w*C_g) @ (K_w*C_g, O_g)
+    grad_weight  w_k[g]        += rows[off(k) : off(k)+E, g].T @ dy_grid[:, g]
 
 with ``w_k[g][(j, c), o] = w[g*O_g + o, c, k, j]`` (for one group the ``HWIO`` weight itself).
 The output grid is ``(*H_out[:1], *span_outer[1:], n, W_out)``: in 1-D and 2-D exactly the
 outputs (the products write no junk: LeNet's 1 -> 6 and 6 -> 16 layers multiply nothing twice), in
 3-D and up widened along the middle dims as ``rowgemm``'s (junk cropped, zeros in ``dy``). The
 forward copies the grid into the caller's ``(N, *H_out, C_out)`` layout in runs of ``W_out * C_out``
-values with the bias added in the same pass; the weight and input gradients copy ``dy`` the
-other way; ``dx`` adds ``drows`` back ``K_w`` strided passes (runs of ``C``).
+values with the bias added in the same pass; the weight gradient copies ``dy`` onto the grid the
+other way. The input gradient is ``rowgemm``'s, on the transposed view of ``dy``
+(:meth:`RowGemmLast.grad_input`: measured faster than the same products laid out this way, whose
+col2im adds runs of only ``K_w * C`` values).
 
 With few channels this is what a channels-last caller wants: the copies move runs of
 ``K_w * C`` and ``W_out * C`` values where ``samplegemm_last``'s move ``K_w * C`` (``K`` times as
-many) and a product with ``C_in`` columns (the input gradient of 6 channels) is not needed.
+many), and the backward needs no product with ``C_in`` columns (the input gradient of 6 channels).
 Needs stride 1 along every dim but the last (as ``rowgemm``). Chunks of samples whose matrices
 take about :data:`CHUNK_BYTES` (the core's L2 cache) run on convgrad's workers
-(:mod:`convgrad.parallel`, BLAS on one thread). Results are channels last: the ``(N, C, *spatial)``
-views of C-contiguous ``(N, *spatial, C)`` arrays, and (one group) the weight gradient the
-``(O, I, *k)`` view of a C-contiguous ``(*k, I, O)`` array. ``auto`` never picks it for
+(:mod:`convgrad.parallel`, BLAS on one thread). The forward's result is channels last (the
+``(N, C, *spatial)`` view of a C-contiguous ``(N, *spatial, C)`` array), the input gradient's
+channels first, and (one group) the weight gradient the ``(O, I, *k)`` view of a C-contiguous
+``(*k, I, O)`` array. ``auto`` never picks it for
 channels-first calls (``auto_candidate = False``); :mod:`convgrad.native_last` picks it where
 :meth:`RowGemmLast.prefers_channels_last` says so.
 """
@@ -91,17 +93,10 @@ def geometry(spec: ConvSpec) -> Geometry:
     return Geometry(spec)
 
 
-def tap_weights(w: np.ndarray, spec: ConvSpec, transposed: bool = False) -> np.ndarray:
-    """``w`` ``(O, C_g, *K)`` as ``(T_outer * G * K_w * C_g, O_g)``: one ``(K_w*C_g, O_g)`` matrix per outer tap and group.
-
-    ``transposed``: ``(T_outer * G * O_g, K_w * C_g)``, each matrix transposed (the input gradient's
-    operand: BLAS reads it ~4 % faster than the transposed view of the other).
-    """
+def tap_weights(w: np.ndarray, spec: ConvSpec) -> np.ndarray:
+    """``w`` ``(O, C_g, *K)`` as ``(T_outer * G * K_w * C_g, O_g)``: one ``(K_w*C_g, O_g)`` matrix per outer tap and group."""
     G, og, cg, nd = spec.groups, spec.out_per_group, spec.in_per_group, spec.ndim
     wg = w.reshape(G, og, cg, *spec.kernel_size)  # (G, O_g, C_g, *K)
-    if transposed:
-        wt = wg.transpose(*range(3, 2 + nd), 0, 1, 2 + nd, 2)  # (*K_outer, G, O_g, K_w, C_g)
-        return np.ascontiguousarray(wt).reshape(-1, spec.kernel_size[-1] * cg)
     wt = wg.transpose(*range(3, 2 + nd), 0, 2 + nd, 2, 1)  # (*K_outer, G, K_w, C_g, O_g)
     return np.ascontiguousarray(wt).reshape(-1, og)
 
@@ -208,10 +203,11 @@ class RowGemmLast(Algorithm):
 
         Those are the layers whose channel-first pick is ``rowgemm`` or ``samplegemm`` through the
         transposed views (and copies of ``dy`` and ``x`` for the backward), with products too
-        narrow for ``samplegemm_last`` on one side (LeNet's 6 -> 16, layer g2). One input channel
-        goes to ``colgemm_last`` or the views, where the input is the channels-first one; wide layers
-        to ``samplegemm_last``, ``tapgemm_last`` or ``winograd_last``. Measured in the README's
-        "Channels last" section.
+        narrow for ``samplegemm_last`` on one side (LeNet's 6 -> 16, layer g2: its input gradient, so
+        that its backward leaves the views -- 1.27-1.31x channels first through them, 1.05-1.08x
+        with this). One input channel stays on the views, where the input is the channels-first one;
+        wide layers go to ``samplegemm_last``, ``tapgemm_last`` or ``winograd_last``. Measured in the
+        README's "Channels last" section.
         """
         from . import choose  # (the package imports this module while it is being set up)
         from .registry import REGISTRY
@@ -303,51 +299,16 @@ class RowGemmLast(Algorithm):
         return np.ascontiguousarray(dw.transpose(perm)).reshape(spec.weight_shape)
 
     def grad_input(self, dy, w, spec):
-        if _empty(spec):
-            return Gemm().grad_input(dy, w, spec)
-        G, og, cg, c, nd = spec.groups, spec.out_per_group, spec.in_per_group, spec.in_channels, spec.ndim
-        kw, kc = spec.kernel_size[-1], spec.kernel_size[-1] * spec.in_per_group
-        wb = blas.Buffer(tap_weights(w, spec, transposed=True))  # (T_outer*G*O_g, K_w*C_g)
-        dyl = _last(dy)  # (N, *Hout, O)
-        dxl, dx = channels_last_result((spec.batch, *spec.input_size, c), dy.dtype, zero=not _covers(spec))
-        geo = geometry(spec)
-        plan = geo.plan(dy.itemsize)
-        d, st, wo = spec.dilation[-1], spec.stride[-1], spec.output_size[-1]
+        """``rowgemm``'s, on the transposed view of ``dy``: its batch-last layout gathers ``dy`` from
+        either layout at the same cost, and its col2im adds runs of ``W_out * N`` values.
 
-        def process(scratch, n0, n1):
-            nb, s = n1 - n0, scratch["worker"]
-            _, lay = chunk_layout(spec, nb)
-            s.load_dy(dyl, lay, n0, n1)
-            rows = s.rows[: (lay.columns + lay.tail) * geo.width]
-            rows[lay.ext * geo.width:] = 0  # the first outer tap (offset 0) overwrites rows [0, E)
-            rb, gb = s.rows_buf, s.grid_buf
-            for t, off in enumerate(lay.offsets):
-                for g in range(G):
-                    r = (t * G + g) * og
-                    blas.gemm_blocks(gb.block(0, lay.ext, g * og, (g + 1) * og), wb.block(r, r + og, 0, kc),
-                                     rb.block(off, off + lay.ext, g * kc, (g + 1) * kc), beta=0.0 if t == 0 else 1.0)
-            # (*span_outer, nb, W_out, G, K_w, C_g): the rows of real positions (the tail is junk)
-            drows = rows[: lay.columns * geo.width].reshape(*spec.read_span[:-1], nb, wo, G, kw, cg)
-            dxp = s.padded[:nb] if geo.padded else dxl[n0:n1]  # (nb, *span, C)
-            dxp[...] = 0
-            # (*span_outer, nb, span_last, G, C_g): the batch moved in place of the positions' order
-            target = np.moveaxis(dxp, 0, nd - 1).reshape(*spec.read_span[:-1], nb, spec.read_span[-1], G, cg)
-            if d == 1 and G == 1 and wo > kw:
-                # output position i's taps j add to the run [i*S, i*S + K_w) of padded positions: K_w*C
-                # contiguous values on both sides (g2: 10 passes of runs of 30, against 5 of runs of 6)
-                flat = target.reshape(*target.shape[:-3], -1)  # (*span_outer, nb, span_last*C)
-                src = drows.reshape(*drows.shape[:-4], wo, kc)  # (*span_outer, nb, W_out, K_w*C)
-                for i in range(wo):
-                    flat[..., i * st * c: i * st * c + kc] += src[..., i, :]
-            else:
-                for j in range(kw):
-                    # tap j of the last dim reads padded positions j*D, j*D + S, ..., j*D + (W_out-1)*S
-                    target[..., j * d: j * d + (wo - 1) * st + 1: st, :, :] += drows[..., j, :]
-            if geo.padded:
-                dxl[n0:n1][(slice(None), *_kept(spec), slice(None))] = dxp[(slice(None), *_inner(spec), slice(None))]
-
-        parallel.run_chunks(plan, lambda: {"worker": _Worker(spec, geo, plan.chunk, dy.dtype)}, process)
-        return dx
+        The channels-last form of the module docstring (``drows += dy_grid @ w_k.T``, then a col2im
+        of runs of ``K_w * C``) was written and measured slower on layer g2 (6 channels): 1.42 ms
+        against 1.25 for ``rowgemm`` on the view and 1.21 on a channels-first ``dy`` (CPU time, one
+        thread, minimum of 150 alternating calls, 2026-12-02 14:13 UTC, load 1.1) -- its col2im
+        alone took 0.45-0.6 ms. The result is a channels-first array (seen channels last by the caller).
+        """
+        return RowGemm().grad_input(dy, w, spec)
 
 
 register(RowGemmLast())
