@@ -1,5 +1,5 @@
-"""The native channels-last algorithms (``depthwise_last``, ``samplegemm_last``, ``tapgemm_last``, ``winograd_last``)
-and their dispatch.
+"""The native channels-last algorithms (``colgemm_last``, ``depthwise_last``, ``rowgemm_last``, ``samplegemm_last``,
+``tapgemm_last``, ``winograd_last``) and their dispatch.
 
 Checked three ways, none sharing code with the algorithms: on channels-last operands against
 ``direct``'s plain loops (all three operations, float64 to 1e-10, results laid out channels last);
@@ -25,9 +25,12 @@ from convgrad.bench.layers import LAYERS
 from convgrad.spec import conv_spec
 
 torch.set_num_threads(1)
-NATIVE = ["depthwise_last", "samplegemm_last", "tapgemm_last", "winograd_last"]
-#: Whether the algorithm's data results are laid out channels last (winograd_last's stay channels first).
-RESULTS_LAST = {"depthwise_last": True, "samplegemm_last": True, "tapgemm_last": True, "winograd_last": False}
+NATIVE = ["colgemm_last", "depthwise_last", "rowgemm_last", "samplegemm_last", "tapgemm_last", "winograd_last"]
+#: Whether the algorithm's data results (forward, input gradient) are laid out channels last (winograd_last's
+#: stay channels first; rowgemm_last's input gradient is rowgemm's, channels first, and colgemm_last's too where
+#: rowgemm applies: None, not checked).
+RESULTS_LAST = {"colgemm_last": (True, None), "depthwise_last": (True, True), "rowgemm_last": (True, False), "samplegemm_last": (True, True),
+                "tapgemm_last": (True, True), "winograd_last": (False, False)}
 
 
 def _last(a):
@@ -87,7 +90,27 @@ SAMPLE = [  # stride 1 (dx as the forward of dy by the flipped kernel) and not (
     ((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), dict(padding=(0, 0, 1))),  # 3-D, as layer i
     ((1, 2, 5, 4, 6), (4, 2, 2, 3, 3), dict(padding=1, stride=(1, 1, 2))),  # 3-D strided, batch 1
 ]
-CASES = [pytest.param(c, "depthwise_last", id=f"dw{i}") for i, c in enumerate(DEPTHWISE)] + \
+ROW = [  # stride 1 along every dim but the last
+    ((3, 6, 14, 14), (16, 6, 5, 5), {}),  # LeNet's second layer (g2), smaller batch
+    ((3, 4, 9, 8), (6, 2, 3, 3), dict(stride=(1, 2), dilation=(2, 1), padding=1, groups=2)),
+    ((2, 3, 9, 10), (4, 3, 3, 3), dict(stride=(1, 3), padding=((2, 1), (0, 2)))),  # unread tail along the last dim
+    ((2, 5, 8, 9), (6, 5, 3, 3), dict(dilation=(1, 2), padding="same")),  # dilated last dim: col2im tap by tap
+    ((1, 5, 6, 7), (3, 5, 2, 4), dict(padding=4)),  # batch 1, padding beyond the kernel: rows read no input
+    ((3, 2, 11), (4, 2, 2), dict(stride=3, padding=((0, 2),))),  # 1-D: one product, no outer taps
+    ((2, 3, 4, 5, 6), (4, 3, 2, 3, 3), dict(padding=(0, 0, 1))),  # 3-D: the widened grid's junk rows
+    ((1, 2, 5, 4, 6), (4, 2, 2, 3, 3), dict(padding=1, stride=(1, 1, 2))),  # 3-D strided last dim
+]
+COL = [  # one input channel per group (the regime native_last sends it); more channels work too, slowly
+    ((3, 1, 12, 11), (6, 1, 5, 5), dict(padding=2)),  # LeNet's first layer (g1), smaller
+    ((2, 1, 9, 8), (6, 1, 3, 3), dict(stride=2, padding=1)),  # strided: its own col2im
+    ((3, 2, 7, 9), (6, 1, 3, 2), dict(groups=2, dilation=(2, 1), padding=((1, 2), (0, 1)))),
+    ((2, 1, 13), (4, 1, 3), dict(dilation=2, padding=3)),  # 1-D
+    ((1, 1, 4, 5, 6), (3, 1, 2, 3, 3), dict(padding=(1, 0, 1), stride=(1, 1, 2))),  # 3-D, batch 1
+    ((2, 3, 6, 7), (4, 3, 3, 3), dict(stride=(2, 1), padding=1)),  # three input channels, strided outer dim
+]
+CASES = [pytest.param(c, "colgemm_last", id=f"col{i}") for i, c in enumerate(COL)] + \
+        [pytest.param(c, "depthwise_last", id=f"dw{i}") for i, c in enumerate(DEPTHWISE)] + \
+        [pytest.param(c, "rowgemm_last", id=f"row{i}") for i, c in enumerate(ROW)] + \
         [pytest.param(c, "samplegemm_last", id=f"sample{i}") for i, c in enumerate(SAMPLE)] + \
         [pytest.param(c, "tapgemm_last", id=f"tap{i}") for i, c in enumerate(GENERAL)] + \
         [pytest.param(c, "winograd_last", id=f"wino{i}") for i, c in enumerate(WINOGRAD)]
@@ -114,7 +137,8 @@ def test_against_direct_on_channels_last_operands(config, name):
         assert got.shape == ref.shape and got.dtype == ref.dtype, op
         assert max_rel(got, ref) < 1e-10, (op, max_rel(got, ref))
         if op != "grad_weight":  # a data result: the (N, C, *S) view of a contiguous channels-last array
-            assert np.moveaxis(got, 1, -1).flags.c_contiguous == RESULTS_LAST[name], op
+            expected = RESULTS_LAST[name][op == "grad_input"]
+            assert expected is None or np.moveaxis(got, 1, -1).flags.c_contiguous == expected, op
         # the algorithm also takes channels-first arrays (it reads them through views)
         again = algorithms.run(op, spec, *(np.ascontiguousarray(v) for v in (a, b)), name)
         assert max_rel(again, ref) < 1e-10, op
@@ -154,6 +178,73 @@ def test_samplegemm_last_in_blocks_of_output_rows(monkeypatch, config):
         samplegemm_last.geometry.cache_clear()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("config", [ROW[0], ROW[1], ROW[6]], ids=["lenet2", "groups", "3d"])
+def test_rowgemm_last_in_chunks_of_unequal_size(monkeypatch, config, threads):
+    """Chunks of 2 and 1 samples (buffers sized for the largest, offsets per chunk) on one and two workers."""
+    from convgrad import runtime
+    from convgrad.algorithms import rowgemm_last
+
+    xs, ws, kw = config
+    config = ((5, *xs[1:]), ws, kw)
+    spec, x, w, _, dy = _arrays(*config, seed=7)
+    geo = rowgemm_last.geometry(spec)
+    monkeypatch.setattr(rowgemm_last, "CHUNK_BYTES", 2 * (geo.rows + geo.grid) * x.itemsize)
+    with runtime.settings(num_threads=threads):
+        assert geo.plan(x.itemsize).chunk == 2
+        xl, dyl = _first(_last(x)), _first(_last(dy))
+        alg = REGISTRY["rowgemm_last"]
+        for op, a, b, ra, rb in (("forward", xl, w, x, w), ("grad_input", dyl, w, dy, w),
+                                 ("grad_weight", xl, dyl, x, dy)):
+            ref = algorithms.run(op, spec, ra, rb, "direct")
+            assert max_rel(getattr(alg, op)(a, b, spec), ref) < 1e-10, op
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("config", [COL[0], COL[1], COL[2]], ids=["lenet1", "strided", "groups"])
+def test_colgemm_last_in_chunks_of_unequal_size(monkeypatch, config, threads):
+    from convgrad import runtime
+    from convgrad.algorithms import colgemm_last
+
+    xs, ws, kw = config
+    config = ((5, *xs[1:]), ws, kw)
+    spec, x, w, _, dy = _arrays(*config, seed=8)
+    geo = colgemm_last.geometry(spec)
+    monkeypatch.setattr(colgemm_last, "CHUNK_BYTES", 2 * geo.cols * x.itemsize)
+    with runtime.settings(num_threads=threads):
+        assert geo.plan(x.itemsize).chunk == 2
+        xl, dyl = _first(_last(x)), _first(_last(dy))
+        alg = REGISTRY["colgemm_last"]
+        for op, a, b, ra, rb in (("forward", xl, w, x, w), ("grad_input", dyl, w, dy, w),
+                                 ("grad_weight", xl, dyl, x, dy)):
+            ref = algorithms.run(op, spec, ra, rb, "direct")
+            assert max_rel(getattr(alg, op)(a, b, spec), ref) < 1e-10, op
+
+
+def test_colgemm_last_takes_only_the_backward_of_one_input_channel():
+    alg = REGISTRY["colgemm_last"]
+    lenet1 = conv_spec((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
+    assert alg.prefers_channels_last(lenet1, "grad_input") and alg.prefers_channels_last(lenet1, "grad_weight")
+    assert not alg.prefers_channels_last(lenet1, "forward")  # the views: the channels-first input's own bytes
+    assert not alg.prefers_channels_last(conv_spec((64, 2, 28, 28), (6, 2, 5, 5), padding=2), "grad_weight")
+    assert not alg.prefers_channels_last(conv_spec((64, 1, 28, 28), (32, 1, 5, 5), padding=2), "grad_weight")
+    assert not alg.prefers_channels_last(conv_spec((64, 1, 28, 28), (6, 1, 5, 5), stride=2), "grad_weight")
+
+
+def test_rowgemm_last_takes_only_few_channels():
+    """From 2 to 16 channels on both sides, one group, stride 1 along the outer dims; the rest stays where it was."""
+    alg = REGISTRY["rowgemm_last"]
+    lenet2 = conv_spec((64, 6, 14, 14), (16, 6, 5, 5))
+    assert alg.prefers_channels_last(lenet2, "grad_input")
+    assert not alg.prefers_channels_last(lenet2, "forward")  # samplegemm_last's: 16 outputs, runs of 30
+    assert not alg.prefers_channels_last(conv_spec((64, 1, 28, 28), (6, 1, 5, 5), padding=2), "grad_input")
+    assert not alg.prefers_channels_last(conv_spec((8, 32, 14, 14), (32, 32, 3, 3), padding=1), "grad_input")
+    assert not alg.prefers_channels_last(conv_spec((8, 8, 14, 14), (8, 4, 3, 3), padding=1, groups=2), "grad_input")
+    strided = conv_spec((8, 6, 14, 14), (16, 6, 3, 3), stride=2)
+    assert alg.unsupported(strided, "grad_input") is not None and native_last.choose(strided, "grad_input") is None \
+        or native_last.choose(strided, "grad_input").name != "rowgemm_last"
+
+
 def _force(monkeypatch, name):
     """Make ``name`` the native pick wherever it supports the configuration (and no other native algorithm)."""
     for other in NATIVE:
@@ -181,7 +272,8 @@ def test_public_channels_last_matches_torch(monkeypatch, config, name, dtype):
     assert native_last.choose_all(spec, ("forward", "grad_input", "grad_weight")) is not None
     y = convgrad.conv(_last(x), _io(w), b, **kw, **fmt)
     g = convgrad.conv_backward(_last(dy), _last(x), _io(w), **kw, **fmt)
-    assert y.flags.c_contiguous == g.input.flags.c_contiguous == RESULTS_LAST[name]  # the native path
+    assert all(e is None or a == e for a, e in zip((y.flags.c_contiguous, g.input.flags.c_contiguous),
+                                                   RESULTS_LAST[name]))  # the native path
     ours = (_first(y), _first(g.input), _oi(g.weight), g.bias)
     for what, a, t, e in zip(("output", "grad_input", "grad_weight", "grad_bias"), ours, theirs, exact):
         assert a.dtype == dtype and a.shape == e.shape, what
@@ -248,13 +340,14 @@ def test_the_benchmark_layers_go_where_they_measured_faster():
     # d: 3 input channels, too few for samplegemm_last's input gradient (tapgemm_last's, as auto runs tapgemm)
     assert picks["d"] == {"forward": "samplegemm_last", "grad_input": "tapgemm_last",
                           "grad_weight": "samplegemm_last"}
-    # g2: its forward and weight gradient (16 outputs); the input gradient (6 channels) takes the transposed
-    # views, and with it the whole backward (native_last.choose_all)
-    assert picks["g2"] == {"forward": "samplegemm_last", "grad_input": None, "grad_weight": "samplegemm_last"}
-    assert native_last.choose_all(LAYERS["g2"].spec(), ("grad_input", "grad_weight")) is None
-    # 1 -> 6 channels: the transposed views (auto runs g1's input gradient on rowgemm on two threads since
-    # SMALL_WORK is 1 ms; on one thread it had run tapgemm, whose channels-last version was taken then)
-    assert picks["g1"] == {"forward": None, "grad_input": None, "grad_weight": None}
+    # g2: its forward and weight gradient (16 outputs) on samplegemm_last, the input gradient (6 channels) on
+    # rowgemm_last, so the whole backward is native (native_last.choose_all)
+    assert picks["g2"] == {"forward": "samplegemm_last", "grad_input": "rowgemm_last",
+                           "grad_weight": "samplegemm_last"}
+    assert native_last.choose_all(LAYERS["g2"].spec(), ("grad_input", "grad_weight")) is not None
+    # 1 -> 6 channels: the forward on the transposed views (the input's bytes are the channels-first input's),
+    # the backward on colgemm_last (its input gradient rowgemm's on the view of dy: no channels-first copy)
+    assert picks["g1"] == {"forward": None, "grad_input": "colgemm_last", "grad_weight": "colgemm_last"}
     assert set(picks["c"].values()) == {None}  # 1x1: layout's own matrix product
     # never for padding modes other than zeros, nor for a channels-first call (auto never sees them)
     reflect = conv_spec((2, 8, 9, 9), (8, 1, 3, 3), padding=1, groups=8, padding_mode="reflect")
@@ -263,7 +356,7 @@ def test_the_benchmark_layers_go_where_they_measured_faster():
                for op in ("forward", "grad_input", "grad_weight"))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.data())
 def test_property_sweep_against_direct(data):
     name = data.draw(st.sampled_from(NATIVE))
@@ -274,6 +367,8 @@ def test_property_sweep_against_direct(data):
     if name == "winograd_last":
         kernel, stride = kernel[:-1] + (3,), (1,) * nd
         size = size[:-1] + (max(size[-1], 5),)
+    if name == "rowgemm_last":  # stride 1 along the outer dims
+        stride = (1,) * (nd - 1) + stride[-1:]
     dilation = tuple(data.draw(st.integers(1, 2)) if (k - 1) * 2 + 1 <= s else 1 for k, s in zip(kernel, size))
     padding = tuple((data.draw(st.integers(0, 3)), data.draw(st.integers(0, 3))) for _ in range(nd))
     if name == "depthwise_last":

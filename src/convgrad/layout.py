@@ -32,8 +32,9 @@ arrays, and return channels-last results (C-contiguous except where noted): the 
 stride 1 without padding as one matrix product (:meth:`Formats.native_forward`; its input gradient
 is the channels-last view of a channels-first array), and the configurations a channels-last
 algorithm prefers (:mod:`convgrad.native_last`: ``depthwise_last`` for depthwise layers,
-``samplegemm_last`` where the products are wide, ``tapgemm_last`` and ``winograd_last`` where
-``auto`` runs ``tapgemm`` or ``winograd``; the latter's results stay channels-first arrays).
+``samplegemm_last`` where the products are wide, ``rowgemm_last`` where they are narrow (2-16
+channels a side), ``tapgemm_last`` and ``winograd_last`` where ``auto`` runs ``tapgemm`` or
+``winograd``; the latter's results stay channels-first arrays).
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ class Formats:
             dw = self.weight_out(native_last.run(chosen["grad_weight"], "grad_weight", spec,
                                                  *((d, xb) if transposed else (xb, d)))).astype(out, copy=False)
         if "bias" in wanted:
-            db = data_to_last(d, spec.ndim).reshape(-1, channels).sum(axis=0).astype(out, copy=False)
+            db = _channel_sums(data_to_last(d, spec.ndim).reshape(-1, channels)).astype(out, copy=False)
         return dx, dw, db
 
     def native_forward(self, x, w, bias, stride, padding, dilation, groups, padding_mode, algorithm, func):
@@ -307,7 +308,7 @@ class Formats:
             dw = (np.ascontiguousarray(dwo.T).reshape(*shape, *dwo.shape[::-1]) if self.weight_io else
                   dwo.reshape(*dwo.shape, *shape)).astype(out, copy=False)
         if "bias" in wanted:
-            db = d.sum(axis=0).astype(out, copy=False)
+            db = _channel_sums(d).astype(out, copy=False)
         return dx, dw, db
 
     def _native_transpose_spec(self, x, w, stride, padding, output_padding, groups, dilation, algorithm, func):
@@ -538,6 +539,30 @@ def _rows_gram(a: np.ndarray, d: np.ndarray) -> np.ndarray:
     total = parallel.run_chunks(_row_plan(a.shape[0]), lambda: {"dw": np.zeros((a.shape[1], d.shape[1]), a.dtype)},
                                 process, reduce=("dw",)).get("dw")
     return np.zeros((a.shape[1], d.shape[1]), a.dtype) if total is None else total
+
+
+def _channel_sums(rows: np.ndarray) -> np.ndarray:
+    """``rows.sum(axis=0)`` of an ``(M, C)`` array (a channels-last bias gradient), in two stages.
+
+    NumPy reduces the long axis of short rows one row at a time: (50176, 6) -- layer g1's ``dy`` --
+    took 1.0 ms, (6400, 16) 0.15 ms. Summing blocks of ``k`` rows read as rows of ``k*C`` values
+    first, then the ``k`` partial rows, took 0.06 and 0.02 ms (and adds fewer float32 terms in a
+    chain: 10x smaller error there).
+
+    Examples
+    --------
+    >>> _channel_sums(np.arange(14.0).reshape(7, 2))
+    array([42., 49.])
+    """
+    m, c = rows.shape
+    k = max(1, 512 // max(c, 1))  # rows per block: blocks of ~512 values
+    r = m // k
+    if r < 2:
+        return rows.sum(axis=0)
+    total = rows[: r * k].reshape(r, k * c).sum(axis=0).reshape(k, c).sum(axis=0)  # (k*C,) -> (C,)
+    if r * k < m:
+        total += rows[r * k:].sum(axis=0)
+    return total
 
 
 def _array(value, func: str, name: str):

@@ -7,11 +7,15 @@ algorithm written for channels-last operands declares ``channels_last = True`` (
 ``auto_candidate = False``, so that ``auto`` never gives it channels-first calls) and
 ``prefers_channels_last(spec, op)``: the configurations where it beats the channels-first pick
 plus the transposes (measured). :func:`choose` returns the first registered one that supports
-``op`` on ``spec`` and prefers it, or ``None`` (then the call takes the transposed views).
+``op`` on ``spec`` and prefers it, or ``None`` (then the call takes the transposed views); the
+answer is cached per spec, operation, thread count and workspace limit (and the rules themselves:
+replacing a ``prefers_channels_last`` asks again).
 Only zero padding: the other modes pad channels-first (:mod:`convgrad.padding`).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -36,9 +40,17 @@ def choose(spec: ConvSpec, op: str) -> Algorithm | None:
     """
     if spec.padding_mode != "zeros":
         return None
-    for alg in REGISTRY.values():
-        if getattr(alg, "channels_last", False) and alg.unsupported(spec, op) is None and \
-                alg.prefers_channels_last(spec, op):
+    algs = tuple(alg for alg in REGISTRY.values() if getattr(alg, "channels_last", False))
+    rules = tuple(alg.prefers_channels_last for alg in algs)  # (in the key: a rule replaced is a new decision)
+    return _choose(spec, op, algs, rules, runtime.get_num_threads(), runtime.get_workspace_limit())
+
+
+@functools.lru_cache(maxsize=1024)
+def _choose(spec: ConvSpec, op: str, algs: tuple, rules: tuple, threads: int, limit: int) -> Algorithm | None:
+    # cached as auto's picks are (the rules ask auto's choice for the op, ~20 us a call): LeNet's layers
+    # g1/g2 take 1.3-3 ms an operation, and a channels-last call asked this for every operation twice
+    for alg, prefers in zip(algs, rules):
+        if alg.unsupported(spec, op) is None and prefers(spec, op):
             return alg
     return None
 

@@ -28,9 +28,15 @@ from .registry import register
 
 def _import_algorithm_modules() -> None:
     """Import every module of this package: each algorithm module registers itself (sorted by name)."""
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    modules = [info.name for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
+               if not info.name.startswith("_")]
+    for name in modules:
+        importlib.import_module(f"{__name__}.{name}")
+    # in module order whatever the modules import from one another (colgemm_last imports samplegemm_last)
+    rank = {name: i for i, name in enumerate(modules)}
+    ordered = sorted(_REGISTRY.items(), key=lambda item: rank.get(type(item[1]).__module__.rsplit(".", 1)[-1], len(rank)))
+    _REGISTRY.clear()
+    _REGISTRY.update(ordered)
 
 
 _import_algorithm_modules()
