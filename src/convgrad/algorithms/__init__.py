@@ -87,8 +87,11 @@ def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) ->
     # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
     names = candidates(spec, op, itemsize)
     one = {name: costmodel.estimate(name, spec, op, 1) for name in names}
-    if min(one.values()) < SMALL_WORK:  # it will run on one thread (see is_small): compare on one
-        return min(names, key=one.get)
+    if min(one.values()) < SMALL_WORK:  # it will run on one thread (see is_small): compare on one --
+        # but an algorithm with its own lower threshold (Algorithm.small_work) as it will run
+        ran = {name: one[name] if _REGISTRY[name].small_work is None or _small_work(name, spec, op)
+               else costmodel.estimate(name, spec, op, threads) for name in names}
+        return min(names, key=ran.get)
     return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
 
 
@@ -229,11 +232,14 @@ SMALL_WORK = 1e-3
 
 @functools.lru_cache(maxsize=1024)
 def _small_work(name: str, spec: ConvSpec, op: str) -> bool:
-    return _REGISTRY[name].auto_candidate and costmodel.estimate(name, spec, op, 1) < SMALL_WORK
+    alg = _REGISTRY[name]
+    limit = SMALL_WORK if alg.small_work is None else alg.small_work
+    return alg.auto_candidate and costmodel.estimate(name, spec, op, 1) < limit
 
 
 def is_small(alg: Algorithm, spec: ConvSpec, op: str) -> bool:
-    """Whether ``op`` on ``spec`` with ``alg`` runs on one thread (estimated below :data:`SMALL_WORK`)."""
+    """Whether ``op`` on ``spec`` with ``alg`` runs on one thread (estimated below :data:`SMALL_WORK`,
+    or below the algorithm's own ``small_work``)."""
     return _small_work(alg.name, spec, op)
 
 
