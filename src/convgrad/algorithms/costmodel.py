@@ -75,7 +75,6 @@ SETUP = {
     "pointwise": 0,
     "fft": 0,
     "gemm": 1.95e-05,
-    "chunkgemm": 1.95e-05,  # gemm's: the same calls, on chunks (not fitted itself)
     "im2row": 6.13e-06,
     "rowgemm": 1.63e-05,
     "samplegemm": 3.51e-05,
