@@ -80,3 +80,18 @@ def _torch(x, w, dy, kw, dtype):
 
 def _rel(a, b):
     return float(np.abs(a.astype(np.float64) - b).max() / np.abs(b).max())
+
+
+def test_float64_counts_twice_the_float32_estimate():
+    """g1's forward (samplegemm, ~0.7 ms estimated in float32) runs on one thread in float32, on two in float64."""
+    g1 = conv_spec((64, 1, 28, 28), (6, 1, 5, 5), padding=2)
+    sample = algorithms.get_algorithm("samplegemm")
+    assert sample.small_work is None
+    est = costmodel.estimate("samplegemm", g1, "forward", 1)
+    assert est < algorithms.SMALL_WORK < 2 * est
+    assert algorithms.is_small(sample, g1, "forward", 4) and algorithms.is_small(sample, g1, "forward")
+    assert not algorithms.is_small(sample, g1, "forward", 8)
+    with convgrad.settings(num_threads=2):
+        assert algorithms.choose(g1, "forward", 8).name == "samplegemm"
+        plan = convgrad.plan((64, 1, 28, 28), (6, 1, 5, 5), padding=2, dtype=np.float64)
+        assert plan._entry("forward")[1] is False

@@ -87,9 +87,9 @@ def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) ->
     # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
     names = candidates(spec, op, itemsize)
     one = {name: costmodel.estimate(name, spec, op, 1) for name in names}
-    if min(one.values()) < SMALL_WORK:  # it will run on one thread (see is_small): compare on one --
-        # but an algorithm with its own lower threshold (Algorithm.small_work) as it will run
-        ran = {name: one[name] if _REGISTRY[name].small_work is None or _small_work(name, spec, op)
+    if min(one.values()) * _dtype_scale(itemsize) < SMALL_WORK:  # it will run on one thread (see is_small):
+        # compare on one -- but an algorithm with its own lower threshold (Algorithm.small_work) as it will run
+        ran = {name: one[name] if _REGISTRY[name].small_work is None or _small_work(name, spec, op, itemsize)
                else costmodel.estimate(name, spec, op, threads) for name in names}
         return min(names, key=ran.get)
     return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
@@ -182,7 +182,7 @@ def run(
         else:
             alg = resolve(algorithm, spec, op, a.itemsize, func)
         if result is None:
-            result = _execute(alg, op, spec, a, b, bias, is_small(alg, spec, op))
+            result = _execute(alg, op, spec, a, b, bias, is_small(alg, spec, op, a.itemsize))
         elif alg.spreads_nonfinite(op) and not all_finite(result):
             result = _compute(_REGISTRY[SAFE], op, spec, a, b, bias)
     return result
@@ -230,17 +230,24 @@ def _execute(alg: Algorithm, op: str, spec: ConvSpec, a, b, bias, small: bool) -
 SMALL_WORK = 1e-3
 
 
+def _dtype_scale(itemsize: int) -> float:
+    """How much longer than the (float32) estimate an operation takes in this dtype: float64 twice (half
+    BLAS's rate, twice the bytes; ``rowgemm`` on layer g2, one core: 7.4 ms against 3.6 for its three operations)."""
+    return max(1.0, itemsize / 4)
+
+
 @functools.lru_cache(maxsize=1024)
-def _small_work(name: str, spec: ConvSpec, op: str) -> bool:
+def _small_work(name: str, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
     alg = _REGISTRY[name]
     limit = SMALL_WORK if alg.small_work is None else alg.small_work
-    return alg.auto_candidate and costmodel.estimate(name, spec, op, 1) < limit
+    return alg.auto_candidate and costmodel.estimate(name, spec, op, 1) * _dtype_scale(itemsize) < limit
 
 
-def is_small(alg: Algorithm, spec: ConvSpec, op: str) -> bool:
-    """Whether ``op`` on ``spec`` with ``alg`` runs on one thread (estimated below :data:`SMALL_WORK`,
-    or below the algorithm's own ``small_work``)."""
-    return _small_work(alg.name, spec, op)
+def is_small(alg: Algorithm, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
+    """Whether ``op`` on ``spec`` with ``alg`` runs on one thread: its estimate, scaled to the dtype of
+    ``itemsize`` bytes (float64 takes twice as long), below :data:`SMALL_WORK` or the algorithm's own
+    ``small_work``."""
+    return _small_work(alg.name, spec, op, itemsize)
 
 
 #: What a result with NaN or inf is recomputed with: exact IEEE propagation (every term
