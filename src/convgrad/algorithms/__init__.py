@@ -227,6 +227,8 @@ def _execute(alg: Algorithm, op: str, spec: ConvSpec, a, b, bias, small: bool) -
 #: two alternating rounds, 4 ms -> 1 ms -> 0.5 ms): ResNet-8 190/175 -> 151/152 -> 147/162 ms, VGG
 #: 268/314 -> 258/228 -> 348/308, 1-D CNN 5.4/6.6 -> 4.5/4.7 -> 6.5/6.0, LeNet-5 15.8/12.5 ->
 #: 14.7/12.9 -> 14.3/13.3; the layer benchmark's g1/g2 moved more between runs than between settings.
+#: An algorithm may declare its own, lower threshold (``Algorithm.small_work``: ``rowgemm``, whose workers
+#: each run a whole chunk); the estimate is of float32 and counts twice in float64 (:func:`_dtype_scale`).
 SMALL_WORK = 1e-3
 
 
