@@ -87,11 +87,8 @@ def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) ->
     # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
     names = candidates(spec, op, itemsize)
     one = {name: costmodel.estimate(name, spec, op, 1) for name in names}
-    if min(one.values()) * _dtype_scale(itemsize) < SMALL_WORK:  # it will run on one thread (see is_small):
-        # compare on one -- but an algorithm with its own lower threshold (Algorithm.small_work) as it will run
-        ran = {name: one[name] if _REGISTRY[name].small_work is None or _small_work(name, spec, op, itemsize)
-               else costmodel.estimate(name, spec, op, threads) for name in names}
-        return min(names, key=ran.get)
+    if min(one.values()) * _dtype_scale(itemsize) < SMALL_WORK:  # it will run on one thread (see is_small): compare on one
+        return min(names, key=one.get)
     return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
 
 
@@ -227,8 +224,8 @@ def _execute(alg: Algorithm, op: str, spec: ConvSpec, a, b, bias, small: bool) -
 #: two alternating rounds, 4 ms -> 1 ms -> 0.5 ms): ResNet-8 190/175 -> 151/152 -> 147/162 ms, VGG
 #: 268/314 -> 258/228 -> 348/308, 1-D CNN 5.4/6.6 -> 4.5/4.7 -> 6.5/6.0, LeNet-5 15.8/12.5 ->
 #: 14.7/12.9 -> 14.3/13.3; the layer benchmark's g1/g2 moved more between runs than between settings.
-#: An algorithm may declare its own, lower threshold (``Algorithm.small_work``: ``rowgemm``, whose workers
-#: each run a whole chunk); the estimate is of float32 and counts twice in float64 (:func:`_dtype_scale`).
+#: The estimate is of float32 and counts twice in float64 (:func:`_dtype_scale`): g1's forward (samplegemm,
+#: 0.7 ms estimated) takes 1.2 ms on one core in float32 and 2.1-2.9 ms in float64.
 SMALL_WORK = 1e-3
 
 
@@ -240,15 +237,12 @@ def _dtype_scale(itemsize: int) -> float:
 
 @functools.lru_cache(maxsize=1024)
 def _small_work(name: str, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
-    alg = _REGISTRY[name]
-    limit = SMALL_WORK if alg.small_work is None else alg.small_work
-    return alg.auto_candidate and costmodel.estimate(name, spec, op, 1) * _dtype_scale(itemsize) < limit
+    return _REGISTRY[name].auto_candidate and costmodel.estimate(name, spec, op, 1) * _dtype_scale(itemsize) < SMALL_WORK
 
 
 def is_small(alg: Algorithm, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
     """Whether ``op`` on ``spec`` with ``alg`` runs on one thread: its estimate, scaled to the dtype of
-    ``itemsize`` bytes (float64 takes twice as long), below :data:`SMALL_WORK` or the algorithm's own
-    ``small_work``."""
+    ``itemsize`` bytes (float64 takes twice as long), below :data:`SMALL_WORK`."""
     return _small_work(alg.name, spec, op, itemsize)
 
 

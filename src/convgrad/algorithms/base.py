@@ -66,11 +66,6 @@ class Algorithm:
     #: arrays, results the same kind of view): :mod:`convgrad.native_last` gives it the channels-last calls
     #: where :meth:`prefers_channels_last` says so. Such an algorithm sets ``auto_candidate = False``.
     channels_last: ClassVar[bool] = False
-    #: Estimated single-core seconds below which its operations run on one thread; ``None``: the
-    #: dispatcher's :data:`convgrad.algorithms.SMALL_WORK`. Lower for an algorithm whose workers each
-    #: run a whole independent chunk (no hand-off inside an operation), so that two cores pay even on
-    #: operations of a millisecond; ``auto`` then compares it at the thread count it will run with.
-    small_work: ClassVar[float | None] = None
 
     def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
         """Whether a channels-last call of ``op`` on ``spec`` is faster here than transposed into the others."""

@@ -189,9 +189,6 @@ def column_blocks(ext: int, rows: int, itemsize: int) -> list[tuple[int, int]]:
 
 class RowGemm(Algorithm):
     name = "rowgemm"
-    #: Its workers run whole chunks (no hand-off inside an operation): two cores pay from half a
-    #: millisecond on (see :attr:`.base.Algorithm.small_work`; LeNet's 6 -> 16 layer takes about one).
-    small_work = 5e-4
 
     def work(self, spec: ConvSpec, op: str) -> Work:
         lay = RowLayout(spec)
