@@ -87,7 +87,7 @@ def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) ->
     # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
     names = candidates(spec, op, itemsize)
     one = {name: costmodel.estimate(name, spec, op, 1) for name in names}
-    if min(one.values()) * _dtype_scale(itemsize) < SMALL_WORK:  # it will run on one thread (see is_small): compare on one
+    if min(one.values()) < SMALL_WORK:  # it will run on one thread (see is_small): compare on one
         return min(names, key=one.get)
     return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
 
@@ -179,7 +179,7 @@ def run(
         else:
             alg = resolve(algorithm, spec, op, a.itemsize, func)
         if result is None:
-            result = _execute(alg, op, spec, a, b, bias, is_small(alg, spec, op, a.itemsize))
+            result = _execute(alg, op, spec, a, b, bias, is_small(alg, spec, op))
         elif alg.spreads_nonfinite(op) and not all_finite(result):
             result = _compute(_REGISTRY[SAFE], op, spec, a, b, bias)
     return result
@@ -224,26 +224,17 @@ def _execute(alg: Algorithm, op: str, spec: ConvSpec, a, b, bias, small: bool) -
 #: two alternating rounds, 4 ms -> 1 ms -> 0.5 ms): ResNet-8 190/175 -> 151/152 -> 147/162 ms, VGG
 #: 268/314 -> 258/228 -> 348/308, 1-D CNN 5.4/6.6 -> 4.5/4.7 -> 6.5/6.0, LeNet-5 15.8/12.5 ->
 #: 14.7/12.9 -> 14.3/13.3; the layer benchmark's g1/g2 moved more between runs than between settings.
-#: The estimate is of float32 and counts twice in float64 (:func:`_dtype_scale`): g1's forward (samplegemm,
-#: 0.7 ms estimated) takes 1.2 ms on one core in float32 and 2.1-2.9 ms in float64.
 SMALL_WORK = 1e-3
 
 
-def _dtype_scale(itemsize: int) -> float:
-    """How much longer than the (float32) estimate an operation takes in this dtype: float64 twice (half
-    BLAS's rate, twice the bytes; ``rowgemm`` on layer g2, one core: 7.4 ms against 3.6 for its three operations)."""
-    return max(1.0, itemsize / 4)
-
-
 @functools.lru_cache(maxsize=1024)
-def _small_work(name: str, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
-    return _REGISTRY[name].auto_candidate and costmodel.estimate(name, spec, op, 1) * _dtype_scale(itemsize) < SMALL_WORK
+def _small_work(name: str, spec: ConvSpec, op: str) -> bool:
+    return _REGISTRY[name].auto_candidate and costmodel.estimate(name, spec, op, 1) < SMALL_WORK
 
 
-def is_small(alg: Algorithm, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
-    """Whether ``op`` on ``spec`` with ``alg`` runs on one thread: its estimate, scaled to the dtype of
-    ``itemsize`` bytes (float64 takes twice as long), below :data:`SMALL_WORK`."""
-    return _small_work(alg.name, spec, op, itemsize)
+def is_small(alg: Algorithm, spec: ConvSpec, op: str) -> bool:
+    """Whether ``op`` on ``spec`` with ``alg`` runs on one thread (estimated below :data:`SMALL_WORK`)."""
+    return _small_work(alg.name, spec, op)
 
 
 #: What a result with NaN or inf is recomputed with: exact IEEE propagation (every term
