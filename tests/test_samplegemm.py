@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convgrad
-from convgrad import algorithms
+from convgrad import algorithms, blas
 from convgrad.algorithms import samplegemm
 from convgrad.spec import conv_spec
 
@@ -40,16 +40,18 @@ def test_chunks_of_every_size_agree_with_direct(monkeypatch, spec, accumulate):
     x, w, dy = _operands(spec)
     per_item = samplegemm.geometry(spec).cols * 8
     monkeypatch.setattr(samplegemm, "ACCUMULATE_FLOPS", 0 if accumulate else float("inf"))
-    assert samplegemm._accumulates(spec) == (accumulate and spec.groups == 1)
-    for items in (1, 2, 3):
-        monkeypatch.setattr(samplegemm, "CHUNK_BYTES", items * per_item)
+    assert samplegemm._accumulates(spec) == (accumulate and spec.groups == 1 and blas.available())
+    try:
+        for items in (1, 2, 3):
+            monkeypatch.setattr(samplegemm, "CHUNK_BYTES", items * per_item)
+            samplegemm._cached_chunks.cache_clear()
+            with convgrad.settings(num_threads=2):
+                for op in OPS:
+                    got = _run(op, spec, x, w, dy, "samplegemm")
+                    want = _run(op, spec, x, w, dy, "direct")
+                    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=f"{op}, {items} per chunk")
+    finally:
         samplegemm._cached_chunks.cache_clear()
-        with convgrad.settings(num_threads=2):
-            for op in OPS:
-                got = _run(op, spec, x, w, dy, "samplegemm")
-                want = _run(op, spec, x, w, dy, "direct")
-                np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, err_msg=f"{op}, {items} per chunk")
-    samplegemm._cached_chunks.cache_clear()
 
 
 @pytest.mark.parametrize("shapes", [((8, 1, 28, 28), (6, 1, 5, 5), 2), ((8, 6, 14, 14), (16, 6, 5, 5), 0)],
@@ -136,7 +138,8 @@ def test_a_sample_in_blocks_of_output_rows_agrees_with_direct(monkeypatch, spec)
     monkeypatch.setattr(samplegemm, "ACCUMULATE_FLOPS", 0)
     samplegemm._cached_chunks.cache_clear()
     try:
-        assert len(samplegemm.chunks_for(spec, 8).blocks) > 1 and samplegemm._accumulates(spec)
+        assert len(samplegemm.chunks_for(spec, 8).blocks) > 1
+        assert samplegemm._accumulates(spec) == blas.available()
         for threads in (1, 2):
             with convgrad.settings(num_threads=threads):
                 for op in OPS:
@@ -144,3 +147,38 @@ def test_a_sample_in_blocks_of_output_rows_agrees_with_direct(monkeypatch, spec)
                                                rtol=1e-10, atol=1e-10, err_msg=f"{op}, {threads} threads")
     finally:
         samplegemm._cached_chunks.cache_clear()
+
+
+def test_a_same_convolution_padded_beyond_its_kernel_takes_col2im():
+    """Padding beyond the kernel's extent along the first dim: no flipped forward, the unpadded
+    layout's col2im (the wrapped taps of dcol zeroed before they are added back)."""
+    spec = conv_spec((3, 2, 5, 6), (3, 2, 3, 3), padding=[(4, 1), (1, 1)])
+    assert samplegemm.geometry(spec).halo and samplegemm.flipped(spec) is None
+    x, w, dy = _operands(spec, seed=7)
+    for threads in (1, 2):
+        with convgrad.settings(num_threads=threads):
+            np.testing.assert_allclose(_run("grad_input", spec, x, w, dy, "samplegemm"),
+                                       _run("grad_input", spec, x, w, dy, "direct"), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["unaligned", "fortran", "strided"])
+def test_weight_gradient_takes_any_dy_and_leaves_the_operands_alone(monkeypatch, layout):
+    """The accumulated weight gradient reads dy in place only when BLAS can: an unaligned,
+    Fortran-ordered or strided dy takes the stacked products, with the same result."""
+    monkeypatch.setattr(samplegemm, "ACCUMULATE_FLOPS", 0)
+    spec = conv_spec((4, 3, 7, 6), (4, 3, 3, 3), padding=1)
+    x, _, dy = _operands(spec, seed=9)
+    if layout == "unaligned":
+        raw = np.zeros(dy.nbytes + 1, np.uint8)
+        odd = np.frombuffer(raw.data, np.float64, offset=1, count=dy.size).reshape(dy.shape)
+        odd[...] = dy
+        assert not odd.flags.aligned
+    elif layout == "fortran":
+        odd = np.asfortranarray(dy)
+    else:
+        odd = np.repeat(dy, 2, axis=-1)[..., ::2]
+    x0, d0 = x.copy(), odd.copy()
+    got = _run("grad_weight", spec, x, None, odd, "samplegemm")
+    np.testing.assert_allclose(got, _run("grad_weight", spec, x, None, dy, "direct"), rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(odd, d0)

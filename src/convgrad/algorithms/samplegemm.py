@@ -181,8 +181,8 @@ def _accumulates(spec: ConvSpec, dy: np.ndarray | None = None) -> bool:
     For one group, products of at least :data:`ACCUMULATE_FLOPS` and BLAS found; otherwise one
     stacked ``matmul`` per chunk into per-sample products, then summed over the chunk.
     """
-    if spec.groups != 1 or not blas.available() or dy is not None and not dy.flags.c_contiguous:
-        return False
+    if spec.groups != 1 or not blas.available() or dy is not None and not (dy.flags.c_contiguous and dy.flags.aligned):
+        return False  # (BLAS reads dy in place: a C-contiguous, aligned array)
     geo = geometry(spec)
     return 2.0 * spec.out_channels * spec.in_channels * geo.taps * geo.length >= ACCUMULATE_FLOPS
 
@@ -463,7 +463,9 @@ class SampleGemm(Algorithm):
         cols = n * geo.cols
         outputs = n * spec.out_channels * math.prod(spec.output_size)
         elem = cols + 2 * n * geo.padded + 2 * n * geo.grid
-        blocked = block_rows(geo, 4) and (op != "grad_weight" or _accumulates(spec))
+        # blocks of rows: the forward, the accumulated weight gradient (an input gradient that gets
+        # here is col2im, never blocked; the flipped one was redirected to the forward above)
+        blocked = block_rows(geo, 4) and (op == "forward" or op == "grad_weight" and _accumulates(spec))
         if not blocked and geo.cols * 4 > SPILL_BYTES:
             # one sample's matrix is beyond the cache: written to memory and read back by BLAS (layer h,
             # 64 channels x 9 taps x 16000: 37 MB a sample, forward 1.15x tapgemm's time, which copies nothing)
@@ -493,7 +495,7 @@ class SampleGemm(Algorithm):
         return (conv_spec((4, 1, 12, 12), (6, 1, 5, 5), padding=2),  # LeNet's first layer, smaller
                 conv_spec((4, 6, 14, 14), (16, 6, 5, 5)),  # LeNet's second layer
                 conv_spec((5, 4, 9, 8), (6, 2, 3, 3), dilation=(2, 1), padding=[(1, 2), (0, 1)], groups=2),
-                conv_spec((5, 4, 7, 6), (6, 2, 3, 3), dilation=(1, 2), padding=[(2, 0), (2, 2)], groups=2),  # 'same
+                conv_spec((5, 4, 7, 6), (6, 2, 3, 3), dilation=(1, 2), padding=[(2, 0), (2, 2)], groups=2),  # 'same'
                 conv_spec((5, 4, 9, 8), (6, 2, 3, 3), stride=(1, 2), dilation=(2, 1), padding=1, groups=2),
                 conv_spec((3, 2, 11), (4, 2, 2), stride=3, padding=[(0, 2)]),  # 1-D, unread tail and holes
                 conv_spec((3, 2, 11), (4, 2, 3), dilation=2, padding=1),  # 1-D flat
@@ -516,7 +518,8 @@ class SampleGemm(Algorithm):
         bias_b = None if bias is None else bias.reshape((1, -1) + (1,) * spec.ndim)
 
         def blocked(s, n0, n1):
-            np.copyto(s["body"], x[n0:n1].reshape(s["body"].shape))  # one sample; the margins stay zero
+            # one sample, one group (block_rows is 0 otherwise)
+            np.copyto(s["body"], x[n0:n1].reshape(s["body"].shape))  # the margins stay zero
             yn = y[n0].reshape(og, geo.length)  # (O, L)
             for p0, p1 in chunks.blocks:
                 matrix, _ = block_columns(s, geo, p0, p1)
