@@ -256,13 +256,7 @@ class _Chunks:
     def scratch(self, dtype) -> dict[str, np.ndarray]:
         """One worker's buffers: ``padded`` (zeroed) with its ``windows`` view, ``cols``, ``grid`` (zeroed), ``extra``."""
         spec, geo, nb = self.spec, self.geo, self.plan.chunk
-        if self.blocks:
-            s = {"cols": workspace.empty(self.sizes["cols"], dtype), "blocks": {}}  # one block's (C*K, P) at a time
-            s["padded"] = workspace.zeros((1, spec.in_channels, geo.row), dtype)  # (1, C, row): margins stay 0
-            s["body"] = s["padded"][:, :, geo.front: geo.front + math.prod(spec.input_size)]  # (1, C, H*W)
-            s["windows"] = windows(s["padded"], geo)
-            return s
-        s = {"cols": workspace.empty((nb, spec.in_channels, geo.taps * geo.length), dtype)}  # (nb, C, K*L)
+        s = {}
         if geo.halo:
             s["padded"] = workspace.zeros((nb, spec.in_channels, geo.row), dtype)  # (nb, C, row): margins stay 0
             s["body"] = s["padded"][:, :, geo.front: geo.front + math.prod(spec.input_size)]  # (nb, C, H*W)
@@ -273,6 +267,10 @@ class _Chunks:
                 (nb, spec.in_channels, *spec.read_span))[(slice(None), slice(None), *_inner(spec))]
             s["windows"] = windows(s["padded"] if geo.flat else s["padded"].reshape(
                 (nb, spec.in_channels, *spec.read_span)), geo)
+        if self.blocks:  # one sample (nb = 1), one block's (C*K, P) at a time: block_columns
+            s.update(cols=workspace.empty(self.sizes["cols"], dtype), blocks={})
+            return s
+        s["cols"] = workspace.empty((nb, spec.in_channels, geo.taps * geo.length), dtype)  # (nb, C, K*L)
         if geo.grid:
             s["grid"] = workspace.zeros((nb, spec.out_channels, geo.length), dtype)  # (nb, O, L)
             s["grid_real"] = s["grid"].reshape((nb, spec.out_channels, *geo.grid_shape))[geo.crop()]
@@ -364,6 +362,15 @@ def windows(xp: np.ndarray, geo: Geometry) -> np.ndarray:
     return _view(xp, shape, strides)
 
 
+def load(x: np.ndarray, n0: int, n1: int, geo: Geometry, s: dict) -> None:
+    """Copy the chunk ``x[n0:n1]`` into the worker's ``padded`` buffer; its margins and padding stay zero."""
+    nb = n1 - n0
+    if geo.halo:
+        np.copyto(s["body"][:nb], x[n0:n1].reshape(nb, geo.spec.in_channels, -1))  # (nb, C, H*W)
+    else:
+        np.copyto(s["body"][:nb], x[(slice(n0, n1), slice(None), *geo.kept)])
+
+
 def columns(x: np.ndarray, whole: np.ndarray | None, n0: int, n1: int, geo: Geometry, s: dict) -> np.ndarray:
     """The im2col matrices of the chunk ``x[n0:n1]``: ``(nb, G, C_g*K, L)``, in the worker's ``cols``.
 
@@ -373,19 +380,13 @@ def columns(x: np.ndarray, whole: np.ndarray | None, n0: int, n1: int, geo: Geom
     full = s.get("full")
     if full is not None and full[0] == nb:
         _, cols, zeros, result = full
-        if geo.halo:
-            np.copyto(s["body"], x[n0:n1].reshape(s["body"].shape))  # the margins stay zero
-        else:
-            np.copyto(s["body"], x[(slice(n0, n1), slice(None), *geo.kept)])  # the padding stays zero
+        load(x, n0, n1, geo, s)
         np.copyto(cols, s["windows"])
         for z in zeros:
             z.fill(0)
         return result
-    if geo.halo:
-        np.copyto(s["body"][:nb], x[n0:n1].reshape(nb, spec.in_channels, -1))  # the margins stay zero
-        src = s["windows"][:nb]
-    elif whole is None:
-        np.copyto(s["body"][:nb], x[(slice(n0, n1), slice(None), *geo.kept)])  # the padding stays zero
+    if whole is None:
+        load(x, n0, n1, geo, s)
         src = s["windows"][:nb]
     else:
         src = whole[n0:n1]
@@ -518,8 +519,7 @@ class SampleGemm(Algorithm):
         bias_b = None if bias is None else bias.reshape((1, -1) + (1,) * spec.ndim)
 
         def blocked(s, n0, n1):
-            # one sample, one group (block_rows is 0 otherwise)
-            np.copyto(s["body"], x[n0:n1].reshape(s["body"].shape))  # the margins stay zero
+            load(x, n0, n1, geo, s)  # one sample, one group (block_rows is 0 otherwise)
             yn = y[n0].reshape(og, geo.length)  # (O, L)
             for p0, p1 in chunks.blocks:
                 matrix, _ = block_columns(s, geo, p0, p1)
@@ -594,7 +594,7 @@ class SampleGemm(Algorithm):
             return s
 
         def blocked(s, n0, n1):
-            np.copyto(s["body"], x[n0:n1].reshape(s["body"].shape))  # one sample; the margins stay zero
+            load(x, n0, n1, geo, s)  # one sample
             for p0, p1 in chunks.blocks:
                 _, buffer = block_columns(s, geo, p0, p1)
                 # dw += dy[n][:, p0:p1] @ cols_block.T                    (O, P) @ (P, C*K)
