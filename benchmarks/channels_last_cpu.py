@@ -1,13 +1,21 @@
-"""Channels last against channels first on the benchmark layers, in CPU time, alternating in one process.
+"""Channels last against channels first on the benchmark layers, alternating in one process.
 
 For each layer, convgrad's forward and full backward (``convgrad.bench.timing``'s operands and
 functions: contiguous ``(N, *spatial, C)`` arrays and ``(*k, C_in, C_out)`` weights for channels
-last) are timed with ``time.process_time`` -- the CPU time of this process, which other processes
-on a shared machine disturb less than the wall clock -- on ``--threads`` worker threads (BLAS on as
-many), the two layouts alternating call by call, first-called layout alternating by round. Prints
-per layer the medians and the ratio channels last / channels first of forward + backward.
+last) are timed on ``--threads`` worker threads (BLAS on as many), the two layouts alternating call
+by call, first-called layout alternating by round. Prints per layer the medians and the ratio
+channels last / channels first of forward + backward.
+
+``--clock cpu`` (the default) times with ``time.process_time`` -- the CPU time of this process,
+which other processes on a shared machine disturb less than the wall clock; ``--clock wall`` with
+``time.perf_counter``, what a user waits, meaningful on a quiet machine and with ``--threads 2``.
+Both layouts run in the same process and the same rounds, so a slow spell hits both -- unlike two
+separate ``convgrad bench --channels-last`` runs, whose ratio of 1-7 ms layers moves by 30 % from run
+to run. ``--seconds S`` adds rounds until each layer has run for about ``S`` seconds (the small
+layers then get many more than ``--repeats``).
 
     python benchmarks/channels_last_cpu.py [--layers a,b,...] [--threads 1] [--repeats 5]
+                                           [--clock cpu|wall] [--seconds 0]
 
 Not a test: timings on a shared machine are noisy (cache and memory bandwidth are shared too).
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -27,22 +36,24 @@ FORMATS = ("channels_first", "channels_last")
 OPS = ("forward", "backward")
 
 
-def measure(name: str, threads: int, repeats: int) -> dict:
-    """``{(format, op): median CPU seconds}`` for one layer."""
+def measure(name: str, threads: int, repeats: int, clock=time.process_time, seconds: float = 0.0) -> dict:
+    """``{(format, op): median seconds of clock}`` for one layer."""
     lay = layer(name)
     x, w, b, dy = operands(lay)
     fns = {f: convgrad_functions(lay, x, w, b, dy, "auto", f) for f in FORMATS}
     times = {(f, op): [] for f in FORMATS for op in OPS}
     with runtime.settings(num_threads=threads), blas_threads(threads):
+        start = time.perf_counter()
         for f in FORMATS:  # warm-up: workspace, auto's choices
             for op in OPS:
                 fns[f][op]()
-        for r in range(repeats):
+        rounds = max(repeats, math.ceil(seconds / (time.perf_counter() - start)))
+        for r in range(rounds):
             for f in (FORMATS if r % 2 == 0 else FORMATS[::-1]):
                 for op in OPS:
-                    start = time.process_time()
+                    start = clock()
                     fns[f][op]()
-                    times[(f, op)].append(time.process_time() - start)
+                    times[(f, op)].append(clock() - start)
     return {key: statistics.median(v) for key, v in times.items()}
 
 
@@ -51,12 +62,16 @@ def main() -> None:
     parser.add_argument("--layers", default=",".join(LAYERS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--seconds", type=float, default=0.0)
     args = parser.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print("| layer | fwd cf / cl ms | bwd cf / cl ms | fwd+bwd ratio cl / cf |")
     print("|---|---|---|---|")
     ratios = []
     for name in args.layers.split(","):
-        t = measure(name, args.threads, args.repeats)
+        t = measure(name, args.threads, args.repeats, clock, args.seconds)
         both = {f: t[(f, "forward")] + t[(f, "backward")] for f in FORMATS}
         ratio = both["channels_last"] / both["channels_first"]
         ratios.append(ratio)
@@ -64,6 +79,7 @@ def main() -> None:
               f"| {1e3 * t[('channels_first', 'backward')]:.1f} / {1e3 * t[('channels_last', 'backward')]:.1f} "
               f"| {ratio:.2f} |", flush=True)
     print(f"| **geometric mean** | | | **{math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}** |")
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":
