@@ -38,11 +38,16 @@ COEFFICIENTS = {
     "small": 1.37e-10,
     "run": 1.225e-09,
     "tapgemm": 1.374e-10,
-    # winograd: raised from the fitted 1.487e-10 (2026-12-02): on the quiet-machine measurements of
-    # benchmarks/results/auto_vs_fastest.json (networks, 2 threads) and calibration.json (corpus, one
-    # thread) auto's pick is then 1.041x / 1.029x the fastest on geometric mean (was 1.047x / 1.035x),
-    # worst 1.34x (was 1.49x: the VGG net's 32->32 32x32 forward, now samplegemm)
-    "winograd": 2.2e-10,
+    # winograd: raised from the fitted 1.487e-10 (2026-12-02), first to 2.2e-10, then in the evening, after
+    # samplegemm's unpadded 'same' layout and blocks of rows, to 5e-10: timed interleaved on the quiet
+    # machine, samplegemm beat winograd on every 2-D 3x3 layer tried (layers a and f, calibrate.py's
+    # corpus, the VGG and ResNet nets' layers: 1.04-2x on two threads, 1.02-1.43x on one), while with
+    # 2.2e-10 the model kept winograd on a, f and the VGG net's weight gradients. 5e-10 is just above
+    # where the last of those flips (a's weight gradient, 4.4e-10 with two threads). A refit of
+    # samplegemm instead (benchmarks/fit_samplegemm.py, 1.91e-11) flipped those too but also moved
+    # ResNet-8's 16 -> 32 stride-2 input gradient off tapgemm, 1.27x slower. The known cost: layer i's
+    # input gradient (3-D, 16 -> 32 channels), where winograd measured 0.79x samplegemm's time
+    "winograd": 5e-10,
     "depthwise": 1.231e-10,
     "pointwise": 1.374e-10,  # its strided gather/scatter (ResNet projections): tapgemm's fitted value, not fitted itself
     "fft": 0,
