@@ -111,3 +111,37 @@ def test_available_algorithms_lists_direct_and_a_vectorized_default():
     names = convgrad.available_algorithms()
     assert "direct" in names and "gemm" in names
     assert all(isinstance(n, str) for n in names)
+
+
+def test_float64_operations_count_twice_for_the_one_thread_rule(monkeypatch):
+    """The cost model is fitted in float32; an operation runs on one thread when its estimate, doubled
+    in float64, is below SMALL_WORK: LeNet-5's second layer (about 0.9 ms estimated) runs on one
+    thread in float32 and on the workers in float64, in the functions and in plans alike."""
+    from convgrad import algorithms, planning
+    from convgrad.algorithms import costmodel
+
+    spec = conv_spec((64, 6, 14, 14), (16, 6, 5, 5))
+    alg = algorithms.choose(spec, "forward", 8)
+    estimate = costmodel.estimate(alg.name, spec, "forward", 1)
+    monkeypatch.setattr(algorithms, "SMALL_WORK", 1.5 * estimate)  # between one and two estimates
+    algorithms._small_work.cache_clear()
+    algorithms._choice.cache_clear()
+    try:
+        assert algorithms.is_small(alg, spec, "forward", 4)
+        assert not algorithms.is_small(alg, spec, "forward", 8)
+        assert algorithms.is_small(alg, spec, "forward")  # float32 unless told
+        seen = []
+        real = algorithms._execute
+        monkeypatch.setattr(algorithms, "_execute", lambda *a: (seen.append(a[-1]), real(*a))[1])
+        rng = np.random.default_rng(0)
+        for dtype in (np.float32, np.float64):
+            x = rng.standard_normal(spec.input_shape).astype(dtype)
+            w = rng.standard_normal(spec.weight_shape).astype(dtype)
+            algorithms.run("forward", spec, x, w, alg.name)
+        assert seen == [True, False]
+        for dtype, small in ((np.float32, True), (np.float64, False)):
+            plan = planning.plan(spec.input_shape, spec.weight_shape, dtype=dtype)
+            assert plan._entry("forward")[1] is small
+    finally:
+        algorithms._small_work.cache_clear()
+        algorithms._choice.cache_clear()

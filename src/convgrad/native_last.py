@@ -72,7 +72,7 @@ def run(alg: Algorithm, op: str, spec: ConvSpec, a: np.ndarray, b: np.ndarray, b
     ``a`` and ``b`` are the ``(N, C, *spatial)`` views of the caller's channels-last arrays (and the
     ``(O, I, *kernel)`` weight); the result is the same kind of view of a C-contiguous channels-last array.
     """
-    if runtime.get_num_threads() > 1 and algorithms.is_small(algorithms.choose(spec, op, a.itemsize), spec, op):
+    if runtime.get_num_threads() > 1 and algorithms.is_small(algorithms.choose(spec, op, a.itemsize), spec, op, a.itemsize):
         with runtime.settings(num_threads=1), blas.single_threaded():
             return algorithms.run(op, spec, a, b, alg.name, bias=bias)
     return algorithms.run(op, spec, a, b, alg.name, bias=bias)

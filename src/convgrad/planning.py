@@ -172,7 +172,7 @@ class ConvPlan:
 
     def _entry(self, op: str) -> tuple:
         alg = algorithms.resolve(self._algorithm, self.spec, op, self._compute.itemsize, "plan")
-        return alg, algorithms.is_small(alg, self.spec, op)
+        return alg, algorithms.is_small(alg, self.spec, op, self._compute.itemsize)
 
     def _run(self, op: str, a: np.ndarray, b: np.ndarray, bias=None) -> np.ndarray:
         if (runtime.get_num_threads(), runtime.get_workspace_limit()) != self._settings:
