@@ -43,9 +43,12 @@ COEFFICIENTS = {
     # machine, samplegemm beat winograd on every 2-D 3x3 layer tried (layers a and f, calibrate.py's
     # corpus, the VGG and ResNet nets' layers: 1.04-2x on two threads, 1.02-1.43x on one), while with
     # 2.2e-10 the model kept winograd on a, f and the VGG net's weight gradients. 5e-10 is just above
-    # where the last of those flips (a's weight gradient, 4.4e-10 with two threads). A refit of
-    # samplegemm instead (benchmarks/fit_samplegemm.py, 1.91e-11) flipped those too but also moved
-    # ResNet-8's 16 -> 32 stride-2 input gradient off tapgemm, 1.27x slower. The known cost: layer i's
+    # where the last of those flips with two threads (a's weight gradient, 4.7e-10; i's input gradient
+    # flips at 4.4e-10). With one thread (set_num_threads(1)) the flips lie higher and auto still runs
+    # winograd at 5e-10 on a (5.96e-10 forward and input gradient, 6.91e-10 weight gradient), f's and
+    # calibrate.py's 64 -> 64 28x28 weight gradients (5.9e-10), though samplegemm measured faster there
+    # too. A refit of samplegemm instead (benchmarks/fit_samplegemm.py, 1.91e-11) flipped those too but
+    # also moved ResNet-8's 16 -> 32 stride-2 input gradient off tapgemm, 1.27x slower. The known cost: layer i's
     # input gradient (3-D, 16 -> 32 channels), where winograd measured 0.79x samplegemm's time
     "winograd": 5e-10,
     "depthwise": 1.231e-10,
