@@ -11,8 +11,9 @@ which other processes on a shared machine disturb less than the wall clock; ``--
 ``time.perf_counter``, what a user waits, meaningful on a quiet machine and with ``--threads 2``.
 Both layouts run in the same process and the same rounds, so a slow spell hits both -- unlike two
 separate ``convgrad bench --channels-last`` runs, whose ratio of 1-7 ms layers moves by 30 % from run
-to run. ``--seconds S`` adds rounds until each layer has run for about ``S`` seconds (the small
-layers then get many more than ``--repeats``).
+to run. ``--seconds S`` adds rounds until each layer's timed rounds (after its warm-up) have run for at
+least ``S`` seconds (the small layers then get many more than ``--repeats``); the round count is
+even, so that each layout is called first in half of them.
 
     python benchmarks/channels_last_cpu.py [--layers a,b,...] [--threads 1] [--repeats 5]
                                            [--clock cpu|wall] [--seconds 0]
@@ -31,9 +32,21 @@ import time
 from convgrad import runtime
 from convgrad.bench.layers import LAYERS, layer
 from convgrad.bench.timing import blas_threads, convgrad_functions, operands
+from convgrad.cli.types import positive_int
 
 FORMATS = ("channels_first", "channels_last")
 OPS = ("forward", "backward")
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (``--seconds``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text}")
+    return value
 
 
 def measure(name: str, threads: int, repeats: int, clock=time.process_time, seconds: float = 0.0) -> dict:
@@ -43,30 +56,37 @@ def measure(name: str, threads: int, repeats: int, clock=time.process_time, seco
     fns = {f: convgrad_functions(lay, x, w, b, dy, "auto", f) for f in FORMATS}
     times = {(f, op): [] for f in FORMATS for op in OPS}
     with runtime.settings(num_threads=threads), blas_threads(threads):
-        start = time.perf_counter()
         for f in FORMATS:  # warm-up: workspace, auto's choices
             for op in OPS:
                 fns[f][op]()
-        rounds = max(repeats, math.ceil(seconds / (time.perf_counter() - start)))
-        for r in range(rounds):
+        # rounds until both --repeats and --seconds are reached, counted after the warm-up (whose
+        # first calls, several times a later call's time, would make a round count estimated from it
+        # fall short of --seconds), and an even number of them: each layout called first equally often
+        begin, r = time.perf_counter(), 0
+        while r < repeats or r % 2 or time.perf_counter() - begin < seconds:
             for f in (FORMATS if r % 2 == 0 else FORMATS[::-1]):
                 for op in OPS:
                     start = clock()
                     fns[f][op]()
                     times[(f, op)].append(clock() - start)
+            r += 1
     return {key: statistics.median(v) for key, v in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", default=",".join(LAYERS))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--repeats", type=positive_int, default=5)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    parser.add_argument("--seconds", type=float, default=0.0)
+    parser.add_argument("--seconds", type=nonnegative_float, default=0.0)
     args = parser.parse_args()
+    unknown = [name for name in args.layers.split(",") if name not in LAYERS]
+    if unknown:
+        parser.error(f"--layers: unknown layer(s) {', '.join(unknown)}; the layers are {','.join(LAYERS)}")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; clock {args.clock}, "
+          f"{args.threads} thread(s), at least {args.repeats} rounds and {args.seconds:g} s a layer")
     print("| layer | fwd cf / cl ms | bwd cf / cl ms | fwd+bwd ratio cl / cf |")
     print("|---|---|---|---|")
     ratios = []
