@@ -15,7 +15,7 @@ own pick always is.
 
 It records ``auto``'s pick, the fastest, the ratio ``t(auto) / t(fastest)`` and the cost
 model's estimates (at the run's thread count; for an operation whose best estimate is under
-``algorithms.SMALL_WORK`` ``auto`` compares one-thread estimates, as it runs there), writes JSON, and prints how often ``auto`` misses and by how much (geometric
+``algorithms.SMALL_WORK``, doubled in float64, ``auto`` compares one-thread estimates, as it runs there), writes JSON, and prints how often ``auto`` misses and by how much (geometric
 mean and worst ratio, over all operations and over the misses). The load average is recorded
 before and after: on a busy machine the ratios are noisy (a "miss" within ~10 % is noise).
 

@@ -2,8 +2,9 @@
 
 ``algorithms.SMALL_WORK`` (1 ms) keeps every operation estimated under it on one thread; LeNet-5's
 two layers (g1: 1 -> 6 channels, 28x28, 5x5, pad 2; g2: 6 -> 16, 14x14, 5x5; batch 64) are just under
-it in float32 (0.7-1.0 ms estimated) and take 2-3 ms in float64, so both run on one core while
-PyTorch uses two. This script answers, for a given machine state, whether they should not:
+it in float32 (0.65-0.96 ms estimated, but for g1's input gradient at 1.1 ms), so they run on one core
+while PyTorch uses two; in float64 an estimate counts twice (``algorithms.is_small``), and they run on
+two. This script answers, for a given machine state, which is faster:
 it runs ``algorithms.execute`` with the given algorithm on one thread (``small=True``, as the dispatcher
 runs a small operation) and on ``--threads`` (``small=False``: the chunks on the workers), alternating
 the configurations round by round (reversed every other round), and prints the best and the median

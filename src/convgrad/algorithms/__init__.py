@@ -218,7 +218,8 @@ def _execute(alg: Algorithm, op: str, spec: ConvSpec, a, b, bias, small: bool) -
     return result
 
 
-#: Estimated single-core seconds below which an operation runs on one thread, BLAS included:
+#: Estimated single-core seconds below which an operation runs on one thread, BLAS included (the
+#: float32-fitted estimate times :func:`_dtype_scale`: a float64 operation's counts twice):
 #: waking and synchronising threads (and handing the GIL between them around calls of tens of
 #: microseconds) costs more than they save, and a second core busy elsewhere turns it into a
 #: wait. Layer g1 (1 -> 6 channels, 28x28, N=64) forward took 1.6-8 ms on two threads, 1.3 ms on
