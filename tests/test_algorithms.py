@@ -145,3 +145,41 @@ def test_float64_operations_count_twice_for_the_one_thread_rule(monkeypatch):
     finally:
         algorithms._small_work.cache_clear()
         algorithms._choice.cache_clear()
+
+
+def test_auto_compares_one_thread_estimates_exactly_when_the_operation_runs_on_one_thread(monkeypatch):
+    """``choose`` and ``is_small`` apply the same dtype-scaled rule: on two threads, ``auto``'s pick is
+    the smallest one-thread estimate when that pick will run on one thread (``is_small``), else the
+    smallest two-thread estimate. Checked where the two minima are different algorithms and
+    ``SMALL_WORK`` lies between the smallest one-thread estimate and twice it, so the float32 and
+    float64 answers differ (a ``_choice`` that did not scale by the dtype picked the one-thread
+    minimum for float64, which is_small then ran on both threads)."""
+    from convgrad import runtime
+    from convgrad.algorithms import costmodel
+
+    def minima(spec, op):
+        names = algorithms.candidates(spec, op, 8)
+        one = {n: costmodel.estimate(n, spec, op, 1) for n in names}
+        two = {n: costmodel.estimate(n, spec, op, 2) for n in names}
+        return min(one, key=one.get), min(two, key=two.get), min(one.values())
+
+    shapes = [((16, 16, 8, 8), (32, 16, 5, 5), 2, "grad_input"), ((8, 32, 16, 16), (6, 32, 5, 5), 2, "grad_weight"),
+              ((8, 3, 28, 28), (32, 3, 5, 5), 2, "grad_input"), ((16, 16, 28, 28), (6, 16, 3, 3), 1, "grad_weight")]
+    cases = [(spec, op, *minima(spec, op)) for spec, op in
+             ((conv_spec(x, w, padding=p), op) for x, w, p, op in shapes)]
+    cases = [c for c in cases if c[2] != c[3]]
+    assert cases, "no configuration left whose one- and two-thread minima differ: choose others"
+    algorithms._small_work.cache_clear()
+    algorithms._choice.cache_clear()
+    try:
+        with runtime.settings(num_threads=2):
+            for spec, op, one_best, two_best, best in cases:
+                monkeypatch.setattr(algorithms, "SMALL_WORK", 1.5 * best)
+                algorithms._small_work.cache_clear()
+                algorithms._choice.cache_clear()
+                for itemsize, small, pick in ((4, True, one_best), (8, False, two_best)):
+                    alg = algorithms.choose(spec, op, itemsize)
+                    assert (alg.name, algorithms.is_small(alg, spec, op, itemsize)) == (pick, small), (spec, op, itemsize)
+    finally:
+        algorithms._small_work.cache_clear()
+        algorithms._choice.cache_clear()
