@@ -147,7 +147,7 @@ def test_tapgemm_agrees_with_direct_whatever_the_stacking(monkeypatch, min_inner
 
 @pytest.mark.slow  # over 10 s on the shared 2-core machine
 @pytest.mark.parametrize("min_inner", [1, 10**6], ids=["one-tap-per-product", "all-taps-stacked"])
-def test_tapgemm_interleaved_chunks_agree_with_direct(monkeypatch, min_inner):
+def test_tapgemm_interleaved_chunks_agree_with_direct(monkeypatch, request, min_inner):
     """The grid's batches of 1-2 make one-element chunks; with 5 elements on two threads the chunks
     are (2, 2, 1), here interleaved (batch innermost), so a worker's last chunk is smaller and its
     real positions move in memory (the buffers must be re-zeroed)."""
@@ -162,6 +162,11 @@ def test_tapgemm_interleaved_chunks_agree_with_direct(monkeypatch, min_inner):
     monkeypatch.setattr(tapgemm, "MIN_INNER", min_inner)
     monkeypatch.setattr(tapgemm, "TARGET_INNER", min_inner)
     monkeypatch.setattr(algorithms, "SMALL_WORK", 0.0)
+    # the one-thread decisions are cached: made with the real SMALL_WORK they would hold here, made
+    # here they would outlive the test (the finalizer runs before monkeypatch restores SMALL_WORK)
+    for cache in (algorithms._small_work, algorithms._choice):
+        cache.cache_clear()
+        request.addfinalizer(cache.cache_clear)
     cases = [dataclasses.replace(case, batch=5) for case in GRID if case.batch > 0]
     with convgrad.settings(num_threads=2, workspace_limit=2**30):
         spec = tapgemm._Plan(conv_spec((5, 2, 9), (3, 2, 3)), "forward", 8)
