@@ -33,7 +33,7 @@ def _switched_off(names: tuple[str, ...]) -> None:
         if getattr(alg, "channels_last", False):
             alg.__dict__.pop("prefers_channels_last", None)  # back to the class's rule
             if alg.name in names:
-                alg.prefers_channels_last = lambda spec, op: False
+                alg.prefers_channels_last = lambda spec, op, itemsize=4: False
 
 
 def measure(name: str, calls: int, without: list[str]) -> dict[str, tuple[float, float]]:

@@ -249,7 +249,7 @@ def _force(monkeypatch, name):
     """Make ``name`` the native pick wherever it supports the configuration (and no other native algorithm)."""
     for other in NATIVE:
         monkeypatch.setattr(type(REGISTRY[other]), "prefers_channels_last",
-                            lambda self, spec, op, pick=(other == name): pick)
+                            lambda self, spec, op, itemsize=4, pick=(other == name): pick)
 
 
 def _torch_case(xs, ws, kw):
@@ -483,3 +483,31 @@ def test_nn_layers_channels_last_take_the_native_paths(monkeypatch, transposed):
     assert max_rel(_first(y), y_cf) < 1e-10 and max_rel(_first(dx), dx_cf) < 1e-10
     assert max_rel(layers[1].weight.grad, layers[0].weight.grad) < 1e-10
     assert max_rel(layers[1].bias.grad, layers[0].bias.grad) < 1e-10
+
+
+def test_the_rules_ask_autos_pick_for_the_calls_dtype(monkeypatch):
+    """The rules that follow ``auto``'s channels-first pick (tapgemm_last: "where auto runs tapgemm") ask it
+    for the call's dtype: the pick depends on it, a float64 estimate counting twice in the one-thread rule.
+    On this 6 -> 6 layer's weight gradient, on two threads, float32's pick is tapgemm (one thread) and
+    float64's another (two threads): only the float32 call goes to tapgemm_last. Both against direct."""
+    from convgrad import runtime
+
+    spec = conv_spec((16, 6, 28, 28), (6, 6, 5, 5), padding=2)
+    tap = REGISTRY["tapgemm_last"]
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(spec.input_shape), rng.standard_normal(spec.weight_shape)
+    dy = rng.standard_normal(spec.output_shape)
+    ref = algorithms.run("grad_weight", spec, x, dy, "direct")
+    seen = []
+    real = native_last.run
+    monkeypatch.setattr(native_last, "run", lambda alg, *a, **k: (seen.append(alg.name), real(alg, *a, **k))[1])
+    with runtime.settings(num_threads=2):
+        picks = {size: algorithms.choose(spec, "grad_weight", size).name for size in (4, 8)}
+        assert picks[4] == "tapgemm" != picks[8], f"the cost model moved ({picks}): choose another layer"
+        assert tap.prefers_channels_last(spec, "grad_weight", 4) and not tap.prefers_channels_last(spec, "grad_weight", 8)
+        for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-10)):
+            seen.clear()
+            g = convgrad.conv_backward(_last(dy.astype(dtype)), _last(x.astype(dtype)), w.astype(dtype), padding=2,
+                                       needs=("weight",), data_format="channels_last")
+            assert g.weight.dtype == dtype and max_rel(g.weight, ref) < tol, dtype
+            assert (seen == ["tapgemm_last"]) is (dtype == np.float32), (dtype, seen)

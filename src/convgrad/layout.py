@@ -190,13 +190,15 @@ class Formats:
         """:meth:`native_forward` through a channels-last algorithm (:func:`convgrad.native_last.choose_all`),
         or ``None``. ``transposed``: ``spec``'s input gradient, the transposed convolution of ``x``."""
         op = "grad_input" if transposed else "forward"
-        chosen = native_last.choose_all(spec, (op,))
-        if chosen is None or (bias is not None and np.iscomplexobj(bias)):
+        if bias is not None and np.iscomplexobj(bias):
             return None
         b = None if bias is None else as_real_array(bias, func, "bias")
         if b is not None and b.shape != ((spec.in_channels if transposed else spec.out_channels),):
             return None
         compute, out = result_dtype(x, w, b)
+        chosen = native_last.choose_all(spec, (op,), compute.itemsize)
+        if chosen is None:
+            return None
         unbatched = x.ndim != w.ndim
         b = None if b is None else b.astype(compute, copy=False)
         y = native_last.run(chosen[op], op, spec, (x[None] if unbatched else x).astype(compute, copy=False),
@@ -214,16 +216,18 @@ class Formats:
         """
         data_op = "forward" if transposed else "grad_input"
         ops = tuple(op for need, op in (("input", data_op), ("weight", "grad_weight")) if need in wanted)
-        chosen = native_last.choose_all(spec, ops) if ops else None
-        if chosen is None or np.iscomplexobj(grad_output):
+        if not ops or np.iscomplexobj(grad_output):
             return None
         unbatched = x.ndim != w.ndim
         dy = as_real_array(grad_output, func, "grad_output")
+        compute, out = result_dtype(dy, x, w)
+        chosen = native_last.choose_all(spec, ops, compute.itemsize)
+        if chosen is None:
+            return None
         size, channels = (spec.input_size, spec.in_channels) if transposed else (spec.output_size, spec.out_channels)
         if dy.shape != (*(() if unbatched else (spec.batch,)), *size, channels):
             return None  # the shared path reports it
         d = data_to_first(dy[None] if unbatched else dy, spec.ndim)  # (N, C, *spatial), a view
-        compute, out = result_dtype(dy, x, w)
         d = d.astype(compute, copy=False)
         dx = dw = db = None
         if data_op in chosen:

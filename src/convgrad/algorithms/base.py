@@ -67,8 +67,11 @@ class Algorithm:
     #: where :meth:`prefers_channels_last` says so. Such an algorithm sets ``auto_candidate = False``.
     channels_last: ClassVar[bool] = False
 
-    def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
-        """Whether a channels-last call of ``op`` on ``spec`` is faster here than transposed into the others."""
+    def prefers_channels_last(self, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
+        """Whether a channels-last call of ``op`` on ``spec`` is faster here than transposed into the others.
+
+        ``itemsize``: the compute dtype's (4 or 8), for rules that compare with ``auto``'s channels-first
+        pick (:func:`convgrad.algorithms.choose`), which depends on it."""
         return False
 
     def unsupported(self, spec: ConvSpec, op: str) -> str | None:

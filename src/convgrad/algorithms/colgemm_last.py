@@ -160,7 +160,7 @@ class ColGemmLast(Algorithm):
     channels_last = True
     bias_ops = frozenset({"forward"})
 
-    def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
+    def prefers_channels_last(self, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
         """The backward of a layer with one input channel and 2-16 output channels (one group), stride 1
         along the outer dims: its weight gradient reads ``dy`` as the caller holds it, its input
         gradient is ``rowgemm``'s on the view, so the backward needs no channels-first copy of ``dy``
@@ -177,7 +177,7 @@ class ColGemmLast(Algorithm):
         if op == "forward" or spec.groups != 1 or spec.in_channels != 1 or \
                 not 2 <= spec.out_channels <= MAX_CHANNELS or RowGemm().unsupported(spec, "grad_input") is not None:
             return False
-        return choose(spec, op).name in ("rowgemm", "samplegemm", "tapgemm", "gemm")
+        return choose(spec, op, itemsize).name in ("rowgemm", "samplegemm", "tapgemm", "gemm")
 
     def examples(self):
         return (conv_spec((4, 1, 12, 12), (6, 1, 5, 5), padding=2),  # LeNet's first layer, smaller

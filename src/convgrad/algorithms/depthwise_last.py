@@ -148,7 +148,7 @@ class DepthwiseLast(Algorithm):
                     f"channels in {spec.groups} groups")
         return None
 
-    def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
+    def prefers_channels_last(self, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
         # Rows of channels long enough for the einsum's inner loop: layer e (128 channels) 0.95x the
         # channels-first time against 1.4x through the transposed views; one input channel
         # (layer g1, 1 -> 6) 14x slower than the others.

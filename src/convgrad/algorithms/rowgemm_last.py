@@ -198,7 +198,7 @@ class RowGemmLast(Algorithm):
     def unsupported(self, spec, op):
         return RowGemm.unsupported(self, spec, op)  # the same row windows: stride 1 along the outer dims
 
-    def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
+    def prefers_channels_last(self, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
         """Where the channels are few on both sides: from 2 to :data:`MAX_CHANNELS` per group, one group.
 
         Those are the layers whose channel-first pick is ``rowgemm`` or ``samplegemm`` through the
@@ -215,9 +215,9 @@ class RowGemmLast(Algorithm):
         if spec.groups != 1 or not 2 <= spec.in_channels <= MAX_CHANNELS or spec.out_channels > MAX_CHANNELS:
             return False
         wide = REGISTRY.get("samplegemm_last")
-        if wide is not None and wide.unsupported(spec, op) is None and wide.prefers_channels_last(spec, op):
+        if wide is not None and wide.unsupported(spec, op) is None and wide.prefers_channels_last(spec, op, itemsize):
             return False  # its products are wide enough on this side (g2's forward and weight gradient)
-        return choose(spec, op).name in ("rowgemm", "samplegemm")
+        return choose(spec, op, itemsize).name in ("rowgemm", "samplegemm")
 
     def examples(self):
         return (conv_spec((4, 1, 12, 12), (6, 1, 5, 5), padding=2),  # LeNet's first layer, smaller

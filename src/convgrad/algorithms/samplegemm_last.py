@@ -197,7 +197,7 @@ class SampleGemmLast(Algorithm):
     channels_last = True
     bias_ops = frozenset({"forward"})
 
-    def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
+    def prefers_channels_last(self, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
         """Where the products are wide and the copies move runs of at least 8 values.
 
         Forward and weight gradient: at least :data:`MIN_WIDTH` output channels per group (the
@@ -212,7 +212,7 @@ class SampleGemmLast(Algorithm):
         """
         from . import choose  # (the package imports this module while it is being set up)
 
-        if choose(spec, op).name in ("pointwise", "depthwise"):
+        if choose(spec, op, itemsize).name in ("pointwise", "depthwise"):
             return False
         if op == "grad_input":
             return spec.in_per_group >= MIN_WIDTH

@@ -39,7 +39,7 @@ class TapGemmLast(TapGemm):
         """The ``(N, C, *spatial)`` view of a fresh C-contiguous ``(N, *spatial, C)`` array."""
         return channels_last_result((shape[0], *shape[2:], shape[1]), dtype, zero)[1]
 
-    def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
+    def prefers_channels_last(self, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
         """Where ``auto`` runs ``tapgemm`` on channels-first arrays, except a forward with stacks of taps.
 
         CPU ms on one thread, channels-last caller, transposed views into ``tapgemm`` against this
@@ -50,7 +50,7 @@ class TapGemmLast(TapGemm):
         """
         from . import choose  # (the package imports this module while it is being set up)
 
-        if choose(spec, op).name != "tapgemm":
+        if choose(spec, op, itemsize).name != "tapgemm":
             return False
         return not (op == "forward" and stack_size(spec, op) > 1)
 

@@ -30,7 +30,7 @@ class WinogradLast(Winograd):
     channels_last = True
     planes_last = True
 
-    def prefers_channels_last(self, spec: ConvSpec, op: str) -> bool:
+    def prefers_channels_last(self, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
         """Where ``auto`` runs ``winograd`` on channels-first arrays, from ``MIN_CHANNELS`` channels.
 
         CPU ms on one thread (load average 5-6, so +-10 %), channels-last caller, transposed views
@@ -40,7 +40,7 @@ class WinogradLast(Winograd):
         """
         from . import choose  # (the package imports this module while it is being set up)
 
-        return min(spec.in_channels, spec.out_channels) >= MIN_CHANNELS and choose(spec, op).name == "winograd"
+        return min(spec.in_channels, spec.out_channels) >= MIN_CHANNELS and choose(spec, op, itemsize).name == "winograd"
 
 
 register(WinogradLast())

@@ -69,7 +69,7 @@ def _choices(layer: Layer, algorithm: str, itemsize: int = 4, data_format: str =
         picks = {op: algorithms.resolve(algorithm, spec, op, itemsize).name for op in ops}
         if algorithm == "auto" and data_format == "channels_last":
             for group in (("forward",), ("grad_input", "grad_weight")):
-                picks.update({op: alg.name for op, alg in (native_last.choose_all(spec, group) or {}).items()})
+                picks.update({op: alg.name for op, alg in (native_last.choose_all(spec, group, itemsize) or {}).items()})
         return picks
     return {op: algorithm for op in ops}
 
