@@ -251,7 +251,7 @@ def is_small(alg: Algorithm, spec: ConvSpec, op: str, itemsize: int = 4) -> bool
 
     LeNet-5's convolutions take 0.6-1.1 ms estimated in float32 and about twice that in float64: with
     this rule its float64 step (on two threads now) took 24.3 ms against 27.7 before (medians of six
-    processes each, the two source trees alternating, 2026-12-02 16:15 UTC, quiet); the 1-D CNN's
+    processes each, the two source trees alternating, 2026-12-02 16:00 UTC, quiet); the 1-D CNN's
     (0.1-0.3 ms, doubled still under 1 ms) stay on one thread, where it ran 9.8 ms against 11.3 when
     :data:`SMALL_WORK` was lowered to put them on two."""
     return _small_work(alg.name, spec, op, itemsize)
