@@ -39,18 +39,17 @@ COEFFICIENTS = {
     "run": 1.225e-09,
     "tapgemm": 1.374e-10,
     # winograd: raised from the fitted 1.487e-10 (2026-12-02), first to 2.2e-10, then in the evening, after
-    # samplegemm's unpadded 'same' layout and blocks of rows, to 5e-10: timed interleaved on the quiet
+    # samplegemm's unpadded 'same' layout and blocks of rows, to 7.5e-10: timed interleaved on the quiet
     # machine, samplegemm beat winograd on every 2-D 3x3 layer tried (layers a and f, calibrate.py's
     # corpus, the VGG and ResNet nets' layers: 1.04-2x on two threads, 1.02-1.43x on one), while with
-    # 2.2e-10 the model kept winograd on a, f and the VGG net's weight gradients. 5e-10 is just above
-    # where the last of those flips with two threads (a's weight gradient, 4.7e-10; i's input gradient
-    # flips at 4.4e-10). With one thread (set_num_threads(1)) the flips lie higher and auto still runs
-    # winograd at 5e-10 on a (5.96e-10 forward and input gradient, 6.91e-10 weight gradient), f's and
-    # calibrate.py's 64 -> 64 28x28 weight gradients (5.9e-10), though samplegemm measured faster there
-    # too. A refit of samplegemm instead (benchmarks/fit_samplegemm.py, 1.91e-11) flipped those too but
-    # also moved ResNet-8's 16 -> 32 stride-2 input gradient off tapgemm, 1.27x slower. The known cost: layer i's
-    # input gradient (3-D, 16 -> 32 channels), where winograd measured 0.79x samplegemm's time
-    "winograd": 5e-10,
+    # 2.2e-10 the model kept winograd on a, f and the VGG net's weight gradients. The last of those flips
+    # at 4.7e-10 with two threads (a's weight gradient) and at 6.9e-10 with one (a's weight gradient
+    # again; a's other two operations and f's and calibrate.py's 64 -> 64 28x28 weight gradients at
+    # 5.9-6e-10). A refit of samplegemm instead (benchmarks/fit_samplegemm.py, 1.91e-11) flipped those
+    # too but also moved ResNet-8's 16 -> 32 stride-2 input gradient off tapgemm, 1.27x slower. The
+    # known cost: layer i's input gradient (3-D, 16 -> 32 channels; flips at 4.4e-10), where winograd
+    # measured 0.79x samplegemm's time with two threads and 0.84x with one
+    "winograd": 7.5e-10,
     "depthwise": 1.231e-10,
     "pointwise": 1.374e-10,  # its strided gather/scatter (ResNet projections): tapgemm's fitted value, not fitted itself
     "fft": 0,
