@@ -141,7 +141,7 @@ def backward(dy: np.ndarray, tap: np.ndarray, geom, gate: np.ndarray | None = No
 def _pairs_apply(dy: np.ndarray, geom) -> bool:
     """Whether :func:`_backward_pairs` computes ``geom``'s backward: 2x2 windows, 4-byte values, an even width."""
     return (tuple(geom.args.kernel) == (2, 2) and dy.dtype.itemsize == 4 and geom.size[-1] % 2 == 0
-            and np.little_endian)
+            and dy.size > 0 and np.little_endian)
 
 
 def _backward_pairs(dy, tap, geom, gate, dx):
@@ -154,11 +154,14 @@ def _backward_pairs(dy, tap, geom, gate, dx):
     the two rows (``np.repeat``'s block copies) -- instead of one strided write per tap, whose inner
     loops are ``W_out`` long (NumPy's per-loop cost then exceeds the work)::
 
-        word[i, r, j] = dy_bits[i, j] << (32 * ((tap[i, j] ^ 2r) + 4 * gated))   (0 when the shift >= 64)
+        word[i, r, j] = dy_bits[i, j] << (32 * (tap[i, j] ^ 2r) + 128 * gated[i, j])   (0 when the shift >= 64)
 
     ``tap ^ 2r`` is the window's column (0 or 1) when the tap lies in row ``r``, 2 or 3 when not,
     and NumPy's ``left_shift`` gives 0 for shifts of 64 or more: the bits land in the tap's half
-    (little-endian: column 0 is the low half) and every other word is 0.
+    (little-endian: column 0 is the low half) and every other word is 0. The shifts (at most 224)
+    are bytes, built on the outputs (``32 tap``, the gate) before the repeat, and the row's term
+    after it by one pass against the tiled pattern (a broadcast ``(2 W_out,)`` pattern would bring
+    back the short inner loops).
     """
     lead = dy.ndim - 2
     h_out, w_out = geom.output  # W = 2 W_out
@@ -166,19 +169,19 @@ def _backward_pairs(dy, tap, geom, gate, dx):
     words = dx.view(np.uint64)
     words = as_strided(words, shape=dx.shape[:lead] + (h_out, 2 * w_out),
                        strides=words.strides[:lead] + (2 * words.strides[-2], 8))
-    row_of = np.repeat(np.array([0, 2], np.uint8), w_out)  # (2 W_out,): 2r for row r's words
+    row_of = np.repeat(np.array([0, 64], np.uint8), w_out)  # (2 W_out,): 32 * 2r for row r's words
 
     def work(a, b):
-        t = tap[a:b].view(np.uint8)
-        if gate is not None:  # a gated output's shift is 4*32 or more: its words are 0
+        t = np.multiply(tap[a:b].view(np.uint8), np.uint8(32))  # 32 * tap (< 128)
+        if gate is not None:  # a gated output's shift gets 128 more: its words are 0
             closed = np.greater(gate[a:b], 0).view(np.uint8)
             closed ^= 1
-            closed <<= 2
-            t = t | closed
-        t = np.repeat(t[..., None, :], 2, axis=-2)  # (*lead, H_out, 2, W_out)
+            closed *= np.uint8(128)
+            t |= closed
+        t = np.repeat(t[..., None, :], 2, axis=-2)  # (*lead, H_out, 2, W_out): block copies
         t = t.reshape(t.shape[:-2] + (2 * w_out,))  # (*lead, H_out, 2 W_out)
-        t ^= row_of
-        t <<= 5  # 0 or 32 in the tap's row; 64..224 elsewhere (< 8 before: fits in a byte)
+        # 32 (tap ^ 2r): 0 or 32 in the tap's row, 64..224 elsewhere; one contiguous pass (the pattern tiled)
+        t ^= np.tile(row_of, t.size // row_of.size).reshape(t.shape)
         v = np.repeat(dy[a:b].view(np.uint32)[..., None, :], 2, axis=-2)  # (*lead, H_out, 2, W_out)
         v = v.reshape(v.shape[:-2] + (2 * w_out,))
         np.left_shift(v, t, out=words[a:b], dtype=np.uint64)
