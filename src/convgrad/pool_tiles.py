@@ -14,8 +14,10 @@ pools), each pair of input rows whole in one pass of 64-bit words (:func:`_backw
 :mod:`convgrad.pooling`'s general passes reduce one dim at a time and scatter the gradient
 through flat indices: on LeNet's pools (2x2 of 28x28 and 10x10) the forward takes 0.6-0.8 of its time, the
 backward of the larger one 0.7 (of the smaller, whose per-tap calls cost more than its scatter, 1.2: not used there).
-The float32 row-pair backward takes 0.35-0.8 of the per-tap one's time on VGG's and LeNet's pools
-(``/tmp``-free measurement: see the ``pool`` branch's report; one process, interleaved, 1 and 2 threads).
+The float32 row-pair backward (2026-12-02, one process, interleaved with the per-tap one, median of 21,
+load 1-2) takes 0.46-0.7 of the per-tap one's time on VGG's three 2x2 pools ((64, 32, 32, 32) 3.0 ms
+against 6.6 on one thread, 2.7 against 4.4 on two; (64, 128, 8, 8) 0.78 against 1.54) and 0.83-0.87 on
+LeNet's first; with the fused ReLU's gate 0.42-0.70 of ``np.where`` + the per-tap pass.
 Both give exactly the general passes' results (the same comparisons; the gradient's bits copied).
 """
 
@@ -32,7 +34,8 @@ __all__ = ["applies", "forward", "backward", "BACKWARD_MIN"]
 
 #: Outputs from which :func:`backward` beats the flat scatter of :mod:`convgrad.pooling` (its per-tap
 #: NumPy calls are then paid for). Measured (2026-12-02, one thread, CPU time, load 4): LeNet's first pool
-#: (75k outputs) 0.36-0.47 ms against 0.57-0.65; its second (26k) 0.29-0.33 against 0.25-0.29.
+#: (75k outputs) 0.36-0.47 ms against 0.57-0.65; its second (26k) 0.29-0.33 against 0.25-0.29. The
+#: float32 row-pair path does not move it: on the second, 0.37-0.39 ms against the scatter's 0.32-0.33.
 BACKWARD_MIN = 2**16
 
 
