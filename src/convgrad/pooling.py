@@ -230,11 +230,16 @@ def _greater(v: np.ndarray, cur: np.ndarray, nan_aware: bool) -> np.ndarray:
     return better
 
 
-def max_backward(dy: np.ndarray, tap: np.ndarray, geom: Geometry) -> np.ndarray:
-    """``dx``: each output gradient sent to the input position its tap read (summed where windows overlap)."""
+def max_backward(dy: np.ndarray, tap: np.ndarray, geom: Geometry, gate: np.ndarray | None = None) -> np.ndarray:
+    """``dx``: each output gradient sent to the input position its tap read (summed where windows overlap).
+
+    ``gate`` (the fused ``relu(pool(x))``'s output) first zeroes ``dy`` where ``gate > 0`` is false.
+    """
     lead = dy.shape[: dy.ndim - len(geom.size)]
-    if pool_tiles.applies(geom) and dy.size >= pool_tiles.BACKWARD_MIN:  # one strided write per tap
-        return pool_tiles.backward(dy, tap, geom)
+    if pool_tiles.applies(geom) and dy.size >= pool_tiles.BACKWARD_MIN:  # whole rows or one write per tap
+        return pool_tiles.backward(dy, tap, geom, gate)
+    if gate is not None:
+        dy = np.where(gate > 0, dy, dy.dtype.type(0))
     if geom.disjoint:  # every position gets at most one gradient: one scatter per slice of the batch
         dxp = np.empty(lead + geom.padded_size, dtype=dy.dtype)
         plane = math.prod(geom.padded_size)

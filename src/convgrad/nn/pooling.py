@@ -99,7 +99,7 @@ class _MaxPoolNd(_Pool):
         dy = self._grad(grad_output, tap.shape)
         if not input_grad:
             return None
-        return pooling.max_backward(np.where(y > 0, dy, dy.dtype.type(0)), tap, geom)
+        return pooling.max_backward(dy, tap, geom, gate=y)  # dy where y > 0, else 0
 
     def extra_repr(self) -> str:
         return format_args(
