@@ -93,7 +93,7 @@ def _choice(spec: ConvSpec, op: str, itemsize: int, threads: int, limit: int) ->
     # cached: the estimate costs ~0.1 ms, as much as a whole small convolution's bookkeeping
     names = candidates(spec, op, itemsize)
     one = {name: costmodel.estimate(name, spec, op, 1) for name in names}
-    if min(one.values()) * _dtype_scale(itemsize) < SMALL_WORK:  # it will run on one thread (see is_small): compare on one
+    if _one_thread(min(one.values()), itemsize):  # it will run on one thread (see is_small): compare on one
         return min(names, key=one.get)
     return min(names, key=lambda name: costmodel.estimate(name, spec, op, threads))
 
@@ -240,9 +240,15 @@ def _dtype_scale(itemsize: int) -> float:
     return max(1.0, itemsize / 4)
 
 
+def _one_thread(estimate: float, itemsize: int) -> bool:
+    """The one-thread rule, for :func:`_choice` and :func:`is_small` alike: a float32 one-core estimate,
+    scaled to the dtype, below :data:`SMALL_WORK`."""
+    return estimate * _dtype_scale(itemsize) < SMALL_WORK
+
+
 @functools.lru_cache(maxsize=1024)
 def _small_work(name: str, spec: ConvSpec, op: str, itemsize: int) -> bool:
-    return _REGISTRY[name].auto_candidate and costmodel.estimate(name, spec, op, 1) * _dtype_scale(itemsize) < SMALL_WORK
+    return _REGISTRY[name].auto_candidate and _one_thread(costmodel.estimate(name, spec, op, 1), itemsize)
 
 
 def is_small(alg: Algorithm, spec: ConvSpec, op: str, itemsize: int = 4) -> bool:
