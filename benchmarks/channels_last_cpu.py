@@ -10,7 +10,7 @@ channels last / channels first of forward + backward.
 which other processes on a shared machine disturb less than the wall clock; ``--clock wall`` with
 ``time.perf_counter``, what a user waits, meaningful on a quiet machine and with ``--threads 2``.
 Both layouts run in the same process and the same rounds, so a slow spell hits both -- unlike two
-separate ``convgrad bench --channels-last`` runs, whose ratio of 1-7 ms layers moves by 30 % from run
+separate ``convgrad bench --data-format channels_last`` runs, whose ratio of 1-7 ms layers moves by 30 % from run
 to run. ``--seconds S`` adds rounds until each layer's timed rounds (after its warm-up) have run for at
 least ``S`` seconds (the small layers then get many more than ``--repeats``); the round count is
 even, so that each layout is called first in half of them.
