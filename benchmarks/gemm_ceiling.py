@@ -73,6 +73,24 @@ def _median_ms(f, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def _on_workers(the_plan, scratch, process, repeats: int) -> float:
+    """ms per run of ``the_plan`` on convgrad's workers, each worker's operands made once by ``scratch()``
+    and kept from run to run (hot in its core's cache): what is timed is the products alone."""
+    import threading
+
+    from convgrad import parallel
+
+    states = {}
+
+    def make():
+        key = threading.get_ident()
+        if key not in states:
+            states[key] = scratch()
+        return states[key]
+
+    return _median_ms(lambda: parallel.run(the_plan, make, process), repeats)
+
+
 def _dims(spec) -> tuple[int, int, int, int]:
     """``(N, O, C*K, L)`` of a one-group spec's im2col products."""
     if spec.groups != 1:
@@ -109,17 +127,7 @@ def per_sample_ms(op: str, spec, dtype, threads: int, repeats: int) -> float:
             np.matmul(s["dy"][:k], s["cols"][:k].transpose(0, 2, 1), out=s["dws"][:k])  # (k, O, CK)
             s["dw"] += s["dws"][:k].sum(axis=0)
 
-    # one set of operands per worker, made once: what is timed is the products alone
-    states = {}
-
-    def make():
-        import threading
-        key = threading.get_ident()
-        if key not in states:
-            states[key] = scratch()
-        return states[key]
-
-    return _median_ms(lambda: parallel.run(the_plan, make, process), repeats)
+    return _on_workers(the_plan, scratch, process, repeats)
 
 
 def side_by_side_ms(op: str, spec, dtype, threads: int, repeats: int) -> float:
@@ -148,16 +156,7 @@ def side_by_side_ms(op: str, spec, dtype, threads: int, repeats: int) -> float:
         else:
             blas.gemm(s["cols"][:, :k], s["dy_rows"][:k], s["dw"], beta=1.0)  # dw.T += (CK, k) @ (k, O)
 
-    states = {}
-
-    def make():
-        import threading
-        key = threading.get_ident()
-        if key not in states:
-            states[key] = scratch()
-        return states[key]
-
-    return _median_ms(lambda: parallel.run(the_plan, make, process), repeats)
+    return _on_workers(the_plan, scratch, process, repeats)
 
 
 def whole_batch_ms(op: str, spec, dtype, repeats: int) -> float:
