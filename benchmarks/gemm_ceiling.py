@@ -2,7 +2,7 @@
 
 Every fast algorithm of convgrad turns a convolution into matrix products that NumPy's BLAS
 computes (im2col and its variants; Winograd and FFT change the products, not the principle).
-This script measures the floor that puts under ``convgrad bench --train``: for every
+This script estimates the floor that puts under ``convgrad bench --train``: for every
 convolution operation a training step runs (recorded in the real step: forward, input gradient,
 weight gradient, with their specs), the time of the im2col products *alone* -- the im2col
 matrices already built and hot in cache, nothing copied, nothing transposed -- in the best of
@@ -20,20 +20,24 @@ three arrangements::
 so that they stay in its core's cache); ``K`` is the kernel's taps, ``L`` a sample's output
 positions (one group: the training networks have no grouped convolutions). Then::
 
-    bound = convgrad's step - its convolution time in the step + the products alone
+    bound = the step's time outside its convolutions + the products alone
 
-is the step convgrad would take with free im2col and perfect chunking, everything else as it is
-now, and ``bound / PyTorch's step`` about the best ratio an im2col design on this BLAS can reach
-(about: convgrad's own arrangement of a product can beat the three timed here). Steps are medians
-over the rounds (each round's step the median of ``--steps``); the bound is the median of the
-rounds' bounds, and the operation table is that round's. Each library runs in its own process
+(each operation's products timed on one thread where the step runs it on one, as it does the
+operations estimated under ``algorithms.SMALL_WORK``)
+
+is an estimate of the step convgrad would take with free im2col and perfect chunking, everything
+else as it is now, and ``bound / PyTorch's step`` of the best ratio an im2col design on this BLAS
+can reach -- an estimate, not a strict floor: convgrad's own arrangement of a product can beat the
+three timed here (ResNet-8's 32 -> 32 forward took as long in the step as its products alone).
+Steps are medians over the rounds (each round's step the median of ``--steps``); the bound is the
+lower median of the rounds' bounds, and the operation table is that round's (:func:`summarise`). Each library runs in its own process
 (PyTorch's OpenMP threads spin after each call and would slow NumPy's), the processes
 alternating, ``--rounds`` times.
 
     python benchmarks/gemm_ceiling.py [--nets lenet5,vgg,resnet8,cnn1d] [--dtype float32]
-                                      [--rounds 2] [--steps 9] [--threads 2] [--json PATH]
+                                      [--rounds 3] [--steps 9] [--threads 2] [--json PATH]
 
-Not a test. About two minutes on the 2-core machine; run it with nothing else running.
+Not a test. About two minutes on the 2-core machine (three rounds); run it with nothing else running.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ SIDE_BYTES = 2**21
 
 
 def _median_ms(f, repeats: int) -> float:
+    """Median ms of ``repeats`` calls of ``f`` after two untimed ones."""
     f()
     f()
     times = []
@@ -74,11 +79,11 @@ def _median_ms(f, repeats: int) -> float:
 
 
 def _on_workers(the_plan, scratch, process, repeats: int) -> float:
-    """ms per run of ``the_plan`` on convgrad's workers, each worker's operands made once by ``scratch()``
-    and kept from run to run (hot in its core's cache): what is timed is the products alone."""
+    """ms per run of ``the_plan`` on convgrad's workers, one BLAS thread each, each worker's operands made
+    once by ``scratch()`` and kept from run to run (hot in its core's cache): what is timed is the products alone."""
     import threading
 
-    from convgrad import parallel
+    from convgrad import blas, parallel
 
     states = {}
 
@@ -88,7 +93,8 @@ def _on_workers(the_plan, scratch, process, repeats: int) -> float:
             states[key] = scratch()
         return states[key]
 
-    return _median_ms(lambda: parallel.run(the_plan, make, process), repeats)
+    with blas.single_threaded():  # (parallel.run sets it only for more than one worker)
+        return _median_ms(lambda: parallel.run(the_plan, make, process), repeats)
 
 
 def _dims(spec) -> tuple[int, int, int, int]:
@@ -177,17 +183,32 @@ def whole_batch_ms(op: str, spec, dtype, repeats: int) -> float:
     return _median_ms(lambda: np.matmul(dy, rows, out=out), repeats)
 
 
+def products_ms(op: str, spec, dtype, threads: int, repeats: int, small: bool) -> float:
+    """The best of the three arrangements' times for ``op`` on ``spec``; with ``small`` (the operation runs on
+    one thread in the step, :func:`convgrad.algorithms.is_small`) every arrangement runs on one thread too."""
+    from convgrad import blas
+
+    if small:
+        with blas.single_threaded():
+            return min(per_sample_ms(op, spec, dtype, 1, repeats), side_by_side_ms(op, spec, dtype, 1, repeats),
+                       whole_batch_ms(op, spec, dtype, repeats))
+    return min(per_sample_ms(op, spec, dtype, threads, repeats), side_by_side_ms(op, spec, dtype, threads, repeats),
+               whole_batch_ms(op, spec, dtype, repeats))
+
+
 def _convgrad_child(net: str, dtype: str, steps: int, threads: int, repeats: int) -> dict:
+    """One convgrad process: its step, the convolution operations inside it (timed where they run) and
+    their products alone. ``rest_ms`` is the median over steps of the step's time outside its convolutions."""
     import convgrad
     from convgrad import algorithms
     from convgrad.bench import train_step
 
     convgrad.set_num_threads(threads)
-    model, step = train_step.build(net, "convgrad", dtype)
+    _, step = train_step.build(net, "convgrad", dtype)
     x, y = train_step.batch(net, dtype)
-    compute = algorithms._compute
     spent: dict[tuple, float] = defaultdict(float)
     calls: dict[tuple, int] = defaultdict(int)  # per step: layers of the same shape share a key (ResNet-8's 16 -> 16)
+    compute = algorithms._compute
 
     def timed(alg, op, spec, a, b, bias=None):
         start = time.perf_counter()
@@ -197,34 +218,36 @@ def _convgrad_child(net: str, dtype: str, steps: int, threads: int, repeats: int
             spent[(op, spec, alg.name)] += time.perf_counter() - start
             calls[(op, spec, alg.name)] += 1
 
-    algorithms._compute = timed
-    for _ in range(3):
-        step(x, y)
     per_op: dict[tuple, list[float]] = defaultdict(list)
     totals, conv = [], []
-    for _ in range(steps):
-        spent.clear()
-        calls.clear()
-        start = time.perf_counter()
-        step(x, y)
-        totals.append(time.perf_counter() - start)
-        conv.append(sum(spent.values()))
-        for key, t in spent.items():
-            per_op[key].append(t)
+    algorithms._compute = timed
+    try:
+        for _ in range(3):
+            step(x, y)
+        for _ in range(steps):
+            spent.clear()
+            calls.clear()
+            start = time.perf_counter()
+            step(x, y)
+            totals.append(time.perf_counter() - start)
+            conv.append(sum(spent.values()))
+            for key, t in spent.items():
+                per_op[key].append(t)
+    finally:
+        algorithms._compute = compute
     count = dict(calls)
-    algorithms._compute = compute
+    dt = np.dtype(dtype)
     ops = []
     for (op, spec, name), times in per_op.items():
-        dt = np.dtype(dtype)
-        products = count[(op, spec, name)] * min(per_sample_ms(op, spec, dt, threads, repeats),
-                                                 side_by_side_ms(op, spec, dt, threads, repeats),
-                                                 whole_batch_ms(op, spec, dt, repeats))
+        small = algorithms.is_small(algorithms.get_algorithm(name), spec, op, dt.itemsize)
         ops.append({"op": op, "conv": f"N{spec.batch} {spec.in_channels}->{spec.out_channels} "
                                       f"{'x'.join(map(str, spec.input_size))} k{'x'.join(map(str, spec.kernel_size))} "
                                       f"s{','.join(map(str, spec.stride))}",
-                    "algorithm": name, "calls": count[(op, spec, name)], "in_step_ms": 1e3 * statistics.median(times),
-                    "products_ms": products})
-    return {"step_ms": 1e3 * statistics.median(totals), "conv_ms": 1e3 * statistics.median(conv), "ops": ops}
+                    "algorithm": name, "calls": count[(op, spec, name)], "one_thread": small,
+                    "in_step_ms": 1e3 * statistics.median(times),
+                    "products_ms": count[(op, spec, name)] * products_ms(op, spec, dt, threads, repeats, small)})
+    return {"step_ms": 1e3 * statistics.median(totals), "conv_ms": 1e3 * statistics.median(conv),
+            "rest_ms": 1e3 * statistics.median(t - c for t, c in zip(totals, conv)), "ops": ops}
 
 
 def _torch_child(net: str, dtype: str, steps: int, threads: int) -> dict:
@@ -233,7 +256,7 @@ def _torch_child(net: str, dtype: str, steps: int, threads: int) -> dict:
     from convgrad.bench import train_step
 
     torch.set_num_threads(threads)
-    model, step = train_step.build(net, "torch", dtype)
+    _, step = train_step.build(net, "torch", dtype)
     x, y = train_step.batch(net, dtype)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(3):
@@ -247,20 +270,28 @@ def _torch_child(net: str, dtype: str, steps: int, threads: int) -> dict:
 
 
 def main(argv=None) -> int:
+    from convgrad.bench.train_step import NETS
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--nets", default="lenet5,vgg,resnet8,cnn1d")
+    p.add_argument("--nets", default=",".join(NETS), help=f"comma-separated subset of {','.join(NETS)} (default: all)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    p.add_argument("--rounds", type=int, default=2, help="rounds of the two processes, alternating (default 2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of the two processes, alternating (default 3)")
     p.add_argument("--steps", type=int, default=9, help="timed steps per process, median (default 9)")
     p.add_argument("--repeats", type=int, default=9, help="timed calls of each product, median (default 9)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "gemm_ceiling.json")
-    p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=2, metavar=("LIBRARY", "NET"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.rounds < 1 or args.steps < 1 or args.repeats < 1 or args.threads < 1:
         p.error("--rounds, --steps, --repeats and --threads must be at least 1")
+    nets = args.nets.split(",")
+    unknown = [n for n in nets if n not in NETS]
+    if unknown:
+        p.error(f"--nets: unknown network(s) {', '.join(map(repr, unknown))}; choose from {', '.join(NETS)}")
     if args.child:
         library, net = args.child
+        if library not in ("convgrad", "torch") or net not in NETS:
+            p.error(f"--child: expected convgrad|torch and a network, got {library!r} {net!r}")
         out = (_torch_child(net, args.dtype, args.steps, args.threads) if library == "torch"
                else _convgrad_child(net, args.dtype, args.steps, args.threads, args.repeats))
         print(json.dumps(out))
@@ -268,36 +299,50 @@ def main(argv=None) -> int:
     record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
               "dtype": args.dtype, "threads": args.threads, "load_average_before": os.getloadavg()[0], "nets": {}}
-    for net in args.nets.split(","):
+    for net in nets:
         runs = {"convgrad": [], "torch": []}
         for _ in range(args.rounds):
             for library in runs:
                 out = subprocess.run([sys.executable, __file__, "--child", library, net, "--dtype", args.dtype,
                                       "--steps", str(args.steps), "--repeats", str(args.repeats),
-                                      "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+                                      "--threads", str(args.threads)], capture_output=True, text=True)
+                if out.returncode != 0:
+                    sys.exit(f"gemm_ceiling: the {library} process for {net} failed:\n{out.stderr.strip()}")
                 runs[library].append(json.loads(out.stdout.strip().splitlines()[-1]))
-        torch_step = statistics.median(r["step_ms"] for r in runs["torch"])
-        cg_step = statistics.median(r["step_ms"] for r in runs["convgrad"])
-        # each convgrad round's step with its convolutions replaced by their products alone; the median
-        bounds = [r["step_ms"] - r["conv_ms"] + sum(o["products_ms"] for o in r["ops"]) for r in runs["convgrad"]]
-        bound = statistics.median(bounds)
-        cg = runs["convgrad"][bounds.index(sorted(bounds)[(len(bounds) - 1) // 2])]  # the round of the median bound
-        row = {"torch_step_ms": torch_step, "torch_steps_ms": [r["step_ms"] for r in runs["torch"]],
-               "convgrad_step_ms": cg_step, "convgrad_steps_ms": [r["step_ms"] for r in runs["convgrad"]],
-               "convgrad_conv_ms": cg["conv_ms"], "products_ms": sum(o["products_ms"] for o in cg["ops"]),
-               "bound_ms": bound, "bounds_ms": bounds, "ratio_now": cg_step / torch_step, "ratio_bound": bound / torch_step,
-               "ops": cg["ops"]}
-        record["nets"][net] = row
-        print(f"\n{net} {args.dtype}: PyTorch step {torch_step:.1f} ms; convgrad step {cg_step:.1f} ms "
-              f"({row['ratio_now']:.2f}x), of which convolutions {cg['conv_ms']:.1f} ms; their products alone "
-              f"{row['products_ms']:.1f} ms -> bound {bound:.1f} ms ({row['ratio_bound']:.2f}x PyTorch)")
-        for o in sorted(cg["ops"], key=lambda o: -o["in_step_ms"]):
-            print(f"  {o['conv']:28s} {o['op']:11s} {o['algorithm']:10s} x{o['calls']} in step {o['in_step_ms']:6.2f} ms, "
-                  f"products {o['products_ms']:6.2f} ms ({o['in_step_ms'] / o['products_ms']:.2f}x)")
+        record["nets"][net] = row = summarise(runs)
+        print(f"\n{net} {args.dtype}: PyTorch step {row['torch_step_ms']:.1f} ms; convgrad step "
+              f"{row['convgrad_step_ms']:.1f} ms ({row['ratio_now']:.2f}x); in the round of the median bound, "
+              f"convolutions {row['convgrad_conv_ms']:.1f} ms, their products alone {row['products_ms']:.1f} ms, "
+              f"the rest of the step {row['rest_ms']:.1f} ms -> bound {row['bound_ms']:.1f} ms "
+              f"({row['ratio_bound']:.2f}x PyTorch)")
+        for o in sorted(row["ops"], key=lambda o: -o["in_step_ms"]):
+            print(f"  {o['conv']:28s} {o['op']:11s} {o['algorithm']:10s} x{o['calls']}{' 1 thread' if o['one_thread'] else ''}"
+                  f" in step {o['in_step_ms']:6.2f} ms, products {o['products_ms']:6.2f} ms "
+                  f"({o['in_step_ms'] / o['products_ms']:.2f}x)")
     record["load_average_after"] = os.getloadavg()[0]
     args.json.write_text(json.dumps(record, indent=1) + "\n")
     print(f"\nload average {record['load_average_before']:.2f} -> {record['load_average_after']:.2f}; written {args.json}")
     return 0
+
+
+def summarise(runs: dict) -> dict:
+    """One network's record from its rounds ``{"convgrad": [child output, ...], "torch": [...]}``.
+
+    Steps are medians over the rounds; a round's bound is its step's time outside the convolutions
+    (``rest_ms``) plus the products alone; the record's bound is the lower median of the rounds' bounds,
+    and its operation table, convolution and products times are that round's (so ``bound_ms`` is
+    exactly ``rest_ms + products_ms``).
+    """
+    torch_step = statistics.median(r["step_ms"] for r in runs["torch"])
+    cg_step = statistics.median(r["step_ms"] for r in runs["convgrad"])
+    bounds = [r["rest_ms"] + sum(o["products_ms"] for o in r["ops"]) for r in runs["convgrad"]]
+    cg = runs["convgrad"][bounds.index(statistics.median_low(bounds))]
+    products = sum(o["products_ms"] for o in cg["ops"])
+    return {"torch_step_ms": torch_step, "torch_steps_ms": [r["step_ms"] for r in runs["torch"]],
+            "convgrad_step_ms": cg_step, "convgrad_steps_ms": [r["step_ms"] for r in runs["convgrad"]],
+            "convgrad_conv_ms": cg["conv_ms"], "rest_ms": cg["rest_ms"], "products_ms": products,
+            "bound_ms": cg["rest_ms"] + products, "bounds_ms": bounds, "ratio_now": cg_step / torch_step,
+            "ratio_bound": (cg["rest_ms"] + products) / torch_step, "ops": cg["ops"]}
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ speeds when ``O`` is small. This script times both ways for the shapes of the tr
 narrow layers, one BLAS thread, the operands contiguous in the layout each way needs, all variants
 interleaved call by call (``--rounds`` rounds, the median), and prints GFLOP/s.
 
-    python benchmarks/product_orientation.py [--rounds 60]
+    python benchmarks/product_orientation.py [--rounds 60] [--json benchmarks/results/product_orientation.json]
 
 Not a test. A few seconds; run it with nothing else running.
 """
@@ -22,9 +22,14 @@ Not a test. A few seconds; run it with nothing else running.
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -53,12 +58,16 @@ def _products(o: int, k: int, length: int, rng) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=60, help="interleaved rounds, median (default 60)")
+    p.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "product_orientation.json")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
+    record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+              "load_average_before": os.getloadavg()[0], "gflops_one_thread": []}
     with threadpool_limits(1):
         for o, k, length in SHAPES:
             fs = _products(o, k, length, rng)
@@ -72,9 +81,14 @@ def main(argv=None) -> int:
                     f()
                     times[name].append(time.perf_counter() - start)
             flops = 2 * o * k * length
+            rates = {name: flops / statistics.median(t) / 1e9 for name, t in times.items()}
+            record["gflops_one_thread"].append({"O": o, "CK": k, "L": length, **rates})
             print(f"O={o}, C*K={k}, L={length}: GFLOP/s, one thread")
-            for name, t in times.items():
-                print(f"  {name:38s} {flops / statistics.median(t) / 1e9:5.0f}")
+            for name, rate in rates.items():
+                print(f"  {name:38s} {rate:5.0f}")
+    record["load_average_after"] = os.getloadavg()[0]
+    args.json.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"written {args.json}")
     return 0
 
 

@@ -10,7 +10,8 @@ how much of the second core that recovers, against the same work split between t
     two processes   two processes at once, each half the batch on one thread (the slower one's time)
 
 for the training networks' heaviest convolution operations (``convgrad bench --train``; the
-algorithm ``auto`` picks, run through ``algorithms.execute``) and for two plain NumPy kernels: a
+algorithm ``auto`` picks with two threads, the same one in every column, run through
+``algorithms.execute``) and for two plain NumPy kernels: a
 1 MiB copy (what im2col, col2im and layout changes are made of) and a BLAS product of the size
 one samplegemm chunk multiplies, each cut in chunks run on convgrad's executor
 (:func:`convgrad.parallel.run`). Speed-ups are against one thread; the gap between the last two
@@ -51,8 +52,8 @@ CASES = (
 KERNELS = ("numpy copy 1 MiB x 64", "BLAS product (32, 288) @ (288, 910) x 16")
 
 
-def _convolution(case, batch: int):
-    """A callable running ``case``'s operation on ``batch`` elements with ``auto``'s algorithm, and its name."""
+def _convolution(case, batch: int, name: str):
+    """A callable running ``case``'s operation on ``batch`` elements with algorithm ``name``, and the name."""
     from convgrad import algorithms
     from convgrad.spec import conv_spec
 
@@ -63,7 +64,7 @@ def _convolution(case, batch: int):
     spec = conv_spec(x.shape, w.shape, stride=stride, padding=padding)
     dy = rng.standard_normal(spec.output_shape).astype(np.float32)
     a, b = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
-    alg = algorithms.get_algorithm(_algorithm_name(case))  # the whole batch's pick, for a half batch too
+    alg = algorithms.get_algorithm(name)  # one algorithm in every column (auto's pick depends on the threads)
     return (lambda: algorithms.execute(alg, op, spec, a, b)), alg.name
 
 
@@ -107,6 +108,8 @@ def _threads() -> int:
 
 
 def _time(f, repeats: int) -> float:
+    """Mean ms per call over ``repeats`` calls after three untimed ones: a block of calls, timed as a
+    whole (the two processes of a measurement run theirs at the same time; the slower block counts)."""
     for _ in range(3):
         f()
     start = time.perf_counter()
@@ -115,7 +118,7 @@ def _time(f, repeats: int) -> float:
     return 1e3 * (time.perf_counter() - start) / repeats
 
 
-def _child(what, share: int, threads: int, repeats: int, ready, go, out) -> None:
+def _child(what, name: str, share: int, threads: int, repeats: int, ready, go, out) -> None:
     from threadpoolctl import threadpool_limits
 
     import convgrad
@@ -125,18 +128,18 @@ def _child(what, share: int, threads: int, repeats: int, ready, go, out) -> None
         if isinstance(what, str):
             f = _kernel(what, share)
         else:
-            f, _ = _convolution(what, what[1][0] // share)
+            f, _ = _convolution(what, what[1][0] // share, name)
         f()
         ready.put(True)
         go.wait()
         out.put(_time(f, repeats))
 
 
-def _run(what, share: int, threads: int, processes: int, repeats: int) -> float:
+def _run(what, name: str, share: int, threads: int, processes: int, repeats: int) -> float:
     """ms per call: ``processes`` processes at once, each doing ``1 / share`` of the work on ``threads`` threads."""
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_child, args=(what, share, threads, repeats, ready, go, out)) for _ in range(processes)]
+    procs = [ctx.Process(target=_child, args=(what, name, share, threads, repeats, ready, go, out)) for _ in range(processes)]
     for p in procs:
         p.start()
     for _ in procs:
@@ -164,9 +167,9 @@ def main(argv=None) -> int:
     for what in (*CASES, *KERNELS):
         label = what if isinstance(what, str) else what[0]
         name = "" if isinstance(what, str) else _algorithm_name(what)
-        one = _run(what, 1, 1, 1, args.repeats)
-        threads = _run(what, 1, 2, 1, args.repeats)
-        procs = _run(what, 2, 1, 2, args.repeats)
+        one = _run(what, name, 1, 1, 1, args.repeats)
+        threads = _run(what, name, 1, 2, 1, args.repeats)
+        procs = _run(what, name, 2, 1, 2, args.repeats)
         record["rows"].append({"work": label, "algorithm": name, "one_thread_ms": one, "two_threads_ms": threads,
                                "two_processes_ms": procs, "threads_speedup": one / threads, "processes_speedup": one / procs})
         print(f"{label:40s} {name:10s} {one:7.2f}ms {threads:7.2f}ms ({one / threads:4.2f}x) "
@@ -204,12 +207,14 @@ def _start_latency(idles_ms=(0.0, 1.0, 5.0, 20.0, 100.0), trials: int = 15) -> d
     return out
 
 
-def _algorithm_name(case) -> str:
-    from convgrad import algorithms
+def _algorithm_name(case, threads: int = 2) -> str:
+    """``auto``'s pick for ``case`` with ``threads`` threads (the library's default here): every column uses it."""
+    from convgrad import algorithms, runtime
     from convgrad.spec import conv_spec
 
     _, xs, ws, stride, padding, op = case
-    return algorithms.choose(conv_spec(xs, ws, stride=stride, padding=padding), op, 4).name
+    with runtime.settings(num_threads=threads):
+        return algorithms.choose(conv_spec(xs, ws, stride=stride, padding=padding), op, 4).name
 
 
 if __name__ == "__main__":

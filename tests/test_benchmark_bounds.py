@@ -64,12 +64,30 @@ def test_counts_the_calls_of_layers_that_share_a_shape(ceiling):
 
 
 @pytest.mark.parametrize("op", ["forward", "grad_input", "grad_weight"])
-def test_products_run_in_every_arrangement(ceiling, op):
-    spec = conv_spec((5, 3, 9, 9), (4, 3, 3, 3), padding=1)
-    for t in (ceiling.per_sample_ms(op, spec, np.dtype(np.float32), threads=2, repeats=1),
-              ceiling.side_by_side_ms(op, spec, np.dtype(np.float32), threads=2, repeats=1),
-              ceiling.whole_batch_ms(op, spec, np.dtype(np.float64), repeats=1)):
-        assert math.isfinite(t) and t > 0
+@pytest.mark.parametrize("shape", [((5, 3, 9, 9), (4, 3, 3, 3)),  # one chunk, stacked weight-gradient products
+                                   ((8, 16, 32, 32), (16, 16, 3, 3))])  # 8 chunks on two workers, BLAS beta = 1
+def test_products_run_in_every_arrangement(ceiling, op, shape):
+    spec = conv_spec(*shape, padding=1)
+    times = (ceiling.per_sample_ms(op, spec, np.dtype(np.float32), threads=2, repeats=1),
+             ceiling.side_by_side_ms(op, spec, np.dtype(np.float32), threads=2, repeats=1),
+             ceiling.whole_batch_ms(op, spec, np.dtype(np.float64), repeats=1))
+    assert all(math.isfinite(t) and t > 0 for t in times)
+    for small in (False, True):
+        assert ceiling.products_ms(op, spec, np.dtype(np.float32), 2, 1, small) > 0
+
+
+def test_summary_bound_is_its_rounds_rest_plus_products(ceiling):
+    def cg(step, conv, rest, products):
+        return {"step_ms": step, "conv_ms": conv, "rest_ms": rest, "ops": [{"products_ms": p} for p in products]}
+
+    runs = {"torch": [{"step_ms": 10.0}, {"step_ms": 12.0}],
+            "convgrad": [cg(15.0, 9.0, 6.5, [2.0, 1.0]), cg(13.0, 8.0, 5.0, [2.5, 0.5])]}
+    row = ceiling.summarise(runs)
+    assert row["bounds_ms"] == [9.5, 8.0]
+    assert row["bound_ms"] == 8.0 == row["rest_ms"] + row["products_ms"]  # the lower median's round, whole
+    assert row["convgrad_conv_ms"] == 8.0
+    assert row["torch_step_ms"] == 11.0 and row["convgrad_step_ms"] == 14.0
+    assert row["ratio_bound"] == pytest.approx(8.0 / 11.0)
 
 
 def test_products_refuse_groups(ceiling):
@@ -83,7 +101,7 @@ def test_kernels_run_on_the_executor(scaling, name, share):
     assert name in scaling.KERNELS
     run = scaling._kernel(name, share)
     run()
-    run()  # the workers' arrays are made once and kept
+    run()
 
 
 def test_worker_start_latency_is_measured(scaling):
@@ -92,7 +110,22 @@ def test_worker_start_latency_is_measured(scaling):
     assert all(0 <= median <= worst for median, worst in out.values())
 
 
-def test_cases_name_the_algorithm_auto_picks(scaling):
+def test_every_column_times_the_algorithm_picked_for_two_threads(scaling):
     for case in scaling.CASES:
         _, xs, ws, stride, padding, op = case
-        assert scaling._algorithm_name(case) == algorithms.choose(conv_spec(xs, ws, stride=stride, padding=padding), op).name
+        spec = conv_spec(xs, ws, stride=stride, padding=padding)
+        for threads in (1, 2):
+            with convgrad.runtime.settings(num_threads=threads):
+                assert scaling._algorithm_name(case, threads) == algorithms.choose(spec, op).name
+    _, name = scaling._convolution(scaling.CASES[0], 4, "tapgemm")  # a child times the name it is given
+    assert name == "tapgemm"
+
+
+def test_row_oriented_forward_is_the_convolution():
+    module = _load("row_forward_parts")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 4, 7, 6))  # five samples in chunks of two: the last chunk is short
+    w = rng.standard_normal((3, 4, 3, 3))
+    y, parts = module.row_forward(x, w, nb=2)
+    np.testing.assert_allclose(y, convgrad.conv2d(x, w, padding=1), rtol=1e-12, atol=1e-12)
+    assert set(parts) == set(module.PARTS) and all(t >= 0 for t in parts.values())
