@@ -43,6 +43,7 @@ Not a test. About two minutes on the 2-core machine (three rounds); run it with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -57,11 +58,6 @@ from pathlib import Path
 
 import numpy as np
 
-#: Bytes of one chunk's im2col matrices in the per-sample arrangement (samplegemm's CHUNK_BYTES: the core's L2)
-CHUNK_BYTES = 2**20
-#: Flops of one sample's weight-gradient product from which it is added straight into the sum (as
-#: samplegemm's ACCUMULATE_FLOPS); smaller ones are one stacked product per chunk, then summed
-SMALL_PRODUCT = 2e6
 #: Bytes of one chunk's im2col matrix in the side-by-side arrangement
 SIDE_BYTES = 2**21
 
@@ -97,6 +93,13 @@ def _on_workers(the_plan, scratch, process, repeats: int) -> float:
         return _median_ms(lambda: parallel.run(the_plan, make, process), repeats)
 
 
+def _plan(n: int, nb: int, threads: int):
+    """The chunks of ``nb`` of ``n`` samples on at most ``threads`` workers (no more workers than chunks)."""
+    from convgrad import parallel
+
+    return parallel.Plan(batch=n, chunk=nb, workers=max(1, min(threads, -(-n // nb))))
+
+
 def _dims(spec) -> tuple[int, int, int, int]:
     """``(N, O, C*K, L)`` of a one-group spec's im2col products."""
     if spec.groups != 1:
@@ -105,13 +108,16 @@ def _dims(spec) -> tuple[int, int, int, int]:
 
 
 def per_sample_ms(op: str, spec, dtype, threads: int, repeats: int) -> float:
-    """The products of ``op`` sample by sample, in chunks of ~CHUNK_BYTES, on convgrad's workers, operands hot."""
-    from convgrad import blas, parallel
+    """The products of ``op`` sample by sample, in chunks whose im2col matrices fill samplegemm's ``CHUNK_BYTES``
+    (the core's L2), on convgrad's workers, operands hot; the weight gradient as samplegemm makes it (a sample's
+    product added straight into the sum from ``ACCUMULATE_FLOPS``, else one stacked product per chunk, summed)."""
+    from convgrad import blas
+    from convgrad.algorithms.samplegemm import ACCUMULATE_FLOPS, CHUNK_BYTES
 
     n, o, ck, length = _dims(spec)
     itemsize = np.dtype(dtype).itemsize
     nb = max(1, min(n, CHUNK_BYTES // (ck * length * itemsize)))
-    the_plan = parallel.Plan(batch=n, chunk=nb, workers=max(1, min(threads, -(-n // nb))))
+    the_plan = _plan(n, nb, threads)
     rng = np.random.default_rng(0)
 
     def scratch():
@@ -126,7 +132,7 @@ def per_sample_ms(op: str, spec, dtype, threads: int, repeats: int) -> float:
             np.matmul(s["w"], s["cols"][:k], out=s["y"][:k])  # (O, CK) @ (k, CK, L)
         elif op == "grad_input":
             np.matmul(s["w"].T, s["dy"][:k], out=s["dcols"][:k])  # (CK, O) @ (k, O, L)
-        elif 2 * o * ck * length >= SMALL_PRODUCT:
+        elif 2 * o * ck * length >= ACCUMULATE_FLOPS:
             for i in range(k):
                 blas.gemm(s["dy"][i], s["cols"][i].T, s["dw"], beta=1.0)  # dw += (O, L) @ (L, CK)
         else:  # small products: one stacked call, then the sum over the chunk's samples
@@ -139,11 +145,11 @@ def per_sample_ms(op: str, spec, dtype, threads: int, repeats: int) -> float:
 def side_by_side_ms(op: str, spec, dtype, threads: int, repeats: int) -> float:
     """The products of ``op`` over chunks of samples laid side by side (batch-last im2col), ~SIDE_BYTES each,
     on convgrad's workers, operands hot: one product per chunk, ``(O, C*K) @ (C*K, nb*L)`` and so on."""
-    from convgrad import blas, parallel
+    from convgrad import blas
 
     n, o, ck, length = _dims(spec)
     nb = max(1, min(n, SIDE_BYTES // (ck * length * np.dtype(dtype).itemsize)))
-    the_plan = parallel.Plan(batch=n, chunk=nb, workers=max(1, min(threads, -(-n // nb))))
+    the_plan = _plan(n, nb, threads)
     rng = np.random.default_rng(0)
 
     def scratch():
@@ -188,12 +194,10 @@ def products_ms(op: str, spec, dtype, threads: int, repeats: int, small: bool) -
     one thread in the step, :func:`convgrad.algorithms.is_small`) every arrangement runs on one thread too."""
     from convgrad import blas
 
-    if small:
-        with blas.single_threaded():
-            return min(per_sample_ms(op, spec, dtype, 1, repeats), side_by_side_ms(op, spec, dtype, 1, repeats),
-                       whole_batch_ms(op, spec, dtype, repeats))
-    return min(per_sample_ms(op, spec, dtype, threads, repeats), side_by_side_ms(op, spec, dtype, threads, repeats),
-               whole_batch_ms(op, spec, dtype, repeats))
+    threads = 1 if small else threads
+    with blas.single_threaded() if small else contextlib.nullcontext():
+        return min(per_sample_ms(op, spec, dtype, threads, repeats), side_by_side_ms(op, spec, dtype, threads, repeats),
+                   whole_batch_ms(op, spec, dtype, repeats))
 
 
 def _convgrad_child(net: str, dtype: str, steps: int, threads: int, repeats: int) -> dict:
