@@ -21,7 +21,7 @@ what an operation of a few hundred microseconds pays for its second core.
 
     python benchmarks/thread_scaling.py [--repeats 20] [--json benchmarks/results/thread_scaling.json]
 
-Not a test. About a minute on the 2-core machine; run it with nothing else running.
+Not a test. Under a minute on the 2-core machine; run it with nothing else running.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,7 +55,7 @@ KERNELS = ("numpy copy 1 MiB x 64", "BLAS product (32, 288) @ (288, 910) x 16")
 
 
 def _convolution(case, batch: int, name: str):
-    """A callable running ``case``'s operation on ``batch`` elements with algorithm ``name``, and the name."""
+    """A callable running ``case``'s operation on ``batch`` elements with algorithm ``name``."""
     from convgrad import algorithms
     from convgrad.spec import conv_spec
 
@@ -65,17 +67,18 @@ def _convolution(case, batch: int, name: str):
     dy = rng.standard_normal(spec.output_shape).astype(np.float32)
     a, b = {"forward": (x, w), "grad_input": (dy, w), "grad_weight": (x, dy)}[op]
     alg = algorithms.get_algorithm(name)  # one algorithm in every column (auto's pick depends on the threads)
-    return (lambda: algorithms.execute(alg, op, spec, a, b)), alg.name
+    return lambda: algorithms.execute(alg, op, spec, a, b)
 
 
 def _kernel(name: str, share: int):
     """A callable doing ``1 / share`` of a plain NumPy kernel's work per call, as chunks on convgrad's workers
     (:func:`convgrad.parallel.run`, the executor of the algorithms), each worker with its own arrays."""
+    import convgrad
     from convgrad import parallel
 
     copy = name.startswith("numpy copy")
     chunks = (64 if copy else 16) // share
-    the_plan = parallel.Plan(batch=chunks, chunk=1, workers=min(chunks, _threads()))
+    the_plan = parallel.Plan(batch=chunks, chunk=1, workers=min(chunks, convgrad.get_num_threads()))
     rng = np.random.default_rng(0)
 
     def scratch():
@@ -87,7 +90,6 @@ def _kernel(name: str, share: int):
     states = {}
 
     def make():  # one set of arrays per worker thread, kept from call to call
-        import threading
         key = threading.get_ident()
         if key not in states:
             states[key] = scratch()
@@ -100,11 +102,6 @@ def _kernel(name: str, share: int):
             np.matmul(s["w"], s["cols"], out=s["out"])
 
     return lambda: parallel.run(the_plan, make, process)
-
-
-def _threads() -> int:
-    import convgrad
-    return convgrad.get_num_threads()
 
 
 def _time(f, repeats: int) -> float:
@@ -128,7 +125,7 @@ def _child(what, name: str, share: int, threads: int, repeats: int, ready, go, o
         if isinstance(what, str):
             f = _kernel(what, share)
         else:
-            f, _ = _convolution(what, what[1][0] // share, name)
+            f = _convolution(what, what[1][0] // share, name)
         f()
         ready.put(True)
         go.wait()
@@ -149,6 +146,36 @@ def _run(what, name: str, share: int, threads: int, processes: int, repeats: int
     for p in procs:
         p.join()
     return max(times)
+
+
+def _start_latency(idles_ms=(0.0, 1.0, 5.0, 20.0, 100.0), trials: int = 15) -> dict:
+    """Median and worst microseconds from handing convgrad's pool worker a task to its start, after the
+    worker sat idle for each of ``idles_ms`` while this thread ran Python (as between two operations)."""
+    from convgrad import parallel
+
+    pool = parallel._executor(1)
+    pool.submit(lambda: None).result()
+    out = {}
+    for idle in idles_ms:
+        waits = []
+        for _ in range(trials):
+            end = time.perf_counter() + idle / 1e3
+            while time.perf_counter() < end:
+                pass
+            start = time.perf_counter()
+            waits.append(1e6 * (pool.submit(time.perf_counter).result() - start))
+        out[idle] = (statistics.median(waits), max(waits))
+    return out
+
+
+def _algorithm_name(case, threads: int = 2) -> str:
+    """``auto``'s pick for ``case`` with ``threads`` threads (the library's default here): every column uses it."""
+    from convgrad import algorithms, runtime
+    from convgrad.spec import conv_spec
+
+    _, xs, ws, stride, padding, op = case
+    with runtime.settings(num_threads=threads):
+        return algorithms.choose(conv_spec(xs, ws, stride=stride, padding=padding), op, 4).name
 
 
 def main(argv=None) -> int:
@@ -183,38 +210,6 @@ def main(argv=None) -> int:
     args.json.write_text(json.dumps(record, indent=1) + "\n")
     print(f"load average {record['load_average_before']:.2f} -> {record['load_average_after']:.2f}; written {args.json}")
     return 0
-
-
-def _start_latency(idles_ms=(0.0, 1.0, 5.0, 20.0, 100.0), trials: int = 15) -> dict:
-    """Median and worst microseconds from handing convgrad's pool worker a task to its start, after the
-    worker sat idle for each of ``idles_ms`` while this thread ran Python (as between two operations)."""
-    import statistics
-
-    from convgrad import parallel
-
-    pool = parallel._executor(1)
-    pool.submit(lambda: None).result()
-    out = {}
-    for idle in idles_ms:
-        waits = []
-        for _ in range(trials):
-            end = time.perf_counter() + idle / 1e3
-            while time.perf_counter() < end:
-                pass
-            start = time.perf_counter()
-            waits.append(1e6 * (pool.submit(time.perf_counter).result() - start))
-        out[idle] = (statistics.median(waits), max(waits))
-    return out
-
-
-def _algorithm_name(case, threads: int = 2) -> str:
-    """``auto``'s pick for ``case`` with ``threads`` threads (the library's default here): every column uses it."""
-    from convgrad import algorithms, runtime
-    from convgrad.spec import conv_spec
-
-    _, xs, ws, stride, padding, op = case
-    with runtime.settings(num_threads=threads):
-        return algorithms.choose(conv_spec(xs, ws, stride=stride, padding=padding), op, 4).name
 
 
 if __name__ == "__main__":
